@@ -1,0 +1,5 @@
+import sys
+
+from lupus_alerts.cli import main
+
+sys.exit(main())

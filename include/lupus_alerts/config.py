@@ -1,0 +1,216 @@
+"""The project's configuration: one YAML file, validated once at load.
+
+The file is `lupus-alerts.yaml` in the working directory unless `LUPUS_ALERTS_CONFIG` names
+another. Secrets never live here: they come from Airflow connections or the environment (see
+`lupus_alerts.connections`). Relative paths in the file are relative to the file itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_ENV = "LUPUS_ALERTS_CONFIG"
+DEFAULT_CONFIG_NAME = "lupus-alerts.yaml"
+
+# Finds lupus in the lupus-erythematosus sense, and keeps out lupus vulgaris (cutaneous TB),
+# lupus pernio (sarcoidosis) and Canis lupus. Reasoning in docs/pubmed-query.md.
+DEFAULT_PUBMED_QUERY = (
+    '("Lupus Erythematosus, Systemic"[Mesh] OR "Lupus Nephritis"[Mesh]'
+    ' OR "Lupus Erythematosus, Cutaneous"[Mesh] OR "Lupus Erythematosus, Discoid"[Mesh]'
+    ' OR "Lupus Vasculitis, Central Nervous System"[Mesh]'
+    ' OR "systemic lupus"[tiab] OR "lupus erythematosus"[tiab] OR "lupus nephritis"[tiab]'
+    ' OR "cutaneous lupus"[tiab] OR "discoid lupus"[tiab] OR "neonatal lupus"[tiab]'
+    ' OR "drug-induced lupus"[tiab] OR "drug induced lupus"[tiab]'
+    ' OR "neuropsychiatric lupus"[tiab] OR NPSLE[tiab] OR "lupus anticoagulant"[tiab]'
+    ' OR "lupus-like"[tiab] OR "lupus flare"[tiab] OR "childhood-onset lupus"[tiab]'
+    ' OR "juvenile lupus"[tiab] OR "lupus patients"[tiab] OR "lupus pregnancy"[tiab])'
+    ' NOT ("Lupus Vulgaris"[Mesh] OR "lupus vulgaris"[tiab] OR "lupus pernio"[tiab]'
+    ' OR "Wolves"[Mesh] OR "Canis lupus"[tiab])'
+)
+
+
+class ConfigError(Exception):
+    """The configuration file is missing or invalid. The message names file, field and fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PubMedSettings(_Strict):
+    base_url: str = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
+    query: str = DEFAULT_PUBMED_QUERY
+    connection_id: str = "ncbi_default"
+    overlap_days: int = Field(7, ge=0, le=365)
+    initial_lookback_days: int = Field(7, ge=1, le=36500)
+    batch_size: int = Field(500, ge=1, le=10000)
+    max_hits_per_window: int = Field(9999, ge=1, le=9999)
+    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(6, ge=0, le=20)
+
+    @field_validator("base_url")
+    @classmethod
+    def _slash(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return v if v.endswith("/") else v + "/"
+
+
+class FeedConfig(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str
+    publisher: str
+    url: str
+    all_lupus: bool = False  # every item is about lupus (a lupus journal)
+    verified: bool = False  # URL seen to serve a feed (see docs/feeds.md)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return v
+
+
+class FeedSettings(_Strict):
+    timeout_s: float = Field(20.0, gt=0)
+    max_bytes: int = Field(10_000_000, ge=1_000)
+    concurrency: int = Field(8, ge=1, le=64)
+    user_agent: str = "lupus-alerts/0.1 (literature alerts for lupus clinicians; mailto:ops@example.org)"
+
+
+class DigestSettings(_Strict):
+    sender: str = "Lupus Alerts <digest@lupus-alerts.example.org>"
+    reply_to: str = "editors@lupus-alerts.example.org"
+    public_base_url: str = "https://lupus-alerts.example.org"
+    unsubscribe_mailto: str = "unsubscribe@lupus-alerts.example.org"
+    max_papers: int = Field(50, ge=1, le=1000)
+    timezone: str = "UTC"
+
+
+class MailSettings(_Strict):
+    mode: Literal["outbox", "smtp"] = "outbox"
+    outbox_dir: Path = Path("outbox")
+    smtp_connection_id: str = "smtp_default"
+    rate_per_second: float = Field(20.0, gt=0)
+    max_permanent_failures: int = Field(3, ge=1)
+
+
+class ScheduleSettings(_Strict):
+    ingest_cron: str = "0 5 * * *"
+    # Digests normally follow the ingest's asset event; this time is the fallback that sends
+    # late digests when the ingest failed (see docs/operations.md).
+    digest_fallback_cron: str = "0 9 * * *"
+    timezone: str = "UTC"
+
+
+class Settings(_Strict):
+    """The whole validated configuration."""
+
+    data_dir: Path = Path("data")
+    store_url: str | None = None  # default: SQLite file in data_dir
+    taxonomy: Path | None = None  # default: the packaged taxonomy
+    pubmed: PubMedSettings = PubMedSettings()
+    feeds: list[FeedConfig] = []
+    feed_settings: FeedSettings = FeedSettings()
+    digest: DigestSettings = DigestSettings()
+    mail: MailSettings = MailSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    source_file: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_feed_ids(self) -> Settings:
+        seen: set[str] = set()
+        for f in self.feeds:
+            if f.id in seen:
+                raise ValueError(f"feed id {f.id!r} appears twice")
+            seen.add(f.id)
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The store's SQLAlchemy URL."""
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{(self.data_dir / 'lupus-alerts.db').resolve()}"
+
+    def feed(self, feed_id: str) -> FeedConfig:
+        for f in self.feeds:
+            if f.id == feed_id:
+                return f
+        raise KeyError(f"no feed with id {feed_id!r} in the configuration")
+
+
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to use: the argument, else $LUPUS_ALERTS_CONFIG, else ./lupus-alerts.yaml."""
+    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate the configuration; raise ConfigError naming file, field and problem."""
+    p = config_path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{p}: configuration file not found (set {CONFIG_ENV} or create {DEFAULT_CONFIG_NAME})"
+        ) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of settings")
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_describe(p, e)) from None
+    return _resolve_paths(settings, p)
+
+
+def settings_from_dict(raw: dict, base_dir: Path | None = None) -> Settings:
+    """Validate settings given as a dict (tests, tools); relative paths resolve from base_dir."""
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_describe(Path("<dict>"), e)) from None
+    return _resolve_paths(settings, (base_dir or Path.cwd()) / "<dict>")
+
+
+def _resolve_paths(s: Settings, file: Path) -> Settings:
+    base = file.parent.resolve()
+
+    def res(x: Path | None) -> Path | None:
+        return None if x is None else (x if x.is_absolute() else (base / x).resolve())
+
+    store_url = s.store_url
+    if store_url and store_url.startswith("sqlite:///") and not store_url.startswith("sqlite:////"):
+        rel = store_url.removeprefix("sqlite:///")
+        if rel and rel != ":memory:":
+            store_url = f"sqlite:///{(base / rel).resolve()}"
+    return s.model_copy(
+        update={
+            "data_dir": res(s.data_dir),
+            "taxonomy": res(s.taxonomy),
+            "store_url": store_url,
+            "mail": s.mail.model_copy(update={"outbox_dir": res(s.mail.outbox_dir)}),
+            "source_file": file if file.name != "<dict>" else None,
+        }
+    )
+
+
+def _describe(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration ({err.error_count()} problem(s))"]
+    for e in err.errors():
+        where = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (misspelt? see lupus-alerts.yaml.example for the valid fields)"
+        else:
+            msg = e["msg"]
+        lines.append(f"  - {where}: {msg}")
+    return "\n".join(lines)

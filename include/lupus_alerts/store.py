@@ -1,0 +1,307 @@
+"""The project's own database: tables, engine, and migrations.
+
+Separate from Airflow's metadata DB (Airflow 3 forbids tasks to use its ORM). SQLAlchemy Core
+on SQLite (default) or PostgreSQL; the schema is owned by Alembic migrations in
+`lupus_alerts/migrations`, so an upgrade never loses data. The tables below mirror the latest
+migration and are what the code queries; `tests/unit/test_store_schema.py` checks they agree.
+
+Tables
+- papers: one row per paper after merging (the merged record as JSON plus indexed keys).
+- paper_sources: each source's view of a paper (provenance; the inputs to the merge).
+- paper_topics: the classifier's labels, one row per (paper, label), for selection by topic.
+- paper_updates: retractions, errata and concerns found for papers already stored.
+- feed_state: per-feed polling state (conditional-GET validators, last outcome).
+- watermarks: named high-water marks (e.g. the end of the last PubMed window).
+- counters: named monotonic counters (announcement and update numbers).
+- subscribers, subscriber_topics: who gets what.
+- deliveries: the delivery ledger, one row per (subscriber, digest period).
+- ingest_runs: one row per pipeline run and source, what it fetched and what failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+# Timestamps are stored as naive UTC: SQLite has no time zones and PostgreSQL must agree.
+Timestamp = sa.DateTime(timezone=False)
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+papers = sa.Table(
+    "papers",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("doi", sa.String(512), unique=True),
+    sa.Column("pmid", sa.String(16), unique=True),
+    sa.Column("pmcid", sa.String(24)),
+    # normalised title + journal + year: merges DOI-less feed items with their later PubMed record
+    sa.Column("title_key", sa.String(64), index=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("journal", sa.String(512)),
+    sa.Column("pub_date", sa.Date),
+    sa.Column("record", Json, nullable=False),  # the merged Paper (paper schema)
+    sa.Column("is_lupus", sa.Boolean),  # None until classified
+    sa.Column("relevance_score", sa.Float),
+    sa.Column("classification", Json),  # the Classification (with evidence), as JSON
+    sa.Column("needs_classification", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("is_retracted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("announce_no", sa.BigInteger, unique=True),  # None until announced
+    sa.Column("announced_at", Timestamp),
+    sa.Column("first_seen_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+sa.Index("ix_papers_needs_classification", papers.c.needs_classification)
+
+paper_sources = sa.Table(
+    "paper_sources",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("paper_id", sa.BigInteger, sa.ForeignKey("papers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("source", sa.String(128), nullable=False),  # "pubmed" or "feed:<id>"
+    sa.Column("source_key", sa.String(1024), nullable=False),  # PMID, or item guid/link
+    sa.Column("record", Json, nullable=False),  # that source's Paper, as it last said it
+    sa.Column("first_seen_at", Timestamp, nullable=False),
+    sa.Column("last_seen_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("source", "source_key"),
+)
+sa.Index("ix_paper_sources_paper_id", paper_sources.c.paper_id)
+
+paper_topics = sa.Table(
+    "paper_topics",
+    metadata,
+    sa.Column("paper_id", sa.BigInteger, sa.ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("label", sa.String(64), primary_key=True),
+    sa.Column("score", sa.Float, nullable=False),
+)
+sa.Index("ix_paper_topics_label", paper_topics.c.label, paper_topics.c.paper_id)
+
+paper_updates = sa.Table(
+    "paper_updates",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("paper_id", sa.BigInteger, sa.ForeignKey("papers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),  # a models.NOTICE_KINDS value
+    sa.Column("notice_key", sa.String(512), nullable=False),  # PMID/DOI/citation of the notice
+    sa.Column("notice", Json, nullable=False),
+    sa.Column("detected_at", Timestamp, nullable=False),
+    sa.Column("update_no", sa.BigInteger, unique=True),  # None until flagged for digests
+    sa.UniqueConstraint("paper_id", "kind", "notice_key"),
+)
+
+feed_state = sa.Table(
+    "feed_state",
+    metadata,
+    sa.Column("feed_id", sa.String(128), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("final_url", sa.Text),  # after redirects
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_warning", sa.Text),
+    sa.Column("last_polled_at", Timestamp),
+    sa.Column("last_success_at", Timestamp),
+    sa.Column("items_last", sa.Integer),
+    sa.Column("dois_last", sa.Integer),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default="0"),
+)
+
+watermarks = sa.Table(
+    "watermarks",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("value", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),  # stored lower-cased
+    sa.Column("name", sa.String(256)),
+    sa.Column("all_topics", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("frequency", sa.String(16), nullable=False, server_default="daily"),  # daily|weekly
+    sa.Column("weekday", sa.Integer),  # 0=Monday..6=Sunday, for weekly
+    sa.Column("max_papers", sa.Integer, nullable=False, server_default="50"),
+    sa.Column("send_when_empty", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("cursor", sa.BigInteger, nullable=False, server_default="0"),  # last announce_no sent
+    sa.Column("update_cursor", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("permanent_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+subscriber_topics = sa.Table(
+    "subscriber_topics",
+    metadata,
+    sa.Column(
+        "subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("label", sa.String(64), primary_key=True),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("period", sa.String(32), nullable=False),  # "2026-11-27" daily, "2026-W48" weekly
+    # queued -> sending -> sent | failed_transient | failed_permanent
+    sa.Column("state", sa.String(24), nullable=False),
+    sa.Column("message_id", sa.String(256), nullable=False),
+    sa.Column("announce_from", sa.BigInteger, nullable=False),  # exclusive
+    sa.Column("announce_to", sa.BigInteger, nullable=False),  # inclusive
+    sa.Column("update_from", sa.BigInteger, nullable=False),
+    sa.Column("update_to", sa.BigInteger, nullable=False),
+    sa.Column("paper_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("smtp_code", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("sent_at", Timestamp),
+    sa.UniqueConstraint("subscriber_id", "period"),
+)
+sa.Index("ix_deliveries_period_state", deliveries.c.period, deliveries.c.state)
+
+ingest_runs = sa.Table(
+    "ingest_runs",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("run_id", sa.String(256), nullable=False),
+    sa.Column("source", sa.String(128), nullable=False),
+    sa.Column("window_start", Timestamp),
+    sa.Column("window_end", Timestamp),
+    sa.Column("stats", Json, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("finished_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("run_id", "source"),
+)
+
+
+def utcnow() -> datetime:
+    """Naive UTC now, the form every timestamp column stores. Not for choosing data windows."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+_engines: dict[str, Engine] = {}
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the store, with SQLite set up for concurrent writers (WAL, busy timeout)."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            # Let SQLAlchemy's BEGIN below start the transaction, so writers take the lock
+            # up front (BEGIN IMMEDIATE) instead of failing on lock upgrade.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def get_engine(url: str) -> Engine:
+    """A process-wide engine per URL (tasks and CLI commands share one pool)."""
+    if url not in _engines:
+        _engines[url] = make_engine(url)
+    return _engines[url]
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One database transaction: committed on success, rolled back on error."""
+    with engine.begin() as conn:
+        yield conn
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the store's schema to `revision` with Alembic (creates the database if new)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+def current_revision(url: str) -> str | None:
+    """The Alembic revision the store is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with make_engine(url).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def alembic_config(url: str):  # type: ignore[no-untyped-def]
+    """An Alembic Config for the packaged migrations, pointed at `url`."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def next_numbers(conn: Connection, name: str, count: int) -> range:
+    """Reserve `count` consecutive numbers from the named counter, inside conn's transaction.
+
+    The counter row is updated in place, so concurrent transactions serialise on it (a row lock on
+    PostgreSQL, the database write lock on SQLite) and numbers are never handed out twice.
+    """
+    if count <= 0:
+        return range(0)
+    row = conn.execute(
+        sa.update(counters)
+        .where(counters.c.name == name)
+        .values(value=counters.c.value + count)
+        .returning(counters.c.value)
+    ).first()
+    if row is None:
+        conn.execute(sa.insert(counters).values(name=name, value=count))
+        end = count
+    else:
+        end = int(row[0])
+    return range(end - count + 1, end + 1)
+
+
+def counter_value(conn: Connection, name: str) -> int:
+    """The last number handed out by the named counter (0 if none yet)."""
+    v = conn.execute(sa.select(counters.c.value).where(counters.c.name == name)).scalar()
+    return int(v or 0)
