@@ -169,7 +169,9 @@ deliveries = sa.Table(
     "deliveries",
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
-    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("period", sa.String(32), nullable=False),  # "2026-11-27" daily, "2026-W48" weekly
     # queued -> sending -> sent | failed_transient | failed_permanent
     sa.Column("state", sa.String(24), nullable=False),

@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Lupus literature alerts: ingest PubMed and journal feeds, classify, email digests.",
     )
     parser.add_argument(
-        "--config", metavar="FILE", help="configuration file (default: $LUPUS_ALERTS_CONFIG or ./lupus-alerts.yaml)"
+        "--config",
+        metavar="FILE",
+        help="configuration file (default: $LUPUS_ALERTS_CONFIG or ./lupus-alerts.yaml)",
     )
     root = parser.add_subparsers(title="commands", metavar="COMMAND")
     groups = Groups(root)
