@@ -20,7 +20,8 @@ def machine() -> str:
     """A one-line description of the machine the figures come from."""
     import os
 
-    return f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}"
+    py = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"{py}, {os.cpu_count()} CPUs, {platform.machine()}"
 
 
 def write_section(name: str, title: str, body: str, command: str) -> None:
