@@ -1,0 +1,157 @@
+"""
+# lupus_ingest: new lupus papers from PubMed and the journals, once a day
+
+**What it does.** For the run's window (the data interval of a scheduled run; from the end of
+the last complete run to now for a manual run) it searches PubMed and fetches the records in
+batches (pool `ncbi`, sized to NCBI's rate limit), polls every configured journal feed (one
+mapped task per journal, labelled with its name), then merges, deduplicates by DOI, classifies
+and numbers the new lupus papers. It updates the Asset `lupus_alerts://papers`, whose event
+carries the counts (per source, new papers, per topic); that event starts `lupus_digest`.
+
+**Where state lives.** Papers, feed state and per-run stats are in the project's store (see
+`store_url` in `lupus-alerts.yaml`, table `ingest_runs`), never in XCom. Every task is
+idempotent: clearing any task or rerunning any run leaves the store in the same state, and
+announcement numbers are handed out once (hence `max_active_runs=1`).
+
+**When it fails.**
+- `fetch_pubmed` red: NCBI down or rate-limited beyond the retries. Clear the task when NCBI is
+  back; the next run's search overlaps the last `pubmed.overlap_days` anyway, so nothing is lost.
+- a `poll_feed` instance red: that journal's feed failed (its error is in the log and on the
+  *Lupus feed health* page). The other journals and PubMed carry on. Check the URL in
+  `lupus-alerts.yaml`; a feed that keeps failing is listed by `feed_health`.
+- `classify_and_announce` red: a bug or a store problem; fix, then clear it. Until it succeeds
+  no new papers are announced, and digests go out late (see `lupus_digest`).
+- Configuration errors name the file, the field and the problem in the first task's log.
+
+Failure emails go to the Airflow Variable `lupus_alerts_operator_email` through the SMTP
+connection `smtp_default`. Runbook: `docs/operations.md`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+from airflow.sdk import Asset, CronDataIntervalTimetable, dag, get_current_context, task
+
+from lupus_alerts.pipeline import schedule_settings
+
+PAPERS = Asset("lupus_alerts://papers")
+# Tests and the demo shorten the wait between retries; production keeps the default.
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("LUPUS_ALERTS_RETRY_DELAY_S", "120")))
+
+notify_operators = SmtpNotifier(
+    to="{{ var.value.get('lupus_alerts_operator_email', 'ops@lupus-alerts.example.org') }}",
+    from_email="{{ var.value.get('lupus_alerts_alert_sender', 'airflow@lupus-alerts.example.org') }}",
+    subject="[lupus-alerts] {{ ti.dag_id }}.{{ ti.task_id }} failed ({{ run_id }})",
+    html_content=(
+        "<p>Task <b>{{ ti.dag_id }}.{{ ti.task_id }}</b> (map index {{ ti.map_index }}) failed "
+        "in run {{ run_id }}, try {{ ti.try_number }}.</p><p>{{ exception }}</p>"
+        "<p>Runbook: docs/operations.md; log: {{ ti.log_url }}</p>"
+    ),
+    smtp_conn_id="smtp_default",
+)
+
+default_args: dict[str, Any] = {
+    "owner": "lupus-alerts",
+    "retries": 2,
+    "retry_delay": RETRY_DELAY,
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+    "execution_timeout": timedelta(minutes=20),
+    "on_failure_callback": [notify_operators],
+}
+
+
+def _ctx(name: str) -> Any:
+    return get_current_context().get(name)
+
+
+@dag(
+    dag_id="lupus_ingest",
+    schedule=CronDataIntervalTimetable(schedule_settings().ingest_cron, timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    tags=["lupus-alerts", "ingest"],
+    doc_md=__doc__,
+)
+def lupus_ingest() -> None:
+    @task
+    def resolve_window() -> dict[str, Any]:
+        """Validate the config, migrate the store, and fix this run's window [start, end).
+
+        Scheduled runs use their data interval; manual runs start at the last complete run's end.
+        """
+        from lupus_alerts import pipeline
+
+        ctx = get_current_context()
+        dr = ctx["dag_run"]
+        return pipeline.start_ingest(
+            None,
+            data_interval_start=ctx.get("data_interval_start"),
+            data_interval_end=ctx.get("data_interval_end"),
+            run_after=dr.run_after,
+            run_id=dr.run_id,
+        )
+
+    @task
+    def list_feeds() -> list[dict[str, str]]:
+        """The configured journal feeds (id and name), one mapped `poll_feed` each."""
+        from lupus_alerts import pipeline
+
+        return pipeline.list_feeds(None)
+
+    @task(pool="ncbi", execution_timeout=timedelta(minutes=60))
+    def fetch_pubmed(window: dict[str, Any]) -> dict[str, Any]:
+        """Search PubMed for the window and fetch, parse and store the records in batches.
+
+        If red: NCBI is down or throttling; clear it later, nothing is lost (windows overlap).
+        """
+        from lupus_alerts import pipeline
+
+        return pipeline.pubmed_ingest(None, window=window, run_id=_ctx("run_id"))
+
+    @task(map_index_template="{{ task.op_kwargs['feed']['name'] }}", execution_timeout=timedelta(minutes=10))
+    def poll_feed(feed: dict[str, str], window: dict[str, Any]) -> dict[str, Any]:
+        """Poll one journal's feed (conditional GET) and store its lupus items.
+
+        If red: this journal's feed failed; the others carry on. See the *Lupus feed health* page.
+        """
+        from lupus_alerts import pipeline
+
+        return pipeline.poll_feed(None, feed_id=feed["id"], run_id=_ctx("run_id"), window=window)
+
+    @task(outlets=[PAPERS], trigger_rule="all_done")
+    def classify_and_announce(window: dict[str, Any]) -> dict[str, Any]:
+        """Classify new papers by subspecialty, number the new lupus ones, and update the Asset.
+
+        Runs even if a source failed, so what did arrive still goes out.
+        """
+        from lupus_alerts import pipeline
+
+        extra = pipeline.classify_and_announce(None, run_id=_ctx("run_id"), window=window)
+        _ctx("outlet_events")[PAPERS].extra = extra
+        return extra
+
+    @task(trigger_rule="all_done", retries=2)
+    def feed_health() -> dict[str, Any]:
+        """Log a table of every feed's health: last success, HTTP status, failures, last error."""
+        from lupus_alerts import pipeline
+
+        return pipeline.feed_health_table(None)
+
+    window = resolve_window()
+    feeds = list_feeds()
+    pubmed = fetch_pubmed(window)
+    polled = poll_feed.partial(window=window).expand(feed=feeds)
+    announced = classify_and_announce(window)
+    [pubmed, polled] >> announced
+    announced >> feed_health()
+
+
+lupus_ingest()

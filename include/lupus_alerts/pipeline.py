@@ -1,0 +1,584 @@
+"""What each Airflow task calls: one function per task, each returning a small summary dict.
+
+The DAG files in `dags/` are a table of contents; every task body is one call into this module,
+and this module is glue: it loads the settings, opens the store and calls the library module
+that owns the work (`pubmed`, `feeds`, `announce`, `delivery`). Papers flow through the store,
+never through XCom: what a task returns is a JSON-able summary small enough for the UI.
+
+Every function takes plain arguments (a config path or `Settings`, the run's window, its
+run_id), so it runs the same under `dag.test()`, a real scheduler, the demo and a unit test.
+This module imports nothing heavy at import time: the DAG files import it while being parsed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from lupus_alerts.config import ScheduleSettings, Settings, load_config
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+# Source names in store.ingest_runs besides "pubmed" and "feed:<id>".
+ANNOUNCE_SOURCE = "announce"
+PUBMED_SOURCE = "pubmed"
+# The watermark a manual (or asset-triggered) ingest run starts from when it has no data interval.
+RUN_WATERMARK = "ingest_run_end"
+# Subscribers per mapped send task: enough to amortise a task's start-up, few enough that a
+# retry of one chunk repeats little (the ledger makes a repeat harmless anyway).
+DIGEST_CHUNK_SIZE = 50
+
+
+class PipelineError(Exception):
+    """A pipeline step failed in a way the operator must see (the task goes red)."""
+
+
+class FeedPollFailed(PipelineError):
+    """A journal feed could not be polled; its state (error, failures) is already recorded."""
+
+
+class DigestSendFailed(PipelineError):
+    """Some digests in a chunk failed to send; the ledger knows which, a retry resends only those."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunWindow:
+    """The half-open time window [start, end) an ingest run covers (naive UTC).
+
+    `origin` says where it came from: "data_interval" for scheduled runs, "watermark" for
+    manual and asset-triggered runs (which have no data interval in Airflow 3).
+    """
+
+    start: datetime
+    end: datetime
+    origin: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat(), "origin": self.origin}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, str]) -> RunWindow:
+        return cls(datetime.fromisoformat(d["start"]), datetime.fromisoformat(d["end"]), d["origin"])
+
+
+# -- settings and store -------------------------------------------------------------------------
+
+
+def load_settings(config: Settings | str | os.PathLike[str] | None = None) -> Settings:
+    """The validated settings: given, from a path, or from $LUPUS_ALERTS_CONFIG / ./lupus-alerts.yaml."""
+    if isinstance(config, Settings):
+        return config
+    return load_config(config)
+
+
+def open_store(settings: Settings) -> Engine:
+    """The store's engine, migrated to the latest schema (cheap when already current)."""
+    from lupus_alerts import store
+
+    store.upgrade(settings.database_url)
+    return store.get_engine(settings.database_url)
+
+
+def schedule_settings(config: str | os.PathLike[str] | None = None) -> ScheduleSettings:
+    """The schedule section for DAG files at parse time; defaults if the config can't be read.
+
+    DAG parsing must never fail or be slow because of the config: a broken file shows up when
+    the first task loads it (a red task with the file, field and problem), not as an import error.
+    """
+    try:
+        return load_config(config).schedule
+    except Exception as e:  # any problem at parse time means "use the defaults"; tasks report it
+        log.debug("schedule settings unavailable at parse time (%s); using defaults", e)
+        return ScheduleSettings()
+
+
+def _naive_utc(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# -- run bookkeeping ----------------------------------------------------------------------------
+
+
+def read_watermark(engine: Engine, name: str) -> datetime | None:
+    """The stored high-water mark `name`, or None."""
+    import sqlalchemy as sa
+
+    from lupus_alerts import store
+
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(store.watermarks.c.value).where(store.watermarks.c.name == name)
+        ).scalar()
+
+
+def write_watermark(engine: Engine, name: str, value: datetime) -> None:
+    """Move the watermark `name` forward to `value` (never backwards: reruns of old runs are safe)."""
+    import sqlalchemy as sa
+
+    from lupus_alerts import store
+
+    wm = store.watermarks
+    with store.transaction(engine) as conn:
+        current = conn.execute(sa.select(wm.c.value).where(wm.c.name == name)).scalar()
+        if current is None:
+            conn.execute(sa.insert(wm).values(name=name, value=value, updated_at=store.utcnow()))
+        elif value > current:
+            conn.execute(
+                sa.update(wm).where(wm.c.name == name).values(value=value, updated_at=store.utcnow())
+            )
+
+
+def record_run(
+    engine: Engine,
+    run_id: str,
+    source: str,
+    stats: Mapping[str, Any],
+    *,
+    window: RunWindow | None = None,
+    error: str | None = None,
+) -> None:
+    """Upsert one source's stats for a run into store.ingest_runs (keyed by (run_id, source)).
+
+    A retried or cleared task overwrites its row, so the table says what the last attempt did.
+    """
+    import sqlalchemy as sa
+
+    from lupus_alerts import store
+
+    t = store.ingest_runs
+    values = {
+        "window_start": window.start if window else None,
+        "window_end": window.end if window else None,
+        "stats": _jsonable(dict(stats)),
+        "error": error,
+        "finished_at": store.utcnow(),
+    }
+    with store.transaction(engine) as conn:
+        updated = conn.execute(
+            sa.update(t).where(t.c.run_id == run_id, t.c.source == source).values(**values)
+        ).rowcount
+        if not updated:
+            conn.execute(sa.insert(t).values(run_id=run_id, source=source, **values))
+
+
+def run_records(engine: Engine, run_id: str) -> list[dict[str, Any]]:
+    """Every source's row of store.ingest_runs for one run."""
+    import sqlalchemy as sa
+
+    from lupus_alerts import store
+
+    t = store.ingest_runs
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(t.c.source, t.c.stats, t.c.error, t.c.window_start, t.c.window_end)
+            .where(t.c.run_id == run_id)
+            .order_by(t.c.source)
+        ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+# -- ingest -------------------------------------------------------------------------------------
+
+
+def resolve_window(
+    data_interval_start: datetime | str | None,
+    data_interval_end: datetime | str | None,
+    run_after: datetime | str | None,
+    engine: Engine,
+    settings: Settings,
+) -> RunWindow:
+    """The window an ingest run covers.
+
+    Scheduled runs (CronDataIntervalTimetable) use their data interval, so a rerun or a
+    catch-up run of a past day reads exactly that day again. Manual and asset-triggered runs
+    have no data interval in Airflow 3: they cover from the end of the last completed run
+    (the `ingest_run_end` watermark) to the run's `run_after`, or one lookback period before
+    `run_after` on a fresh store. The PubMed step widens its own search by
+    `pubmed.overlap_days` (records are indexed late), so a narrow window loses nothing.
+    """
+    start = _naive_utc(data_interval_start)
+    end = _naive_utc(data_interval_end)
+    if start is not None and end is not None and end > start:
+        return RunWindow(start, end, "data_interval")
+    end = _naive_utc(run_after) or end
+    if end is None:
+        raise PipelineError("a run with neither a data interval nor run_after has no window")
+    mark = read_watermark(engine, RUN_WATERMARK)
+    if mark is not None and mark < end:
+        return RunWindow(mark, end, "watermark")
+    return RunWindow(end - timedelta(days=settings.pubmed.initial_lookback_days), end, "watermark")
+
+
+def start_ingest(
+    config: Settings | str | None,
+    *,
+    data_interval_start: datetime | str | None,
+    data_interval_end: datetime | str | None,
+    run_after: datetime | str | None,
+    run_id: str,
+) -> dict[str, Any]:
+    """Task `resolve_window`: validate the config, migrate the store, decide the run's window."""
+    settings = load_settings(config)
+    engine = open_store(settings)
+    window = resolve_window(data_interval_start, data_interval_end, run_after, engine, settings)
+    summary = {"run_id": run_id, **window.to_dict(), "feeds": len(settings.feeds)}
+    log.info("ingest window %s .. %s (%s) for %s", window.start, window.end, window.origin, run_id)
+    return summary
+
+
+def list_feeds(config: Settings | str | None) -> list[dict[str, str]]:
+    """Task `list_feeds`: the configured feeds as small dicts to map `poll_feed` over."""
+    settings = load_settings(config)
+    return [{"id": f.id, "name": f.name} for f in settings.feeds]
+
+
+def pubmed_ingest(config: Settings | str | None, *, window: Mapping[str, str], run_id: str) -> dict[str, Any]:
+    """Task `fetch_pubmed`: search PubMed for the window and fetch, parse and upsert the records.
+
+    `pubmed.ingest_window` owns the E-utilities conversation (history server, batches of
+    `pubmed.batch_size`, rate limit, window splitting past 9,999 hits) and the merge into the
+    store; this records what it did in store.ingest_runs.
+    """
+    from lupus_alerts import pubmed
+
+    settings = load_settings(config)
+    engine = open_store(settings)
+    w = RunWindow.from_dict(window)
+    try:
+        stats = pubmed.ingest_window(settings, engine, start=w.start, end=w.end)
+    except Exception as e:
+        record_run(engine, run_id, PUBMED_SOURCE, {}, window=w, error=f"{type(e).__name__}: {e}")
+        raise
+    summary = _jsonable(stats)
+    record_run(engine, run_id, PUBMED_SOURCE, summary, window=w)
+    log.info("pubmed: %s", _one_line(summary))
+    return summary
+
+
+def poll_feed(
+    config: Settings | str | None, *, feed_id: str, run_id: str, window: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Task `poll_feed` (one mapped instance per journal): fetch, parse and upsert one feed.
+
+    `feeds.poll_feed` records the feed's state (validators, status, error, failures) whatever
+    happens; a failed poll then raises `FeedPollFailed`, so the journal's mapped task goes red
+    in the UI and its failure notification fires, while the other journals carry on.
+    """
+    from lupus_alerts import feeds
+
+    settings = load_settings(config)
+    engine = open_store(settings)
+    feed = settings.feed(feed_id)
+    w = RunWindow.from_dict(window) if window else None
+    outcome = feeds.poll_feed(settings, engine, feed)
+    summary = _jsonable(outcome)
+    error = summary.get("error") if isinstance(summary, dict) else None
+    record_run(engine, run_id, f"feed:{feed_id}", summary, window=w, error=error)
+    if error:
+        raise FeedPollFailed(f"feed {feed_id} ({feed.name}): {error}")
+    log.info("feed %s: %s", feed_id, _one_line(summary))
+    return summary
+
+
+def classify_and_announce(
+    config: Settings | str | None, *, run_id: str, window: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Task `classify_and_announce`: classify unclassified papers and number the new lupus ones.
+
+    Runs even when a source failed (what did arrive is announced). Records its stats in
+    store.ingest_runs, moves the run watermark forward, and returns the asset event's extra:
+    papers per source for this run, new papers announced, new papers per topic.
+    """
+    from lupus_alerts import announce, classify
+
+    settings = load_settings(config)
+    engine = open_store(settings)
+    before = _last_announce_no(engine)
+    classifier = classify.Classifier(classify.load_taxonomy(settings.taxonomy))
+    stats = announce.classify_and_announce(engine, classifier, now=_now())
+    after = _last_announce_no(engine)
+    extra = asset_extra(engine, run_id, before, after)
+    extra["announce"] = _jsonable(stats)
+    w = RunWindow.from_dict(window) if window else None
+    record_run(engine, run_id, ANNOUNCE_SOURCE, extra, window=w)
+    if w is not None and not extra["failed_sources"]:
+        # Only a fully successful run moves the watermark: a manual rerun after a failure then
+        # covers the failed run's window too.
+        write_watermark(engine, RUN_WATERMARK, w.end)
+    log.info(
+        "announced %d new lupus papers (numbers %d..%d); per source %s; per topic %s; failed %s",
+        extra["new_papers"],
+        before + 1,
+        after,
+        extra["per_source"],
+        extra["per_topic"],
+        extra["failed_sources"] or "none",
+    )
+    return extra
+
+
+def asset_extra(engine: Engine, run_id: str, announce_before: int, announce_after: int) -> dict[str, Any]:
+    """The counts the `lupus_alerts://papers` asset event carries (JSON-able, small)."""
+    import sqlalchemy as sa
+
+    from lupus_alerts import store
+
+    per_source: dict[str, int] = {}
+    failed: list[str] = []
+    for row in run_records(engine, run_id):
+        if row["source"] == ANNOUNCE_SOURCE:
+            continue
+        per_source[row["source"]] = _papers_count(row["stats"] or {})
+        if row["error"]:
+            failed.append(row["source"])
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(store.paper_topics.c.label, sa.func.count())
+            .join(store.papers, store.papers.c.id == store.paper_topics.c.paper_id)
+            .where(store.papers.c.announce_no > announce_before, store.papers.c.announce_no <= announce_after)
+            .group_by(store.paper_topics.c.label)
+            .order_by(store.paper_topics.c.label)
+        ).all()
+    return {
+        "run_id": run_id,
+        "per_source": per_source,
+        "failed_sources": failed,
+        "new_papers": max(0, announce_after - announce_before),
+        "announce_from": announce_before,
+        "announce_to": announce_after,
+        "per_topic": {label: int(n) for label, n in rows},
+    }
+
+
+def _papers_count(stats: Mapping[str, Any]) -> int:
+    # Sources report their item counts under slightly different names; take the first present.
+    for key in ("papers", "parsed", "fetched", "items", "records", "count"):
+        v = stats.get(key)
+        if isinstance(v, int):
+            return v
+    return 0
+
+
+def _last_announce_no(engine: Engine) -> int:
+    import sqlalchemy as sa
+
+    from lupus_alerts import store
+
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.max(store.papers.c.announce_no))).scalar() or 0)
+
+
+def _now() -> datetime:
+    # Announcement time stamps are bookkeeping, not data windows: wall-clock time is right here.
+    from lupus_alerts import store
+
+    return store.utcnow()
+
+
+def _one_line(summary: Any) -> str:
+    if isinstance(summary, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, Mapping | list))
+    return str(summary)
+
+
+# -- feed health --------------------------------------------------------------------------------
+
+
+def feed_health(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
+    """One row per configured feed: last poll, last success, status, failures, last error."""
+    import sqlalchemy as sa
+
+    from lupus_alerts import store
+
+    fs = store.feed_state
+    with engine.connect() as conn:
+        state = {r.feed_id: r for r in conn.execute(sa.select(fs)).all()}
+    rows = []
+    for f in settings.feeds:
+        s = state.get(f.id)
+        failures = int(s.consecutive_failures) if s is not None else 0
+        status = "never polled" if s is None else ("failing" if s.last_error else "ok")
+        rows.append(
+            {
+                "feed_id": f.id,
+                "name": f.name,
+                "status": status,
+                "last_polled_at": s.last_polled_at.isoformat()
+                if s is not None and s.last_polled_at
+                else None,
+                "last_success_at": s.last_success_at.isoformat()
+                if s is not None and s.last_success_at
+                else None,
+                "http_status": s.last_status if s is not None else None,
+                "items_last": s.items_last if s is not None else None,
+                "consecutive_failures": failures,
+                "last_error": s.last_error if s is not None else None,
+                "last_warning": s.last_warning if s is not None else None,
+            }
+        )
+    return rows
+
+
+def format_health_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A fixed-width text table of feed health, for a task log."""
+    cols = (
+        "feed_id",
+        "status",
+        "last_success_at",
+        "http_status",
+        "items_last",
+        "consecutive_failures",
+        "last_error",
+    )
+    heads = ("feed", "status", "last success", "http", "items", "fails", "error")
+    cells = [[("" if r.get(c) is None else str(r.get(c)))[:60] for c in cols] for r in rows]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(heads)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def feed_health_table(config: Settings | str | None) -> dict[str, Any]:
+    """Task `feed_health`: log every feed's health as a table; return the counts by status."""
+    settings = load_settings(config)
+    engine = open_store(settings)
+    rows = feed_health(engine, settings)
+    log.info("feed health:\n%s", format_health_table(rows))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    failing = [r["feed_id"] for r in rows if r["status"] == "failing"]
+    return {"feeds": len(rows), "by_status": counts, "failing": failing}
+
+
+# -- digests ------------------------------------------------------------------------------------
+
+
+def digest_day(
+    logical_date: datetime | str | None, run_after: datetime | str | None, settings: Settings
+) -> date:
+    """The day a digest run is for, in the digest's time zone.
+
+    Fallback (cron) runs have a logical date; asset-triggered runs only a `run_after`.
+    """
+    when = logical_date or run_after
+    if when is None:
+        raise PipelineError("a digest run with neither logical_date nor run_after has no day")
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(ZoneInfo(settings.digest.timezone)).date()
+
+
+def plan_digests(config: Settings | str | None, *, day: date | str) -> dict[str, Any]:
+    """Task `plan_digests`: who is due a digest on `day` (daily ones; weekly ones on their weekday).
+
+    `delivery.plan_period` writes a `queued` ledger row per due subscriber (idempotent: one row
+    per subscriber and period), and the due subscriber ids are split into chunks for the mapped
+    send tasks.
+    """
+    from lupus_alerts import delivery
+
+    settings = load_settings(config)
+    engine = open_store(settings)
+    d = date.fromisoformat(day) if isinstance(day, str) else day
+    plan = delivery.plan_period(engine, settings, day=d, now=_now())
+    ids = sorted(_due_ids(plan))
+    chunks = [ids[i : i + DIGEST_CHUNK_SIZE] for i in range(0, len(ids), DIGEST_CHUNK_SIZE)]
+    summary = {
+        "day": d.isoformat(),
+        "due": len(ids),
+        "chunks": chunks,
+        "plan": _jsonable(_plan_summary(plan)),
+    }
+    log.info("digests for %s: %d subscribers due in %d chunk(s)", d, len(ids), len(chunks))
+    return summary
+
+
+def _due_ids(plan: Any) -> Iterable[int]:
+    if isinstance(plan, Mapping):
+        plan = plan.get("due") or plan.get("subscriber_ids") or []
+    elif hasattr(plan, "due"):
+        plan = plan.due
+    elif hasattr(plan, "subscriber_ids"):
+        plan = plan.subscriber_ids
+    return [int(getattr(x, "subscriber_id", x)) for x in plan]
+
+
+def _plan_summary(plan: Any) -> Any:
+    if is_dataclass(plan) and not isinstance(plan, type):
+        d = asdict(plan)
+        return {k: (len(v) if isinstance(v, list) else v) for k, v in d.items()}
+    return {}
+
+
+def send_digest_chunk(
+    config: Settings | str | None, *, subscriber_ids: Sequence[int], day: date | str
+) -> dict[str, Any]:
+    """Task `send_digests` (mapped over chunks): build and send the due digests of these subscribers.
+
+    The ledger makes this safe to retry or clear: a digest already sent for the period is never
+    sent again. Raises `DigestSendFailed` when some failed transiently, so Airflow retries them.
+    """
+    from lupus_alerts import delivery
+
+    settings = load_settings(config)
+    engine = open_store(settings)
+    d = date.fromisoformat(day) if isinstance(day, str) else day
+    stats = delivery.send_due(engine, settings, day=d, subscriber_ids=list(subscriber_ids), now=_now())
+    summary = _jsonable(stats)
+    log.info("digests %s: %s", d, _one_line(summary))
+    transient = summary.get("failed_transient", 0) if isinstance(summary, dict) else 0
+    if transient:
+        raise DigestSendFailed(
+            f"{transient} digest(s) failed transiently for {d}; retrying resends only those"
+        )
+    return summary
+
+
+def report_digests(results: Iterable[Mapping[str, Any] | None], *, day: date | str) -> dict[str, Any]:
+    """Task `report_digests`: add up the chunks' results into one line for the log and the UI."""
+    totals: dict[str, int] = {}
+    chunks = 0
+    for r in results:
+        if not r:
+            continue
+        chunks += 1
+        for k, v in r.items():
+            if isinstance(v, int) and not isinstance(v, bool):
+                totals[k] = totals.get(k, 0) + v
+    d = day.isoformat() if isinstance(day, date) else day
+    summary = {"day": d, "chunks": chunks, **totals}
+    log.info("digest report %s: %s", d, _one_line(summary))
+    return summary
