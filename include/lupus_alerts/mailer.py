@@ -1,0 +1,551 @@
+"""Digest emails: building the MIME message, and the transports that deliver it.
+
+`build_message` is pure: a rendered `digest.Digest` in, an `EmailMessage` out, with a
+Message-ID derived from (subscriber, period) so that a retry of the same digest carries the same
+Message-ID. Transports share one interface, `send(msg) -> SendResult`, and are context managers:
+
+- `SmtpTransport`: one SMTP connection (plain, STARTTLS or implicit TLS, per the Airflow
+  connection's extras as Airflow's SMTP provider reads them) for many messages, paced to a rate,
+  reconnecting once when the server has dropped an idle connection. Replies are classified:
+  2xx sent, 4xx transient, 5xx permanent; a connection lost after the message body was sent is
+  "unknown" (the server may have accepted it), which the ledger never retries on its own.
+- `OutboxTransport`: one `.eml` file per message, named from the Message-ID (so rewriting the
+  same digest is a no-op), an `.html` preview beside it, and an `index.html` listing them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html as html_lib
+import os
+import re
+import smtplib
+import ssl
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.utils import format_datetime, formataddr, getaddresses, parseaddr
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
+
+from lupus_alerts import connections
+
+if TYPE_CHECKING:
+    from lupus_alerts.config import Settings
+
+SendStatus = Literal["sent", "transient", "permanent", "unknown"]
+LIST_ID_NAME = "Lupus Alerts digest"
+# policy.SMTP folds headers and writes CRLF line ends, as RFC 5322 requires on the wire.
+_POLICY = policy.SMTP.clone(max_line_length=998)
+
+
+class MailerError(Exception):
+    """Base class for mail problems the caller cannot fix by retrying one message."""
+
+
+class TransportError(MailerError):
+    """The transport cannot deliver at all (cannot connect, cannot log in, outbox unwritable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What happened to one message: its status, the SMTP code and text (None for the outbox)."""
+
+    status: SendStatus
+    code: int | None = None
+    message: str = ""
+    recipient: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "sent"
+
+
+class Transport(Protocol):
+    """What delivery needs from a transport."""
+
+    def send(self, msg: EmailMessage) -> SendResult: ...
+
+    def was_sent(self, message_id: str) -> bool | None:
+        """True/False when the transport can tell whether message_id went out, None when it cannot."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# Building the message
+
+
+def sender_domain(settings: Settings) -> str:
+    """The domain of the configured sender, used for Message-IDs and List-Id."""
+    addr = parseaddr(settings.digest.sender)[1]
+    domain = addr.rpartition("@")[2].strip().lower()
+    return domain or "localhost"
+
+
+def message_id_for(subscriber_id: int, period: str, domain: str) -> str:
+    """The Message-ID of a subscriber's digest for a period: the same on every retry.
+
+    Hashed so the id does not reveal the subscriber id; unique per (subscriber, period).
+    """
+    digest = hashlib.sha256(f"lupus-alerts|{subscriber_id}|{period}".encode()).hexdigest()[:24]
+    safe_period = re.sub(r"[^A-Za-z0-9-]", "-", period)
+    return f"<digest.{safe_period}.{digest}@{domain}>"
+
+
+def list_id(settings: Settings) -> str:
+    """The RFC 2919 List-Id header value."""
+    return f"{LIST_ID_NAME} <digest.{sender_domain(settings)}>"
+
+
+def build_message(
+    digest: Any,
+    *,
+    settings: Settings,
+    unsubscribe_url: str,
+    now: datetime,
+    message_id: str | None = None,
+) -> EmailMessage:
+    """The digest as a multipart/alternative message (text/plain, then text/html) to one recipient.
+
+    `digest` is a `lupus_alerts.digest.Digest` (subject, text, html, period, subscriber).
+    `now` becomes the Date header (naive means UTC). The Message-ID is `message_id_for(subscriber,
+    period)` unless the ledger passes the one it stored.
+    """
+    sub = digest.subscriber
+    msg = EmailMessage(policy=_POLICY)
+    msg["Subject"] = digest.subject
+    msg["From"] = settings.digest.sender
+    if settings.digest.reply_to:
+        msg["Reply-To"] = settings.digest.reply_to
+    msg["To"] = formataddr((sub.name or "", sub.email)) if sub.name else sub.email
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = message_id or message_id_for(sub.id, digest.period, sender_domain(settings))
+    msg["List-Id"] = list_id(settings)
+    mailto = f"mailto:{settings.digest.unsubscribe_mailto}?subject=unsubscribe"
+    msg["List-Unsubscribe"] = f"<{unsubscribe_url}>, <{mailto}>"
+    # RFC 8058: the HTTPS URI accepts a POST with this body, and nothing else is needed.
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    # RFC 3834: auto-responders (vacation replies) must not answer a machine-generated digest.
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["Precedence"] = "bulk"
+    msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"  # Exchange's equivalent of the above
+    # Text first, HTML last: RFC 2046 orders alternatives from plainest to richest.
+    # Quoted-printable keeps the text part legible in a raw view; base64 is smaller and much
+    # faster to encode for the long-lined, mostly-markup HTML part.
+    msg.set_content(digest.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(digest.html, subtype="html", charset="utf-8", cte="base64")
+    return msg
+
+
+def recipients(msg: EmailMessage) -> list[str]:
+    """The envelope recipients of a message (its To, Cc and Bcc addresses)."""
+    values = [str(v) for k in ("To", "Cc", "Bcc") for v in msg.get_all(k, [])]
+    return [a for _, a in getaddresses(values) if a]
+
+
+def envelope_sender(msg: EmailMessage) -> str:
+    """The envelope sender (MAIL FROM): the From address."""
+    return parseaddr(str(msg["From"]))[1]
+
+
+# --------------------------------------------------------------------------------------------
+# SMTP
+
+
+def classify_reply(code: int | None) -> SendStatus:
+    """2xx sent, 4xx transient (try again later), 5xx permanent (do not retry)."""
+    if code is None:
+        return "unknown"
+    if 200 <= code < 300:
+        return "sent"
+    if 400 <= code < 500:
+        return "transient"
+    if 500 <= code < 600:
+        return "permanent"
+    return "unknown"
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+class _RateLimiter:
+    """Spaces calls at least 1/rate seconds apart (no bursts: SMTP relays count per second)."""
+
+    def __init__(self, rate_per_second: float | None) -> None:
+        self.interval = 1.0 / rate_per_second if rate_per_second else 0.0
+        self._next = 0.0
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        if now < self._next:
+            time.sleep(self._next - now)
+            now = self._next
+        self._next = max(now, self._next) + self.interval
+
+
+class SmtpTransport:
+    """One SMTP connection for many messages, rate-limited; `with SmtpTransport(...) as t: t.send(m)`.
+
+    `use_ssl` = implicit TLS (SMTPS, usually port 465); otherwise plain SMTP, upgraded with
+    STARTTLS when `use_tls`. Credentials, when given, are sent after TLS is up.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        *,
+        login: str | None = None,
+        password: str | None = None,
+        use_ssl: bool = False,
+        use_tls: bool = False,
+        timeout: float = 30.0,
+        rate_per_second: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port or (465 if use_ssl else 587 if use_tls else 25)
+        self.login = login
+        self.password = password
+        self.use_ssl = use_ssl
+        self.use_tls = use_tls
+        self.timeout = timeout
+        self.ssl_context = ssl_context
+        self.local_hostname = local_hostname
+        self._limiter = _RateLimiter(rate_per_second)
+        self._smtp: smtplib.SMTP | None = None
+        self.connections_opened = 0
+
+    @classmethod
+    def from_connection(
+        cls, conn_id: str = "smtp_default", *, rate_per_second: float | None = None
+    ) -> SmtpTransport:
+        """A transport configured from an Airflow connection (or AIRFLOW_CONN_<ID>).
+
+        Extras as Airflow's SMTP provider reads them: `disable_ssl` (default false: implicit TLS)
+        and `disable_tls` (default false: STARTTLS when not using implicit TLS), `timeout`,
+        `ssl_context` ("default" or "none" to skip certificate checks, for test servers only).
+        """
+        conn = connections.get_connection(conn_id)
+        if conn is None:
+            raise TransportError(
+                f"SMTP connection {conn_id!r} is not defined: define it in Airflow or set "
+                f"AIRFLOW_CONN_{conn_id.upper()} (see docs/delivery.md), or use mail.mode: outbox"
+            )
+        if not conn.host:
+            raise TransportError(f"SMTP connection {conn_id!r} has no host")
+        extra = conn.extra
+        ctx: ssl.SSLContext | None = None
+        if str(extra.get("ssl_context", "default")).lower() == "none":
+            ctx = ssl._create_unverified_context()
+        return cls(
+            conn.host,
+            conn.port,
+            login=conn.login or None,
+            password=conn.password or None,
+            use_ssl=not _truthy(extra.get("disable_ssl", False)),
+            use_tls=not _truthy(extra.get("disable_tls", False)),
+            timeout=float(extra.get("timeout", 30)),
+            rate_per_second=rate_per_second,
+            ssl_context=ctx,
+        )
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect (and secure and log in); raise TransportError when that fails."""
+        if self._smtp is not None:
+            return
+        ctx = self.ssl_context or ssl.create_default_context()
+        smtp: smtplib.SMTP
+        try:
+            if self.use_ssl:
+                smtp = smtplib.SMTP_SSL(
+                    self.host,
+                    self.port,
+                    timeout=self.timeout,
+                    context=ctx,
+                    local_hostname=self.local_hostname,
+                )
+            else:
+                smtp = smtplib.SMTP(
+                    self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
+                )
+            try:
+                smtp.ehlo()
+                if self.use_tls and not self.use_ssl:
+                    smtp.starttls(context=ctx)
+                    smtp.ehlo()
+                if self.login:
+                    smtp.login(self.login, self.password or "")
+            except BaseException:
+                smtp.close()
+                raise
+        except smtplib.SMTPAuthenticationError as e:
+            raise TransportError(
+                f"SMTP login to {self.host}:{self.port} refused: {e.smtp_code} {_text(e.smtp_error)}"
+            ) from None
+        except (OSError, smtplib.SMTPException) as e:
+            raise TransportError(f"cannot connect to SMTP server {self.host}:{self.port}: {e}") from e
+        self._smtp = smtp
+        self.connections_opened += 1
+
+    def close(self) -> None:
+        """Say QUIT and close; never raises (the messages already have their results)."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def was_sent(self, message_id: str) -> bool | None:
+        """SMTP cannot tell whether a message went out before a crash."""
+        return None
+
+    def send(self, msg: EmailMessage) -> SendResult:
+        """Send one message to its one recipient and classify the server's answer.
+
+        A connection found dropped before the message body went out is reopened once and the
+        message tried again (nothing can have been delivered). Raises TransportError when the
+        server cannot be reached at all.
+        """
+        rcpts = recipients(msg)
+        if len(rcpts) != 1:
+            raise ValueError(f"a digest goes to exactly one recipient, this message has {len(rcpts)}")
+        self._limiter.wait()
+        for attempt in (1, 2):
+            self.open()
+            try:
+                return self._transaction(msg, envelope_sender(msg), rcpts[0])
+            except _DroppedBeforeData as e:
+                self._discard()
+                if attempt == 2:
+                    raise TransportError(
+                        f"SMTP server {self.host}:{self.port} keeps dropping the connection"
+                    ) from e
+        raise AssertionError("unreachable")
+
+    def _discard(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
+
+    def _transaction(self, msg: EmailMessage, sender: str, rcpt: str) -> SendResult:
+        # The SMTP steps are driven one by one (not smtplib.send_message) so we know whether a
+        # dropped connection happened before DATA (safe to resend) or after (maybe delivered).
+        smtp = self._smtp
+        assert smtp is not None
+        try:
+            code, resp = smtp.mail(sender, ["SMTPUTF8"] if _needs_smtputf8(sender, rcpt, smtp) else [])
+            if code != 250:
+                self._rset()
+                return SendResult(classify_reply(code), code, _text(resp), rcpt)
+            code, resp = smtp.rcpt(rcpt)
+            if code not in (250, 251):
+                self._rset()
+                return SendResult(classify_reply(code), code, _text(resp), rcpt)
+        except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError) as e:
+            raise _DroppedBeforeData(str(e)) from e
+        except UnicodeEncodeError:
+            # An internationalised address, and the server does not offer SMTPUTF8.
+            self._rset()
+            return SendResult("permanent", None, "address needs SMTPUTF8, which the server lacks", rcpt)
+        data = msg.as_bytes(policy=_POLICY)
+        try:
+            code, resp = smtp.data(data)
+        except smtplib.SMTPDataError as e:
+            self._rset()
+            return SendResult(classify_reply(e.smtp_code), e.smtp_code, _text(e.smtp_error), rcpt)
+        except (smtplib.SMTPServerDisconnected, OSError) as e:
+            # The body (maybe with its final dot) went out, the reply never came: the server
+            # may have queued it. Never resend automatically.
+            self._discard()
+            return SendResult("unknown", None, f"connection lost during DATA: {e}", rcpt)
+        return SendResult(classify_reply(code), code, _text(resp), rcpt)
+
+    def _rset(self) -> None:
+        try:
+            if self._smtp is not None:
+                self._smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self._discard()
+
+
+class _DroppedBeforeData(Exception):
+    pass
+
+
+def _needs_smtputf8(sender: str, rcpt: str, smtp: smtplib.SMTP) -> bool:
+    return not (sender.isascii() and rcpt.isascii()) and smtp.has_extn("smtputf8")
+
+
+def _truthy(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("1", "true", "yes", "on")
+    return bool(v)
+
+
+# --------------------------------------------------------------------------------------------
+# Outbox
+
+
+def outbox_name(message_id: str) -> str:
+    """A file-name stem for a Message-ID: its characters that are safe in a file name."""
+    stem = re.sub(r"[^A-Za-z0-9._@-]", "_", message_id.strip().strip("<>"))
+    return stem or "message"
+
+
+class OutboxTransport:
+    """Writes each message to `<dir>/<message-id>.eml`, with an `.html` preview and `index.html`.
+
+    Idempotent: a message whose file exists is not written again (the same digest has the same
+    Message-ID). Files are written atomically (temporary file, then rename), so a crash never
+    leaves half a message that would later count as sent.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self._lock = threading.Lock()
+        self.written = 0
+
+    def __enter__(self) -> Self:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Refresh index.html."""
+        if self.directory.exists():
+            self.write_index()
+
+    def path_for(self, message_id: str) -> Path:
+        return self.directory / f"{outbox_name(message_id)}.eml"
+
+    def was_sent(self, message_id: str) -> bool:
+        return self.path_for(message_id).exists()
+
+    def send(self, msg: EmailMessage) -> SendResult:
+        rcpts = recipients(msg)
+        if len(rcpts) != 1:
+            raise ValueError(f"a digest goes to exactly one recipient, this message has {len(rcpts)}")
+        mid = str(msg["Message-ID"] or "")
+        if not mid:
+            raise ValueError("a message needs a Message-ID to be written to the outbox")
+        eml = self.path_for(mid)
+        if eml.exists():
+            return SendResult("sent", None, "already in the outbox", rcpts[0])
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            html_part = msg.get_body(("html",))
+            if html_part is not None:
+                _atomic_write(eml.with_suffix(".html"), html_part.get_content().encode("utf-8"))
+            # The .eml last: its existence is what marks the message as delivered.
+            _atomic_write(eml, msg.as_bytes(policy=_POLICY))
+        except OSError as e:
+            raise TransportError(f"cannot write to the outbox {self.directory}: {e}") from e
+        self.written += 1
+        return SendResult("sent", None, f"written to {eml.name}", rcpts[0])
+
+    def write_index(self) -> Path:
+        """(Re)write index.html listing every message in the outbox, newest first."""
+        rows = []
+        parser = BytesHeaderParser(policy=policy.default)
+        for eml in sorted(self.directory.glob("*.eml"), key=lambda p: p.stat().st_mtime, reverse=True):
+            with eml.open("rb") as f:
+                h = parser.parse(f)
+            rows.append(
+                '<tr><td>{date}</td><td>{to}</td><td><a href="{html}">{subject}</a></td>'
+                '<td><a href="{eml}">.eml</a></td></tr>'.format(
+                    date=html_lib.escape(str(h["Date"] or "")),
+                    to=html_lib.escape(str(h["To"] or "")),
+                    subject=html_lib.escape(str(h["Subject"] or "(no subject)")),
+                    html=html_lib.escape(eml.with_suffix(".html").name, quote=True),
+                    eml=html_lib.escape(eml.name, quote=True),
+                )
+            )
+        page = (
+            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Outbox</title>'
+            "<style>body{font-family:sans-serif}td{padding:4px 8px;border-bottom:1px solid #ddd}</style>"
+            f"</head><body><h1>Outbox: {len(rows)} message(s)</h1>"
+            "<table><tr><th>Date</th><th>To</th><th>Subject</th><th>Raw</th></tr>"
+            + "".join(rows)
+            + "</table></body></html>"
+        )
+        index = self.directory / "index.html"
+        _atomic_write(index, page.encode("utf-8"))
+        return index
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def transport_from_settings(
+    settings: Settings, *, outbox_dir: str | os.PathLike[str] | None = None
+) -> Transport:
+    """The configured transport (mail.mode): SMTP via mail.smtp_connection_id, or the outbox.
+
+    `outbox_dir` forces the outbox (dry runs). Use it as a context manager.
+    """
+    if outbox_dir is not None:
+        return OutboxTransport(outbox_dir)
+    if settings.mail.mode == "outbox":
+        return OutboxTransport(settings.mail.outbox_dir)
+    return SmtpTransport.from_connection(
+        settings.mail.smtp_connection_id, rate_per_second=settings.mail.rate_per_second
+    )
+
+
+__all__ = [
+    "MailerError",
+    "OutboxTransport",
+    "SendResult",
+    "SmtpTransport",
+    "Transport",
+    "TransportError",
+    "build_message",
+    "classify_reply",
+    "list_id",
+    "message_id_for",
+    "outbox_name",
+    "transport_from_settings",
+]
