@@ -1,0 +1,272 @@
+"""Fast phrase matching over tokenised sentences, with negation and exclusion context.
+
+Both the relevance check and the subspecialty classifier look for short phrases ("lupus
+nephritis", "ISN/RPS class", "anifrolumab") in titles and abstracts. Running one regular
+expression per label over every abstract is slow in Python (the engine tries each
+alternative at each position), so text is tokenised once and phrases are looked up by their
+first token in a dictionary: the cost is one dictionary probe per token, whatever the number
+of phrases. That is what keeps the classifier above 2,000 papers a second on one core.
+
+Phrase syntax (used in `data/taxonomy.yaml`):
+
+- words are matched as whole tokens, case-insensitively: ``lupus nephritis``;
+- punctuation inside a phrase is ignored, so ``ISN/RPS`` and ``CAR-T`` match "ISN RPS", "CAR T";
+- a trailing ``*`` on a word matches any word starting so: ``nephrit*``;
+- a phrase written in capitals only (``SLE``, ``LN``, ``APS``) is an abbreviation and matched
+  case-sensitively, so "ln" in "ln(x)" or "aps" in prose are not taken for it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+P = TypeVar("P")
+
+_TOKEN = re.compile(r"[^\W_]+")
+# A sentence ends at . ! ? followed by space and a capital, digit or bracket; abbreviations
+# that end in a full stop ("St. Louis", "vs. placebo", "et al. showed") do not end one.
+_SENT_END = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9(\[])")
+_NO_BREAK_AFTER = re.compile(r"(?:\b(?:st|vs|al|fig|figs|dr|no|e\.g|i\.e|approx|ca|cf|mr|ms)\.)$", re.I)
+
+# NegEx-style cues (Chapman et al. 2001), kept deliberately short: a negated phrase must be a
+# statement about patients ("no renal involvement"), not a result ("no significant difference").
+NEG_BEFORE = frozenset(
+    {"no", "without", "absence", "absent", "free", "negative", "denied", "excluding", "except", "non"}
+)
+NEG_BEFORE_BIGRAMS = frozenset(
+    {("did", "not"), ("does", "not"), ("do", "not"), ("rule", "out"), ("ruled", "out")}
+)
+PSEUDO_NEG = frozenset(
+    {
+        ("no", "significant"),
+        ("no", "difference"),
+        ("no", "differences"),
+        ("no", "association"),
+        ("no", "correlation"),
+        ("no", "longer"),
+        ("no", "change"),
+        ("no", "increase"),
+        ("no", "decrease"),
+        ("and", "without"),
+        ("or", "without"),
+        ("free", "survival"),
+        ("not", "only"),
+    }
+)
+NEG_TERMINATORS = frozenset(
+    {"but", "however", "although", "though", "whereas", "while", "yet", "which", "who"}
+)
+NEG_AFTER = frozenset({"excluded", "absent", "ineligible", "ruled"})
+EXCLUSION_SENTENCE = frozenset({"excluded", "exclusion", "exclude", "excluding", "ineligible"})
+NEG_WINDOW = 5
+NEG_AFTER_WINDOW = 4
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split running text into sentences, keeping abbreviations such as "St. Louis" whole."""
+    parts = _SENT_END.split(text)
+    out: list[str] = []
+    for part in parts:
+        if out and _NO_BREAK_AFTER.search(out[-1]):
+            out[-1] = f"{out[-1]} {part}"
+        else:
+            out.append(part)
+    return [p for p in out if p.strip()]
+
+
+@dataclass(slots=True)
+class Doc:
+    """Tokens of one field (title, abstract, ...) with the sentence each token belongs to."""
+
+    tokens: list[str]
+    lower: list[str]
+    sent: list[int]
+    sent_start: list[int]  # first token index of each sentence
+    sent_labels: list[str] = field(default_factory=list)  # section category per sentence, "" if none
+
+    @classmethod
+    def from_text(cls, text: str, label: str = "") -> Doc:
+        """Tokenise `text`; every sentence gets the section `label` (e.g. "CONCLUSIONS")."""
+        return cls.from_sections([(label, text)])
+
+    @classmethod
+    def from_sections(cls, sections: Iterable[tuple[str, str]]) -> Doc:
+        """Tokenise several (section category, text) pieces into one document."""
+        tokens: list[str] = []
+        sent: list[int] = []
+        sent_start: list[int] = []
+        labels: list[str] = []
+        for label, text in sections:
+            for sentence in split_sentences(text):
+                words = _TOKEN.findall(sentence)
+                if not words:
+                    continue
+                sent_start.append(len(tokens))
+                labels.append(label)
+                sent.extend([len(sent_start) - 1] * len(words))
+                tokens.extend(words)
+        return cls(tokens, [t.lower() for t in tokens], sent, sent_start, labels)
+
+    def sentence_tokens(self, s: int) -> list[str]:
+        """The lower-cased tokens of sentence `s`."""
+        end = self.sent_start[s + 1] if s + 1 < len(self.sent_start) else len(self.lower)
+        return self.lower[self.sent_start[s] : end]
+
+    def sentence_text(self, s: int) -> str:
+        end = self.sent_start[s + 1] if s + 1 < len(self.sent_start) else len(self.tokens)
+        return " ".join(self.tokens[self.sent_start[s] : end])
+
+
+@dataclass(frozen=True, slots=True)
+class Hit(Generic[P]):
+    """One phrase found in a document: token span [start, end) and the phrase's payloads."""
+
+    phrase: str
+    payloads: tuple[P, ...]
+    start: int
+    end: int
+    sentence: int
+
+
+@dataclass(slots=True)
+class _Entry(Generic[P]):
+    phrase: str
+    words: tuple[str, ...]  # lower-cased unless case-sensitive
+    prefix: tuple[bool, ...]
+    case_sensitive: bool
+    payloads: list[P]
+
+
+def phrase_words(phrase: str) -> tuple[tuple[str, ...], tuple[bool, ...], bool]:
+    """Parse a phrase into its words, per-word prefix flags and whether it is case-sensitive."""
+    raw = re.findall(r"[^\W_]+\*?", phrase)
+    if not raw:
+        raise ValueError(f"empty phrase: {phrase!r}")
+    letters = [c for c in phrase if c.isalpha()]
+    case_sensitive = sum(c.isupper() for c in letters) >= 2 and all(
+        c.isupper() or not c.isascii() for c in letters
+    )
+    words = tuple(w.rstrip("*") if case_sensitive else w.rstrip("*").lower() for w in raw)
+    prefix = tuple(w.endswith("*") for w in raw)
+    return words, prefix, case_sensitive
+
+
+class PhraseSet(Generic[P]):
+    """A set of phrases, each carrying payloads (e.g. (label, weight)), found by token lookup."""
+
+    def __init__(self, entries: Iterable[tuple[str, P]] = ()) -> None:
+        self._entries: dict[tuple[tuple[str, ...], tuple[bool, ...], bool], _Entry[P]] = {}
+        self._exact: dict[str, list[_Entry[P]]] = {}
+        self._exact_cs: dict[str, list[_Entry[P]]] = {}
+        self._prefix: dict[int, dict[str, list[_Entry[P]]]] = {}
+        for phrase, payload in entries:
+            self.add(phrase, payload)
+
+    def add(self, phrase: str, payload: P) -> None:
+        """Add a phrase; the same phrase added twice accumulates payloads."""
+        words, prefix, cs = phrase_words(phrase)
+        key = (words, prefix, cs)
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.payloads.append(payload)
+            return
+        entry = _Entry(phrase, words, prefix, cs, [payload])
+        self._entries[key] = entry
+        if prefix[0]:
+            self._prefix.setdefault(len(words[0]), {}).setdefault(words[0], []).append(entry)
+        elif cs:
+            self._exact_cs.setdefault(words[0], []).append(entry)
+        else:
+            self._exact.setdefault(words[0], []).append(entry)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def find(self, doc: Doc) -> list[Hit[P]]:
+        """Leftmost-longest, non-overlapping matches of the phrases in `doc`."""
+        hits: list[Hit[P]] = []
+        tokens, lower, sent = doc.tokens, doc.lower, doc.sent
+        n = len(tokens)
+        exact, exact_cs, prefix = self._exact, self._exact_cs, self._prefix
+        i = 0
+        while i < n:
+            low = lower[i]
+            cands = exact.get(low)
+            cs = exact_cs.get(tokens[i])
+            if cs:
+                cands = cs if cands is None else cands + cs
+            for length, table in prefix.items():
+                if len(low) >= length:
+                    more = table.get(low[:length])
+                    if more:
+                        cands = more if cands is None else cands + more
+            best: _Entry[P] | None = None
+            best_end = i
+            if cands:
+                for e in cands:
+                    end = i + len(e.words)
+                    if end <= best_end or end > n or sent[end - 1] != sent[i]:
+                        continue
+                    src = tokens if e.case_sensitive else lower
+                    ok = True
+                    for k in range(len(e.words)):
+                        w = src[i + k]
+                        if e.prefix[k]:
+                            if not w.startswith(e.words[k]):
+                                ok = False
+                                break
+                        elif w != e.words[k]:
+                            ok = False
+                            break
+                    if ok:
+                        best, best_end = e, end
+            if best is not None:
+                hits.append(Hit(best.phrase, tuple(best.payloads), i, best_end, sent[i]))
+                i = best_end
+            else:
+                i += 1
+        return hits
+
+
+def is_negated(doc: Doc, hit: Hit) -> bool:
+    """True when the phrase is negated ("no nephritis", "nephritis was absent") in its sentence."""
+    s0 = doc.sent_start[hit.sentence]
+    lower = doc.lower
+    lo = max(s0, hit.start - NEG_WINDOW)
+    for j in range(hit.start - 1, lo - 1, -1):
+        w = lower[j]
+        if w in NEG_TERMINATORS:
+            break
+        nxt = lower[j + 1] if j + 1 < len(lower) else ""
+        prev = lower[j - 1] if j - 1 >= s0 else ""
+        if (w, nxt) in PSEUDO_NEG or (prev, w) in PSEUDO_NEG:
+            continue
+        if w in NEG_BEFORE or (prev, w) in NEG_BEFORE_BIGRAMS:
+            return True
+        if w == "not" and prev not in ("does", "did", "do", "whether"):
+            # "was not diagnosed with", "not have"; "does not" is caught by the bigram above
+            return True
+    s_end = doc.sent_start[hit.sentence + 1] if hit.sentence + 1 < len(doc.sent_start) else len(lower)
+    for j in range(hit.end, min(s_end, hit.end + NEG_AFTER_WINDOW)):
+        if lower[j] in NEG_TERMINATORS:
+            break
+        if lower[j] in NEG_AFTER:
+            return True
+    return False
+
+
+def in_exclusion_sentence(doc: Doc, hit: Hit) -> bool:
+    """True when the phrase sits in a sentence about exclusion criteria."""
+    return any(w in EXCLUSION_SENTENCE for w in doc.sentence_tokens(hit.sentence))
+
+
+def matched_text(doc: Doc, hit: Hit) -> str:
+    """How to quote a hit in evidence: the phrase as written, with `*` words as found in the text."""
+    if "*" not in hit.phrase:
+        return hit.phrase
+    raw = re.findall(r"[^\W_]+\*?", hit.phrase)
+    out = [doc.lower[hit.start + k] if w.endswith("*") else w for k, w in enumerate(raw)]
+    return " ".join(out)

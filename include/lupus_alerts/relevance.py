@@ -1,0 +1,396 @@
+"""Is a paper about lupus, in the lupus-erythematosus sense?
+
+The word "lupus" and the abbreviation "SLE" are both ambiguous. *Lupus vulgaris* is tuberculosis
+of the skin, *lupus pernio* is sarcoidosis, *Canis lupus* is the wolf, "SLE" is also St. Louis
+encephalitis and slit-lamp examination, and the lupus anticoagulant is a coagulation test done
+in many patients who do not have lupus. And a paper on rheumatoid arthritis that excludes
+patients with SLE, or compares with them, is not a lupus paper. `assess` looks at every
+mention, discards the ones that mean something else or sit in an exclusion, negation or
+comparison, and weighs what is left by where it was found (title, MeSH, keywords, abstract).
+
+The result carries the evidence in words a clinician reads, so the decision can be audited.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lupus_alerts.models import MeshHeading
+from lupus_alerts.phrases import Doc, Hit, PhraseSet, in_exclusion_sentence, is_negated
+
+# Journals whose every paper is a lupus paper (normalised: lower case, "&" -> "and", no dots).
+LUPUS_JOURNALS = frozenset({"lupus", "lupus science and medicine", "lupus sci med"})
+
+# MeSH descriptors meaning lupus erythematosus (names as NLM spells them, with their UIs).
+LUPUS_MESH = {
+    "lupus erythematosus, systemic": "D008180",
+    "lupus nephritis": "D008181",
+    "lupus erythematosus, cutaneous": "D008178",
+    "lupus erythematosus, discoid": "D008179",
+    "lupus vasculitis, central nervous system": "D020945",
+}
+LUPUS_MESH_UIS = frozenset(LUPUS_MESH.values())
+
+# What a mention is: "lupus" (spelled out), "abbrev" (SLE and friends: count alone), "weak"
+# (LN, CLE, DLE: count only beside another lupus mention) or a trap (means something else).
+_POSITIVE = {
+    "lupus": [
+        "lupus",
+        "lupus erythematosus",
+        "systemic lupus erythematosus",
+        "systemic lupus erythematodes",
+        "lupus erythematodes",
+        "lupus nephritis",
+        "lupus nephropathy",
+        "lupus like",
+        "lupus prone",
+        "lupus mice",
+        "neuropsychiatric lupus",
+        "cutaneous lupus",
+        "discoid lupus",
+        "neonatal lupus",
+        "drug induced lupus",
+        "chilblain lupus",
+        "lupus profundus",
+        "lupus panniculitis",
+        "lupus tumidus",
+        "lupus erythematosus tumidus",
+        "lupus erythematosus profundus",
+    ],
+    "abbrev": ["SLE", "NPSLE", "cSLE", "jSLE", "pSLE", "SCLE", "CCLE", "ACLE", "SLEDAI*", "BILAG", "SLICC"],
+    "weak": ["LN", "CLE", "DLE", "LE"],
+}
+
+# Each trap phrase, and what it actually means (said in the evidence).
+_TRAPS = {
+    "lupus vulgaris": "'lupus vulgaris' is tuberculosis of the skin, not lupus erythematosus",
+    "lupus pernio": "'lupus pernio' is cutaneous sarcoidosis, not lupus erythematosus",
+    "lupus miliaris disseminatus faciei": "'lupus miliaris disseminatus faciei' is a granulomatous "
+    "facial rash, not lupus erythematosus",
+    "lupus anticoagulant": "'lupus anticoagulant' is a coagulation test, not lupus itself",
+    "lupus anticoagulants": "'lupus anticoagulant' is a coagulation test, not lupus itself",
+    "lupus anticoagulant positive": "'lupus anticoagulant' is a coagulation test, not lupus itself",
+    "lupus like anticoagulant": "'lupus anticoagulant' is a coagulation test, not lupus itself",
+    "lupus inhibitor": "'lupus inhibitor' (lupus anticoagulant) is a coagulation test, not lupus itself",
+    "lupus coagulation inhibitor": "'lupus anticoagulant' is a coagulation test, not lupus itself",
+    "canis lupus": "'Canis lupus' is the wolf",
+    "c lupus": "'C. lupus' is the wolf",
+    "st louis encephalitis": "'SLE' here means St. Louis encephalitis",
+    "saint louis encephalitis": "'SLE' here means St. Louis encephalitis",
+    "st louis encephalitis virus": "'SLE' here means St. Louis encephalitis",
+    "SLE virus": "'SLE' here means St. Louis encephalitis",
+    "SLEV": "'SLE' here means St. Louis encephalitis",
+    "slit lamp": "'SLE' here means slit-lamp examination",
+    "slit lamp examination": "'SLE' here means slit-lamp examination",
+    "slit lamp exam": "'SLE' here means slit-lamp examination",
+    "slit lamp examinations": "'SLE' here means slit-lamp examination",
+}
+# Traps that redefine the abbreviation SLE for the whole record.
+_SLE_REDEFINED = frozenset(
+    {
+        "st louis encephalitis",
+        "saint louis encephalitis",
+        "st louis encephalitis virus",
+        "SLE virus",
+        "SLEV",
+        "slit lamp",
+        "slit lamp examination",
+        "slit lamp exam",
+        "slit lamp examinations",
+    }
+)
+
+# A sentence that sets lupus beside another disease ("compared with SLE", "RA, SLE and SSc")
+# is a comparison or a list, not the paper's subject.
+_COMPARATOR_WORDS = frozenset(
+    {
+        "compared",
+        "comparing",
+        "comparison",
+        "comparator",
+        "versus",
+        "vs",
+        "than",
+        "control",
+        "controls",
+        "such",
+        "including",
+        "include",
+        "includes",
+        "other",
+        "like",
+        "unlike",
+        "similar",
+        "mimic",
+        "mimics",
+        "mimicking",
+        "differential",
+    }
+)
+_OTHER_DISEASES = [
+    "rheumatoid arthritis",
+    "RA",
+    "osteoarthritis",
+    "sjogren*",
+    "sjögren*",
+    "pSS",
+    "systemic sclerosis",
+    "SSc",
+    "scleroderma",
+    "multiple sclerosis",
+    "psoria*",
+    "PsA",
+    "spondyl*",
+    "myositis",
+    "dermatomyositis",
+    "polymyositis",
+    "vasculitis",
+    "AAV",
+    "gout",
+    "diabetes",
+    "IgA nephropathy",
+    "IgAN",
+    "crohn*",
+    "colitis",
+    "inflammatory bowel disease",
+    "IBD",
+    "covid*",
+    "sars cov 2",
+    "sarcoidosis",
+    "mixed connective tissue disease",
+    "MCTD",
+    "behcet*",
+    "behçet*",
+    "igg4",
+    "hashimoto*",
+    "graves",
+    "myasthenia",
+    "primary antiphospholipid syndrome",
+    "PAPS",
+    "still*",
+    "kawasaki",
+    "hiv",
+    "tuberculosis",
+    "lymphoma",
+    "asthma",
+    "atopic dermatitis",
+]
+
+TITLE_WEIGHT = 3.0
+ABSTRACT_WEIGHT = 1.0
+ABSTRACT_FIRST_SPELLED = 2.0  # "systemic lupus erythematosus" once, outside any comparison
+ABSTRACT_FIRST_ABBREV = 1.5  # "SLE" once
+ABSTRACT_CAP = 4  # beyond four mentions the abstract adds nothing
+KEYWORD_WEIGHT = 2.0
+MESH_MAJOR_WEIGHT = 4.0
+MESH_MINOR_WEIGHT = 2.0
+JOURNAL_WEIGHT = 10.0
+OTHER_DISEASE_TITLE_PENALTY = 1.5
+# Half of the score scale: raw evidence of 2 (e.g. two clear abstract mentions, or one
+# keyword) is where a record becomes a lupus paper.
+THRESHOLD = 0.5
+_SCALE = 2.0
+
+
+@dataclass(slots=True)
+class Relevance:
+    """Whether a record is about lupus, how strongly (0..1), and why."""
+
+    is_lupus: bool
+    score: float
+    evidence: list[str] = field(default_factory=list)
+
+
+def _build_phrases() -> PhraseSet[tuple[str, str]]:
+    ps: PhraseSet[tuple[str, str]] = PhraseSet()
+    for kind, phrases in _POSITIVE.items():
+        for p in phrases:
+            ps.add(p, (kind, p))
+    for p in _TRAPS:
+        ps.add(p, ("trap", p))
+    return ps
+
+
+_PHRASES = _build_phrases()
+_OTHER = PhraseSet((p, p) for p in _OTHER_DISEASES)
+
+
+def normalise_journal(name: str | None) -> str:
+    """Journal name in comparable form: lower case, "&" as "and", no dots or extra spaces."""
+    if not name:
+        return ""
+    s = name.lower().replace("&", " and ").replace(".", " ")
+    return re.sub(r"\s+", " ", s).strip(" :")
+
+
+def is_lupus_journal(name: str | None) -> bool:
+    """True for the journals devoted to lupus (Lupus; Lupus Science & Medicine)."""
+    return normalise_journal(name) in LUPUS_JOURNALS
+
+
+def _mesh_name_major(m: Any) -> tuple[str, str | None, bool]:
+    if isinstance(m, MeshHeading):
+        return m.descriptor, m.ui, m.is_major
+    if isinstance(m, str):
+        return m, None, False
+    if isinstance(m, dict):
+        quals = m.get("qualifiers") or []
+        major = bool(m.get("major")) or any(isinstance(q, dict) and q.get("major") for q in quals)
+        return str(m.get("descriptor", "")), m.get("ui"), major
+    raise TypeError(f"MeSH heading must be a MeshHeading, dict or str, not {type(m).__name__}")
+
+
+@dataclass(slots=True)
+class _Mentions:
+    core: list[str] = field(default_factory=list)  # phrases that count
+    weak: list[str] = field(default_factory=list)
+    excluded: int = 0
+    negated: int = 0
+    compared: int = 0
+    traps: list[str] = field(default_factory=list)
+
+
+def _redefines_sle(hits: list[Hit[tuple[str, str]]]) -> bool:
+    return any(h.payloads[0][0] == "trap" and h.payloads[0][1] in _SLE_REDEFINED for h in hits)
+
+
+def _scan(doc: Doc, hits: list[Hit[tuple[str, str]]], *, context: bool, redefined: bool) -> _Mentions:
+    """Sort the lupus mentions in `doc`; with `context`, discount exclusions and comparisons.
+
+    `redefined` says that "SLE" means something else in this record (the encephalitis, the
+    slit lamp), so only spelled-out mentions of lupus count.
+    """
+    out = _Mentions()
+    if not hits:
+        return out
+    other_by_sentence: dict[int, int] | None = None
+    for h in hits:
+        kind, phrase = h.payloads[0]
+        if kind == "trap":
+            out.traps.append(phrase)
+            continue
+        if redefined and kind != "lupus":
+            continue  # "SLE" means the encephalitis or the slit lamp in this record
+        if context:
+            if in_exclusion_sentence(doc, h):
+                out.excluded += 1
+                continue
+            if is_negated(doc, h):
+                out.negated += 1
+                continue
+            if other_by_sentence is None:
+                other_by_sentence = {}
+                for o in _OTHER.find(doc):
+                    other_by_sentence[o.sentence] = other_by_sentence.get(o.sentence, 0) + 1
+            if _is_comparison(doc, h, other_by_sentence.get(h.sentence, 0)):
+                out.compared += 1
+                continue
+        (out.weak if kind == "weak" else out.core).append(doc.tokens[h.start] if kind != "lupus" else phrase)
+    return out
+
+
+def _is_comparison(doc: Doc, hit: Hit, n_other: int) -> bool:
+    if n_other == 0:
+        return False
+    if n_other >= 2:
+        return True  # a list of diseases, lupus among them
+    return any(w in _COMPARATOR_WORDS for w in doc.sentence_tokens(hit.sentence))
+
+
+def _most_telling(phrases: list[str]) -> str:
+    # The longest phrase says most ("systemic lupus erythematosus" over "lupus").
+    return max(phrases, key=len)
+
+
+def assess(
+    title: str,
+    abstract: str = "",
+    *,
+    journal: str | None = None,
+    mesh: Sequence[Any] = (),
+    keywords: Sequence[str] = (),
+) -> Relevance:
+    """Decide whether a record is about lupus erythematosus, with a 0..1 score and evidence.
+
+    `mesh` holds `MeshHeading`s, paper-schema dicts or bare descriptor names. A record in a
+    lupus journal is a lupus paper by definition.
+    """
+    evidence: list[str] = []
+    raw = 0.0
+
+    if is_lupus_journal(journal):
+        raw += JOURNAL_WEIGHT
+        evidence.append(f"published in {journal}, a lupus journal")
+
+    best_mesh: tuple[bool, str] | None = None
+    for m in mesh:
+        name, ui, major = _mesh_name_major(m)
+        is_lupus_heading = name.lower() in LUPUS_MESH or bool(ui and ui in LUPUS_MESH_UIS)
+        if is_lupus_heading and (best_mesh is None or (major and not best_mesh[0])):
+            best_mesh = (major, name)
+    if best_mesh:
+        raw += MESH_MAJOR_WEIGHT if best_mesh[0] else MESH_MINOR_WEIGHT
+        evidence.append(f"MeSH {best_mesh[1]}" + (" (major topic)" if best_mesh[0] else ""))
+
+    title_doc = Doc.from_text(title or "")
+    abstract_doc = Doc.from_sections([("", abstract)])
+    kw_docs = [(kw, Doc.from_text(kw)) for kw in keywords]
+    title_hits = _PHRASES.find(title_doc)
+    abstract_hits = _PHRASES.find(abstract_doc) if abstract else []
+    kw_hits_all = [(kw, d, _PHRASES.find(d)) for kw, d in kw_docs]
+    redefined = _redefines_sle(title_hits) or _redefines_sle(abstract_hits)
+    t = _scan(title_doc, title_hits, context=False, redefined=redefined)
+    traps = list(t.traps)
+    if t.core:
+        raw += TITLE_WEIGHT
+        evidence.append(f"'{_most_telling(t.core)}' in the title")
+    elif t.weak:
+        raw += TITLE_WEIGHT / 3
+
+    kw_hits: list[str] = []
+    for kw, kw_doc, hits in kw_hits_all:
+        k = _scan(kw_doc, hits, context=False, redefined=redefined)
+        traps.extend(k.traps)
+        if k.core:
+            kw_hits.append(kw)
+    if kw_hits:
+        raw += KEYWORD_WEIGHT
+        evidence.append(f"keyword '{kw_hits[0]}'")
+
+    a = _scan(abstract_doc, abstract_hits, context=True, redefined=redefined)
+    traps.extend(a.traps)
+    n_core = len(a.core)
+    if n_core:
+        # The first clear mention weighs most: a case report may name the disease only once.
+        spelled_out = any(" " in p or p.lower() == "lupus" for p in a.core)
+        raw += (ABSTRACT_FIRST_SPELLED if spelled_out else ABSTRACT_FIRST_ABBREV) + ABSTRACT_WEIGHT * (
+            min(n_core, ABSTRACT_CAP) - 1
+        )
+        what = _most_telling(a.core)
+        evidence.append(f"'{what}' in the abstract" + (f" ({n_core} mentions)" if n_core > 1 else ""))
+    if a.weak and (n_core or t.core):
+        raw += 0.5 * min(len(a.weak), 2)
+
+    if not t.core and title and _OTHER.find(title_doc):
+        # The title names another disease and not lupus: lupus is probably a side issue.
+        raw -= OTHER_DISEASE_TITLE_PENALTY
+
+    raw = max(raw, 0.0)
+    score = raw / (raw + _SCALE)
+    is_lupus = score >= THRESHOLD
+
+    if not is_lupus:
+        # Say why the mentions that were found did not count.
+        evidence.extend(dict.fromkeys(_TRAPS[trap] for trap in traps))
+        if a.excluded:
+            evidence.append("lupus is mentioned only as an exclusion criterion")
+        if a.compared:
+            evidence.append("lupus is mentioned only as a comparison group or in a list of diseases")
+        if a.negated:
+            evidence.append("lupus is mentioned only as absent ('no', 'without')")
+        if not evidence:
+            evidence.append("no mention of lupus erythematosus")
+    return Relevance(is_lupus=is_lupus, score=round(score, 3), evidence=evidence)
