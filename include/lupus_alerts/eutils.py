@@ -1,0 +1,521 @@
+"""A polite NCBI E-utilities client: ESearch on the history server, EFetch in batches.
+
+Politeness: every request (retries included) takes a slot from a machine-wide limiter
+(`lupus_alerts.ratelimit`: 3/s without an API key, 10/s with one) and carries `tool` and
+`email`. 429, 5xx, timeouts, dropped connections and truncated bodies are retried with
+exponential back-off and full jitter, never sooner than `Retry-After`; any other 4xx is raised at
+once. An error sent with HTTP 200 (JSON `ERROR`, XML `<ERROR>` or a non-empty `ErrorList`) raises
+`EutilsResponseError`: it is never mistaken for an empty result.
+
+Windows are searched on the creation date (`datetype=crdt`), which E-utilities only knows to the
+day: `mindate`/`maxdate` are inclusive days. A window whose count reaches ESearch's cap (9,999)
+is bisected by days until each part is under it; a single day at the cap is fetched by paging the
+history set with `retstart` (EFetch pages past 9,999) and the record count is checked, so a window
+is never silently truncated. See docs/pubmed.md.
+
+Request building and response checking are pure functions; `EutilsClient._request` does the I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import requests
+from lxml import etree
+
+from lupus_alerts.config import PubMedSettings
+from lupus_alerts.connections import get_connection
+from lupus_alerts.ratelimit import RateLimiter, ncbi_limiter
+
+DEFAULT_TOOL = "lupus-alerts"
+ESEARCH_CAP = 9999  # ESearch returns at most this many UIDs for one query
+POST_THRESHOLD = 200  # ID lists longer than this go in a POST body (URLs have length limits)
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+_EFETCH_TAIL = re.compile(rb"</(PubmedArticleSet|PubmedArticle|PubmedBookArticle)>\s*$")
+
+
+class EutilsError(Exception):
+    """Any failure talking to E-utilities."""
+
+
+class EutilsHTTPError(EutilsError):
+    """A non-retryable HTTP status, or a retryable one that outlasted every retry."""
+
+    def __init__(self, status: int, url: str, body: bytes = b"", retry_after: float | None = None) -> None:
+        self.status = status
+        self.url = url
+        self.body = body
+        self.retry_after = retry_after
+        super().__init__(f"HTTP {status} from {url}: {body[:200].decode('utf-8', 'replace')}")
+
+
+class EutilsTransportError(EutilsError):
+    """Timeouts, dropped connections or truncated bodies that outlasted every retry."""
+
+
+class EutilsResponseError(EutilsError):
+    """E-utilities answered HTTP 200 with an error in the body (JSON ERROR, XML ERROR/ErrorList)."""
+
+
+class WindowTruncatedError(EutilsError):
+    """Fewer records came back for a window than ESearch counted."""
+
+
+@dataclass(slots=True)
+class SearchResult:
+    """What ESearch said: the hit count, this page of IDs and the history-server handle."""
+
+    count: int
+    ids: list[str] = field(default_factory=list)
+    retstart: int = 0
+    retmax: int = 0
+    webenv: str | None = None
+    query_key: str | None = None
+    mindate: date | None = None
+    maxdate: date | None = None
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+
+
+def eutils_date(d: date) -> str:
+    """E-utilities' date form, YYYY/MM/DD."""
+    return f"{d.year:04d}/{d.month:02d}/{d.day:02d}"
+
+
+def esearch_params(
+    term: str,
+    *,
+    mindate: date | None = None,
+    maxdate: date | None = None,
+    datetype: str = "crdt",
+    retmax: int = 0,
+    retstart: int = 0,
+    usehistory: bool = True,
+    retmode: Literal["json", "xml"] = "json",
+) -> dict[str, str]:
+    """The ESearch parameters for one search (without tool/email/api_key)."""
+    p = {"db": "pubmed", "term": term, "retmode": retmode, "retmax": str(retmax), "retstart": str(retstart)}
+    if usehistory:
+        p["usehistory"] = "y"
+    if mindate or maxdate:
+        p["datetype"] = datetype
+        p["mindate"] = eutils_date(mindate or date(1800, 1, 1))
+        p["maxdate"] = eutils_date(maxdate or date(3000, 12, 31))
+    return p
+
+
+def parse_esearch(body: bytes) -> SearchResult:
+    """Read an ESearch response (JSON or XML); raise EutilsResponseError for an error body."""
+    head = body.lstrip()[:1]
+    if head in (b"{", b"["):
+        return _parse_esearch_json(body)
+    if head == b"<":
+        return _parse_esearch_xml(body)
+    raise EutilsResponseError(f"ESearch answered neither JSON nor XML: {body[:200]!r}")
+
+
+def _parse_esearch_json(body: bytes) -> SearchResult:
+    try:
+        doc = json.loads(body)
+    except ValueError as e:
+        raise EutilsResponseError(f"ESearch JSON unreadable: {e}") from None
+    if not isinstance(doc, dict):
+        raise EutilsResponseError("ESearch JSON is not an object")
+    if "error" in doc:  # e.g. the rate-limit body, or an invalid API key
+        raise EutilsResponseError(f"ESearch error: {doc['error']}")
+    r = doc.get("esearchresult")
+    if not isinstance(r, dict):
+        raise EutilsResponseError("ESearch JSON has no esearchresult")
+    if r.get("ERROR"):
+        raise EutilsResponseError(f"ESearch error: {r['ERROR']}")
+    errs = r.get("errorlist") or {}
+    problems = {k: v for k, v in errs.items() if v} if isinstance(errs, dict) else {}
+    if problems:
+        raise EutilsResponseError(f"ESearch ErrorList: {problems}")
+    if "count" not in r:
+        raise EutilsResponseError("ESearch JSON has no count")
+    return SearchResult(
+        count=int(r["count"]),
+        ids=[str(i) for i in r.get("idlist") or []],
+        retstart=int(r.get("retstart") or 0),
+        retmax=int(r.get("retmax") or 0),
+        webenv=r.get("webenv") or None,
+        query_key=str(r["querykey"]) if r.get("querykey") not in (None, "") else None,
+    )
+
+
+def _parse_esearch_xml(body: bytes) -> SearchResult:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        root = etree.fromstring(body, parser)
+    except etree.XMLSyntaxError as e:
+        raise EutilsResponseError(f"ESearch XML unreadable: {e}") from None
+    err = root.findtext("ERROR") if root.tag == "eSearchResult" else None
+    if root.tag == "ERROR" or err:
+        raise EutilsResponseError(f"ESearch error: {err or root.text}")
+    if root.tag != "eSearchResult":
+        raise EutilsResponseError(f"ESearch XML root is <{root.tag}>, not <eSearchResult>")
+    errlist = root.find("ErrorList")
+    if errlist is not None and len(errlist):
+        detail = ", ".join(f"{e.tag}: {e.text}" for e in errlist)
+        raise EutilsResponseError(f"ESearch ErrorList: {detail}")
+    count = root.findtext("Count")
+    if count is None:
+        raise EutilsResponseError("ESearch XML has no Count")
+    return SearchResult(
+        count=int(count),
+        ids=[i.text.strip() for i in root.iterfind("IdList/Id") if i.text],
+        retstart=int(root.findtext("RetStart") or 0),
+        retmax=int(root.findtext("RetMax") or 0),
+        webenv=(root.findtext("WebEnv") or "").strip() or None,
+        query_key=(root.findtext("QueryKey") or "").strip() or None,
+    )
+
+
+def check_efetch(body: bytes) -> bytes:
+    """Return an EFetch body unchanged, or raise for an error body.
+
+    Raises EutilsResponseError for `<ERROR>`/JSON errors and TruncatedBody when the document
+    does not end with its root's closing tag (a connection cut mid-body that still looked whole).
+    """
+    head = body[:4096]
+    if b"<PubmedArticleSet" not in head and b"<PubmedArticle" not in head:
+        stripped = body.lstrip()
+        if stripped.startswith(b"{"):
+            raise EutilsResponseError(f"EFetch error: {body[:300].decode('utf-8', 'replace')}")
+        m = re.search(rb"<ERROR>(.*?)</ERROR>", body[:65536], re.S)
+        if m:
+            raise EutilsResponseError(f"EFetch error: {m.group(1).decode('utf-8', 'replace').strip()}")
+        if b"<PubmedArticleSet" not in body:
+            raise EutilsResponseError(f"EFetch answered something else: {body[:200]!r}")
+    if not _EFETCH_TAIL.search(body[-200:]) and not body.rstrip().endswith(b"<PubmedArticleSet/>"):
+        raise TruncatedBody(f"EFetch body ends mid-document ({len(body)} bytes)")
+    return body
+
+
+class TruncatedBody(EutilsTransportError):
+    """A body that ended before its document did."""
+
+
+def split_days(start: date, end: date) -> tuple[tuple[date, date], tuple[date, date]]:
+    """Bisect an inclusive day range of at least two days into two non-overlapping halves."""
+    days = (end - start).days
+    if days < 1:
+        raise ValueError("a single day cannot be split")
+    mid = start + timedelta(days=days // 2)
+    return (start, mid), (mid + timedelta(days=1), end)
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """A Retry-After header (seconds or an HTTP date) as seconds to wait, or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, retry_after: float | None = None) -> float:
+    """Full-jitter exponential back-off for retry `attempt` (0-based), never below Retry-After."""
+    delay = random.uniform(0, min(cap, base * (2**attempt)))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap * 10))
+    return delay
+
+
+# -- the client --------------------------------------------------------------------------------
+
+
+class EutilsClient:
+    """ESearch + EFetch against `base_url`, rate-limited and retrying. A context manager."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str = PubMedSettings().base_url,
+        tool: str = DEFAULT_TOOL,
+        email: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        max_retries: int = 6,
+        batch_size: int = 500,
+        max_hits_per_window: int = ESEARCH_CAP,
+        limiter: RateLimiter | None = None,
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 60.0,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.tool = tool
+        self.email = email
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.batch_size = batch_size
+        self.max_hits_per_window = min(max_hits_per_window, ESEARCH_CAP)
+        self.limiter = limiter or ncbi_limiter(api_key)
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self._own_session = session is None
+        self.session = session or requests.Session()
+        self.session.headers.setdefault("User-Agent", f"{tool} (python-requests)")
+        self._sleep = sleep
+        self.requests_made = 0  # attempts, retries included (what NCBI saw)
+
+    @classmethod
+    def from_settings(cls, settings: PubMedSettings, **overrides: Any) -> EutilsClient:
+        """A client configured from `PubMedSettings` plus the NCBI connection or environment.
+
+        `tool`, `email` come from the connection's extras (`tool`, `email`), the API key from its
+        password or extra `api_key`; NCBI_API_KEY, NCBI_EMAIL and NCBI_TOOL override them.
+        """
+        conn = get_connection(settings.connection_id)
+        extra = conn.extra if conn else {}
+        api_key = os.environ.get("NCBI_API_KEY") or (conn.password if conn else None) or extra.get("api_key")
+        email = os.environ.get("NCBI_EMAIL") or extra.get("email") or (conn.login if conn else None)
+        tool = os.environ.get("NCBI_TOOL") or extra.get("tool") or DEFAULT_TOOL
+        kwargs: dict[str, Any] = {
+            "base_url": settings.base_url,
+            "tool": tool,
+            "email": email,
+            "api_key": api_key or None,
+            "timeout_s": settings.timeout_s,
+            "max_retries": settings.max_retries,
+            "batch_size": settings.batch_size,
+            "max_hits_per_window": settings.max_hits_per_window,
+        }
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def __enter__(self) -> EutilsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._own_session:
+            self.session.close()
+
+    # -- I/O ---------------------------------------------------------------------------------
+
+    def _common(self) -> dict[str, str]:
+        p = {"tool": self.tool}
+        if self.email:
+            p["email"] = self.email
+        if self.api_key:
+            p["api_key"] = self.api_key
+        return p
+
+    def _request(
+        self, endpoint: str, params: dict[str, str], *, post: bool = False, check: Callable[[bytes], Any]
+    ) -> Any:
+        """Send one E-utilities call with rate limiting and retries; return `check(body)`."""
+        url = self.base_url + endpoint
+        params = {**params, **self._common()}
+        last: EutilsError | None = None
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                retry_after = getattr(last, "retry_after", None)
+                self._sleep(
+                    backoff_delay(
+                        attempt - 1, base=self.backoff_base_s, cap=self.backoff_cap_s, retry_after=retry_after
+                    )
+                )
+            self.limiter.acquire()
+            self.requests_made += 1
+            try:
+                if post:
+                    resp = self.session.post(url, data=params, timeout=self.timeout_s)
+                else:
+                    resp = self.session.get(url, params=params, timeout=self.timeout_s)
+                body = resp.content
+            except (
+                requests.Timeout,
+                requests.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+            ) as e:
+                last = EutilsTransportError(f"{endpoint}: {type(e).__name__}: {e}")
+                continue
+            if resp.status_code in RETRYABLE_STATUS:
+                wait = retry_after_seconds(resp.headers.get("Retry-After"))
+                last = EutilsHTTPError(resp.status_code, url, body, retry_after=wait)
+                continue
+            if resp.status_code != 200:
+                raise EutilsHTTPError(resp.status_code, url, body)
+            try:
+                return check(body)
+            except TruncatedBody as e:
+                last = e
+                continue
+        assert last is not None
+        raise last
+
+    # -- ESearch -----------------------------------------------------------------------------
+
+    def esearch(
+        self,
+        term: str,
+        *,
+        mindate: date | None = None,
+        maxdate: date | None = None,
+        datetype: str = "crdt",
+        retmax: int = 0,
+        retstart: int = 0,
+        usehistory: bool = True,
+        retmode: Literal["json", "xml"] = "json",
+    ) -> SearchResult:
+        """One ESearch call (db=pubmed); by default only the count and history handle."""
+        params = esearch_params(
+            term,
+            mindate=mindate,
+            maxdate=maxdate,
+            datetype=datetype,
+            retmax=retmax,
+            retstart=retstart,
+            usehistory=usehistory,
+            retmode=retmode,
+        )
+        # Long queries exceed URL limits; ESearch accepts POST like EFetch.
+        result: SearchResult = self._request(
+            "esearch.fcgi", params, post=len(term) > 1500, check=parse_esearch
+        )
+        result.mindate, result.maxdate = mindate, maxdate
+        return result
+
+    def search_windows(self, term: str, start: date, end: date) -> Iterator[SearchResult]:
+        """History-server searches covering the inclusive days start..end, each under the cap.
+
+        A window whose count reaches the cap is bisected by days. A single day at the cap is
+        yielded as it is: `fetch_history` pages it past 9,999 and checks the count.
+        """
+        if end < start:
+            raise ValueError(f"window end {end} is before its start {start}")
+        pending = [(start, end)]
+        while pending:
+            lo, hi = pending.pop(0)
+            r = self.esearch(term, mindate=lo, maxdate=hi)
+            if r.count >= self.max_hits_per_window and hi > lo:
+                first, second = split_days(lo, hi)
+                pending[:0] = [first, second]  # keep date order
+                continue
+            yield r
+
+    # -- EFetch ------------------------------------------------------------------------------
+
+    def efetch_history(self, webenv: str, query_key: str, *, retstart: int, retmax: int) -> bytes:
+        """One EFetch page of a history set, as PubMed XML bytes."""
+        params = {
+            "db": "pubmed",
+            "WebEnv": webenv,
+            "query_key": query_key,
+            "retstart": str(retstart),
+            "retmax": str(retmax),
+            "retmode": "xml",
+        }
+        return self._request("efetch.fcgi", params, check=check_efetch)
+
+    def efetch_ids(self, ids: Sequence[str]) -> bytes:
+        """EFetch PubMed XML for explicit PMIDs (POST for long lists)."""
+        params = {"db": "pubmed", "id": ",".join(ids), "retmode": "xml"}
+        return self._request("efetch.fcgi", params, post=len(ids) > POST_THRESHOLD, check=check_efetch)
+
+    def fetch_history(self, result: SearchResult) -> Iterator[bytes]:
+        """Every record of a search's history set, `batch_size` at a time."""
+        if result.count == 0:
+            return
+        if not result.webenv or not result.query_key:
+            raise EutilsResponseError("ESearch returned no WebEnv/QueryKey (usehistory=y was ignored)")
+        for retstart in range(0, result.count, self.batch_size):
+            body = self.efetch_history(
+                result.webenv,
+                result.query_key,
+                retstart=retstart,
+                retmax=min(self.batch_size, result.count - retstart),
+            )
+            if count_records(body) == 0:
+                # The server stopped paging (e.g. a cap) while ESearch counted more: never
+                # pass that off as the end of the window.
+                raise WindowTruncatedError(
+                    f"EFetch returned no records at retstart={retstart} of {result.count}"
+                    f" (window {result.mindate}..{result.maxdate})"
+                )
+            yield body
+
+    def fetch_window(self, term: str, start: date, end: date) -> Iterator[bytes]:
+        """EFetch bodies for every record created in the inclusive days start..end."""
+        for r in self.search_windows(term, start, end):
+            yield from self.fetch_history(r)
+
+    def prefetch_window(self, term: str, start: date, end: date, *, depth: int = 2) -> Iterator[bytes]:
+        """`fetch_window` run in a background thread, up to `depth` bodies ahead of the reader.
+
+        The caller parses batch n while batch n+1 downloads; with the rate limit on, the two
+        overlap, so a backfill costs about max(fetch time, parse time), not their sum. Errors in
+        the fetching thread are raised here; closing the iterator stops the thread.
+        """
+        q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth))
+        stop = threading.Event()
+
+        def put(item: tuple[str, Any]) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def work() -> None:
+            try:
+                for body in self.fetch_window(term, start, end):
+                    if not put(("body", body)):
+                        return
+            except BaseException as e:  # handed to the reader, which re-raises it
+                put(("error", e))
+                return
+            put(("done", None))
+
+        t = threading.Thread(target=work, name="eutils-prefetch", daemon=True)
+        t.start()
+        try:
+            while True:
+                kind, value = q.get()
+                if kind == "body":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:
+            stop.set()
+            t.join(timeout=self.timeout_s + 5)
+
+
+def batches_needed(count: int, batch_size: int) -> int:
+    """EFetch calls for `count` records at `batch_size` a call."""
+    return math.ceil(count / batch_size) if count else 0
+
+
+def count_records(body: bytes) -> int:
+    """How many records an EFetch body holds (a byte count, no parsing)."""
+    return body.count(b"<PubmedArticle>") + body.count(b"<PubmedBookArticle>")
