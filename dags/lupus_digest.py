@@ -107,7 +107,11 @@ def lupus_digest() -> None:
         return pipeline.report_digests(results, day=plan["day"])
 
     plan = plan_digests()
-    sent = send_digests.partial(plan=plan).expand(subscriber_ids=chunks(plan))
+    sent = (
+        send_digests.override(doc_md=send_digests.function.__doc__)
+        .partial(plan=plan)
+        .expand(subscriber_ids=chunks(plan))
+    )
     report_digests(sent, plan)
 
 

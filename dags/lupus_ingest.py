@@ -148,7 +148,7 @@ def lupus_ingest() -> None:
     window = resolve_window()
     feeds = list_feeds()
     pubmed = fetch_pubmed(window)
-    polled = poll_feed.partial(window=window).expand(feed=feeds)
+    polled = poll_feed.override(doc_md=poll_feed.function.__doc__).partial(window=window).expand(feed=feeds)
     announced = classify_and_announce(window)
     [pubmed, polled] >> announced
     announced >> feed_health()
