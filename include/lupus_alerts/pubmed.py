@@ -23,17 +23,19 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lxml import etree
 
 from lupus_alerts.models import AbstractSection, Author, MeshHeading, MeshQualifier, Notice, Paper
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
-    pass
+    from lupus_alerts.config import Settings
+    from lupus_alerts.eutils import EutilsClient
 
 PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 MATHML_NS = "http://www.w3.org/1998/Math/MathML"
@@ -530,3 +532,152 @@ def parse_pubmed_bytes(data: bytes) -> tuple[list[Paper], list[DeletedCitation],
         else:
             problems.append(item)
     return papers, deleted, problems
+
+
+# -- ingest ----------------------------------------------------------------------------------
+
+WATERMARK_NAME = "pubmed"
+MAX_PROBLEMS_REPORTED = 50
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def read_watermark(engine: Engine, name: str = WATERMARK_NAME) -> datetime | None:
+    """The stored end of the last successful window, or None on a fresh store."""
+    import sqlalchemy as sa
+
+    from lupus_alerts.store import watermarks
+
+    with engine.connect() as conn:
+        return conn.execute(sa.select(watermarks.c.value).where(watermarks.c.name == name)).scalar()
+
+
+def decide_window(
+    engine: Engine,
+    *,
+    run_end: datetime,
+    overlap_days: int,
+    initial_lookback_days: int,
+    name: str = WATERMARK_NAME,
+) -> tuple[datetime, datetime]:
+    """The creation-date window a run searches: (last window's end - overlap, run_end).
+
+    On a fresh store the window starts `initial_lookback_days` before `run_end`. The window
+    depends only on the stored watermark and the run's own end, never on the clock, so a rerun
+    searches the same window. The overlap re-reads records PubMed created late in the last
+    window (upserts make re-reading harmless). Pass the result to `ingest_window` with
+    `overlap_days=0`, since it is already applied.
+    """
+    end = _naive_utc(run_end)
+    mark = read_watermark(engine, name)
+    if mark is None:
+        return end - timedelta(days=initial_lookback_days), end
+    start = min(mark, end) - timedelta(days=overlap_days)
+    return start, end
+
+
+def record_window(engine: Engine, end: datetime, name: str = WATERMARK_NAME) -> datetime:
+    """Advance the watermark to `end` after a successful window; it never moves backwards.
+
+    Returns the watermark now stored.
+    """
+    import sqlalchemy as sa
+
+    from lupus_alerts.store import utcnow, watermarks
+
+    end = _naive_utc(end)
+    with engine.begin() as conn:
+        current = conn.execute(sa.select(watermarks.c.value).where(watermarks.c.name == name)).scalar()
+        if current is None:
+            conn.execute(sa.insert(watermarks).values(name=name, value=end, updated_at=utcnow()))
+            return end
+        if end > current:
+            conn.execute(
+                sa.update(watermarks).where(watermarks.c.name == name).values(value=end, updated_at=utcnow())
+            )
+            return end
+        return current
+
+
+def _stat(stats: Any, key: str) -> int:
+    if stats is None:
+        return 0
+    if isinstance(stats, dict):
+        return int(stats.get(key) or 0)
+    return int(getattr(stats, key, 0) or 0)
+
+
+def ingest_window(
+    settings: Settings,
+    engine: Engine,
+    *,
+    start: datetime,
+    end: datetime,
+    client: EutilsClient | None = None,
+    overlap_days: int | None = None,
+    record: bool = True,
+) -> dict[str, Any]:
+    """Search PubMed for records created from `start` (less the overlap) to `end`, upsert them.
+
+    The search runs on inclusive creation days (`[crdt]` is day-granular), widened backwards by
+    `overlap_days` (default `settings.pubmed.overlap_days`). Batches are fetched in a background
+    thread while the previous one is parsed and upserted. Unreadable records are counted and
+    listed (capped) in the summary, never fatal; E-utilities failures raise `EutilsError`. On
+    success the `pubmed` watermark advances to `end` (when `record`).
+
+    Returns {"search_start", "search_end", "hits", "fetched", "parsed", "deleted", "problems",
+    "problem_count", "new", "updated", "unchanged", "requests", "batches"}.
+    """
+    from lupus_alerts.eutils import EutilsClient, count_records
+    from lupus_alerts.merge import upsert_papers
+    from lupus_alerts.store import utcnow
+
+    overlap = settings.pubmed.overlap_days if overlap_days is None else overlap_days
+    s = _naive_utc(start) - timedelta(days=overlap)
+    e = _naive_utc(end)
+    own = client is None
+    c = client or EutilsClient.from_settings(settings.pubmed)
+    summary: dict[str, Any] = {
+        "search_start": s.date().isoformat(),
+        "search_end": e.date().isoformat(),
+        "fetched": 0,
+        "parsed": 0,
+        "deleted": 0,
+        "problems": [],
+        "problem_count": 0,
+        "new": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "batches": 0,
+    }
+    requests_before = c.requests_made
+    fetched_at = utcnow()
+    try:
+        for body in c.prefetch_window(settings.pubmed.query, s.date(), e.date()):
+            summary["batches"] += 1
+            summary["fetched"] += count_records(body)
+            papers: list[Paper] = []
+            for item in parse_pubmed(body):
+                if isinstance(item, Paper):
+                    item.fetched_at = fetched_at
+                    papers.append(item)
+                elif isinstance(item, DeletedCitation):
+                    summary["deleted"] += len(item.pmids)
+                else:
+                    summary["problem_count"] += 1
+                    if len(summary["problems"]) < MAX_PROBLEMS_REPORTED:
+                        summary["problems"].append({"pmid": item.pmid, "reason": item.reason})
+            summary["parsed"] += len(papers)
+            if papers:
+                stats = upsert_papers(engine, papers)
+                for key in ("new", "updated", "unchanged"):
+                    summary[key] += _stat(stats, key)
+    finally:
+        summary["requests"] = c.requests_made - requests_before
+        if own:
+            c.close()
+    if record:
+        record_window(engine, e)
+    return summary
