@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_ENV = "LUPUS_ALERTS_CONFIG"
+STORE_URL_ENV = "LUPUS_ALERTS_STORE_URL"
 DEFAULT_CONFIG_NAME = "lupus-alerts.yaml"
 
 # Finds lupus in the lupus-erythematosus sense, and keeps out lupus vulgaris (cutaneous TB),
@@ -134,7 +135,10 @@ class Settings(_Strict):
 
     @property
     def database_url(self) -> str:
-        """The store's SQLAlchemy URL."""
+        """The store's SQLAlchemy URL: $LUPUS_ALERTS_STORE_URL, else `store_url`, else SQLite in data_dir."""
+        # The environment wins so deployments can keep a password-bearing URL out of the YAML.
+        if os.environ.get(STORE_URL_ENV):
+            return os.environ[STORE_URL_ENV]
         if self.store_url:
             return self.store_url
         return f"sqlite:///{(self.data_dir / 'lupus-alerts.db').resolve()}"
