@@ -1,0 +1,718 @@
+"""One paper, one record: match records from every source to stored papers and merge them.
+
+`upsert_papers` is the only writer of `papers` and `paper_sources`. A record is matched to a
+stored paper by, in order of strength, its own earlier arrival (same source and source key), its
+normalised DOI, its PMID, and last its title key (normalised title + year, with the journal as
+a tie-break). Every source's latest record is kept in `paper_sources`; the paper's record is
+`merge_records` over all of them. Rules and reasons: docs/dedupe.md.
+
+Concurrency: each batch runs in one transaction. SQLite serialises writers (BEGIN IMMEDIATE);
+on PostgreSQL matched papers are locked FOR UPDATE in id order, and a concurrent writer that
+inserted the same DOI/PMID/source key first makes our INSERT fail on the unique constraint, so
+the batch is rolled back and redone, and on the second pass it finds and merges into that row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import random
+import re
+import time
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from hashlib import sha256
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from lupus_alerts import store
+from lupus_alerts.doi import normalize_doi
+from lupus_alerts.models import Author, Notice, Paper
+
+PUBMED = "pubmed"
+BATCH_SIZE = 500
+MAX_ATTEMPTS = 12
+# Notices that say something happened *to this paper*; the reverse links (retraction_of, ...)
+# belong to the notice's own record and are not updates of the paper that carries them.
+UPDATE_KINDS = ("retraction_in", "erratum_in", "expression_of_concern_in", "update_in")
+# Titles shorter than this (normalised) are too generic to merge on ("Erratum", "Reply").
+MIN_TITLE_CHARS = 20
+MIN_TITLE_WORDS = 3
+# PostgreSQL SQLSTATEs that mean "someone else got there first, try again".
+_RETRY_SQLSTATES = {"40001", "40P01"}
+_IN_CHUNK = 900  # stays under SQLite's bound-parameter limit with room to spare
+_IGNORED_IN_COMPARISON = ("fetched_at", "classification")
+
+_TAG = re.compile(r"<[^>]{0,200}>")
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+_PARENTHETICAL = re.compile(r"\([^)]*\)|\[[^\]]*\]")
+_JOURNAL_STOPWORDS = frozenset({"the", "of", "and", "for", "in", "on", "de", "la", "le", "der", "und"})
+
+
+class MergeError(Exception):
+    """The batch could not be written after repeated conflicts with concurrent writers."""
+
+
+class _Retry(Exception):
+    """A row we matched changed under us (merged away by a concurrent writer): redo the batch."""
+
+
+@dataclass(slots=True)
+class UpsertStats:
+    """What one `upsert_papers` call did, in paper counts and ids.
+
+    `merged` counts stored papers that were joined into another paper (their ids are in
+    `merged_ids`, the paper they joined is in `updated_ids`).
+    """
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    merged: int = 0
+    sources_new: int = 0
+    sources_updated: int = 0
+    notices_new: int = 0
+    attempts: int = 0
+    new_ids: list[int] = field(default_factory=list)
+    updated_ids: list[int] = field(default_factory=list)
+    unchanged_ids: list[int] = field(default_factory=list)
+    merged_ids: list[int] = field(default_factory=list)
+
+    def add(self, other: UpsertStats) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+
+def normalize_title(title: str | None) -> str:
+    """Title folded for matching: markup and entities removed, accents folded, lower-case,
+    every non-alphanumeric character dropped ("<i>In vivo</i> B-cell..." -> "invivobcell...")."""
+    if not title:
+        return ""
+    text = html.unescape(_TAG.sub(" ", title))
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
+    return _NON_WORD.sub("", text)
+
+
+def title_key(title: str, journal: str | None = None, year: int | None = None) -> str:
+    """A 64-character hex key of the normalised title and the year.
+
+    The journal is deliberately not hashed: a feed says "Arthritis & Rheumatology", PubMed says
+    "Arthritis & rheumatology (Hoboken, N.J.)" or "Arthritis Rheumatol", so any normalisation
+    strict enough to hash would miss matches. `upsert_papers` instead compares journal names
+    when it checks a title match (`journals_compatible`). The parameter stays so every caller
+    passes what identifies a paper. Callers look up year-1 and year+1 too, because a paper
+    online in December and in an issue in January has different years in different sources.
+    """
+    del journal  # compared at match time, see docstring
+    return sha256(f"{normalize_title(title)}|{year or ''}".encode()).hexdigest()
+
+
+def normalize_journal(name: str | None) -> str:
+    """Journal name folded for comparison: "The Lancet. Rheumatology (London)" -> "lancet rheumatology"."""
+    if not name:
+        return ""
+    text = _PARENTHETICAL.sub(" ", html.unescape(name)).replace("&", " and ")
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
+    words = [w for w in _NON_WORD.sub(" ", text).split() if w not in _JOURNAL_STOPWORDS]
+    return " ".join(words)
+
+
+def journals_compatible(a: Iterable[str | None], b: Iterable[str | None]) -> bool:
+    """Whether two sets of names (full titles, ISO abbreviations) can name the same journal.
+
+    True when either side names no journal, when normalised names are equal, or when one is an
+    abbreviation of the other word by word ("lupus sci med" ~ "lupus science medicine").
+    """
+    na = {n for n in map(normalize_journal, a) if n}
+    nb = {n for n in map(normalize_journal, b) if n}
+    if not na or not nb:
+        return True
+    return any(_abbreviates(x, y) or _abbreviates(y, x) for x in na for y in nb)
+
+
+def _abbreviates(short: str, full: str) -> bool:
+    sw, fw = short.split(), full.split()
+    return len(sw) == len(fw) and all(f.startswith(s) for s, f in zip(sw, fw, strict=True))
+
+
+def _title_usable(title: str) -> bool:
+    return len(normalize_title(title)) >= MIN_TITLE_CHARS and len(title.split()) >= MIN_TITLE_WORDS
+
+
+def _year(p: Paper) -> int | None:
+    d = p.first_date
+    return d.year if d else None
+
+
+def _title_keys(p: Paper) -> list[str]:
+    """The record's title key and its neighbouring years' keys (empty if the title is generic)."""
+    if not _title_usable(p.title):
+        return []
+    y = _year(p)
+    if y is None:
+        return [title_key(p.title, p.journal, None)]
+    return [title_key(p.title, p.journal, yy) for yy in (y, y - 1, y + 1)]
+
+
+def _stored_title_key(p: Paper) -> str | None:
+    return title_key(p.title, p.journal, _year(p)) if _title_usable(p.title) else None
+
+
+# -- merging records ----------------------------------------------------------------------
+
+
+def _precedence(p: Paper) -> tuple[Any, ...]:
+    # PubMed first (curated: MeSH, types, full author list), then feeds by name; within one
+    # source the most recently fetched record first. Input order never matters.
+    fetched = p.fetched_at.timestamp() if p.fetched_at else 0.0
+    return (p.source != PUBMED, p.source, p.source_key, -fetched)
+
+
+def _first(records: Sequence[Paper], attr: str) -> Any:
+    for r in records:
+        v = getattr(r, attr)
+        if v:
+            return v
+    return getattr(records[0], attr)
+
+
+def _union(records: Sequence[Paper], attr: str, key: Any = None) -> list[Any]:
+    out: list[Any] = []
+    seen: set[Any] = set()
+    for r in records:
+        for v in getattr(r, attr):
+            k = key(v) if key else v
+            if k not in seen:
+                seen.add(k)
+                out.append(v)
+    return out
+
+
+def _notice_key(n: Notice) -> str:
+    return (normalize_doi(n.doi) or n.pmid or (n.ref_source or "").strip() or "?")[:512]
+
+
+def merge_records(records: Sequence[Paper]) -> Paper:
+    """The one record of a paper built from every source's record. Pure and order-independent.
+
+    Precedence (docs/dedupe.md): PubMed's value for every bibliographic field it has (title,
+    authors, journal, MeSH, publication types, PMID/PMCID, language), else the first feed's
+    (by feed id) that has one; the longest abstract (with its sections); the earliest dates;
+    DOI from PubMed else any source; the publisher's link from a feed else any; the union of
+    keywords, ISSNs and notices; retracted if any source says so.
+    """
+    if not records:
+        raise ValueError("merge_records needs at least one record")
+    recs = sorted(records, key=_precedence)
+    primary = recs[0]
+    # max() keeps the first of equal lengths, so PubMed wins ties.
+    with_abstract = max(recs, key=lambda r: len(r.abstract.strip()))
+    feeds_first = sorted(recs, key=lambda r: (r.source == PUBMED, r.source, r.source_key))
+    notices = sorted(
+        _union(recs, "notices", key=lambda n: (n.kind, _notice_key(n))),
+        key=lambda n: (n.kind, _notice_key(n)),
+    )
+    dated = [r for r in recs if r.pub_date is not None]
+    earliest_pub = min(dated, key=lambda r: r.pub_date or date.max) if dated else None
+    epubs = [r.epub_date for r in recs if r.epub_date]
+    fetched = [r.fetched_at for r in recs if r.fetched_at]
+    dois = [d for d in (normalize_doi(r.doi) for r in recs) if d]
+    authors: list[Author] = next((r.authors for r in recs if r.authors), [])
+    return Paper(
+        source=primary.source,
+        source_key=primary.source_key,
+        title=_first(recs, "title"),
+        doi=dois[0] if dois else None,
+        pmid=_first(recs, "pmid"),
+        pmcid=_first(recs, "pmcid"),
+        abstract=with_abstract.abstract,
+        abstract_sections=list(with_abstract.abstract_sections),
+        authors=list(authors),
+        journal=_first(recs, "journal"),
+        journal_iso=_first(recs, "journal_iso"),
+        issns=_union(recs, "issns"),
+        pub_date=earliest_pub.pub_date if earliest_pub else None,
+        pub_date_text=earliest_pub.pub_date_text if earliest_pub else _first(recs, "pub_date_text"),
+        epub_date=min(epubs) if epubs else None,
+        publication_types=list(_first(recs, "publication_types")),
+        mesh=list(_first(recs, "mesh")),
+        keywords=_union(recs, "keywords", key=str.casefold),
+        language=_first(recs, "language"),
+        url=_first(feeds_first, "url"),
+        notices=notices,
+        is_retracted=any(r.is_retracted for r in recs) or any(n.kind == "retraction_in" for n in notices),
+        fetched_at=max(fetched) if fetched else None,
+        classification=None,
+    )
+
+
+# -- upsert -------------------------------------------------------------------------------
+
+
+def upsert_papers(
+    engine: Engine,
+    papers: Iterable[Paper],
+    *,
+    now: datetime | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> UpsertStats:
+    """Store records from any source, merging each into the paper it belongs to.
+
+    Idempotent (the same records again change nothing and count as unchanged), batched
+    (`batch_size` records per transaction), and safe against concurrent writers on PostgreSQL
+    and SQLite. A merged record that changed is marked `needs_classification`. Raises
+    MergeError if a batch keeps conflicting with concurrent writers.
+    """
+    when = now or store.utcnow()
+    total = UpsertStats()
+    for batch in _chunks(papers, batch_size):
+        prepared = _prepare(batch)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with engine.begin() as conn:
+                    stats = _upsert_batch(conn, prepared, when)
+            except (IntegrityError, _Retry) as e:
+                last: Exception = e
+            except DBAPIError as e:
+                if getattr(e.orig, "pgcode", None) not in _RETRY_SQLSTATES:
+                    raise
+                last = e
+            else:
+                stats.attempts = attempt
+                total.add(stats)
+                break
+            # Jitter so two writers that collided do not collide again in lock-step.
+            time.sleep(random.uniform(0.005, 0.05) * attempt)
+        else:
+            raise MergeError(
+                f"batch of {len(prepared)} records still conflicting after {MAX_ATTEMPTS} attempts: {last}"
+            )
+    return total
+
+
+def _chunks(items: Iterable[Paper], n: int) -> Iterator[list[Paper]]:
+    batch: list[Paper] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _prepare(batch: Sequence[Paper]) -> list[Paper]:
+    """Normalised copies, one per (source, source_key): a later record in the batch wins."""
+    out: dict[tuple[str, str], Paper] = {}
+    for p in batch:
+        pmid = (p.pmid or "").strip() or None
+        out[(p.source, p.source_key)] = dataclasses.replace(
+            p, doi=normalize_doi(p.doi), pmid=pmid, classification=None
+        )
+    return list(out.values())
+
+
+def _comparable(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in _IGNORED_IN_COMPARISON}
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[Any, Any] = {}
+
+    def find(self, x: Any) -> Any:
+        self.parent.setdefault(x, x)
+        root = x
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[x] != root:  # path compression
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def union(self, a: Any, b: Any) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+
+
+def _in_chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
+    vals = sorted(set(values), key=str)
+    for i in range(0, len(vals), _IN_CHUNK):
+        yield vals[i : i + _IN_CHUNK]
+
+
+def _lookup(conn: Connection, column: sa.Column, values: Iterable[Any]) -> dict[Any, int]:
+    out: dict[Any, int] = {}
+    for chunk in _in_chunks(v for v in values if v):
+        for value, pid in conn.execute(sa.select(column, store.papers.c.id).where(column.in_(chunk))):
+            out[value] = pid
+    return out
+
+
+def _upsert_batch(conn: Connection, recs: list[Paper], now: datetime) -> UpsertStats:
+    P, S = store.papers, store.paper_sources
+    uf = _UnionFind()
+
+    # 1. Find every stored paper each record may belong to, and records that share a key.
+    by_source: dict[str, list[str]] = {}
+    for r in recs:
+        by_source.setdefault(r.source, []).append(r.source_key)
+    src_rows: dict[tuple[str, str], Any] = {}
+    for source, keys in by_source.items():
+        for chunk in _in_chunks(keys):
+            q = sa.select(S.c.id, S.c.paper_id, S.c.source, S.c.source_key, S.c.record).where(
+                S.c.source == source, S.c.source_key.in_(chunk)
+            )
+            for row in conn.execute(q):
+                src_rows[(row.source, row.source_key)] = row
+    doi_hits = _lookup(conn, P.c.doi, (r.doi for r in recs))
+    pmid_hits = _lookup(conn, P.c.pmid, (r.pmid for r in recs))
+    first_with: dict[tuple[str, str], int] = {}
+    for i, r in enumerate(recs):
+        node = ("r", i)
+        uf.find(node)
+        row = src_rows.get((r.source, r.source_key))
+        if row is not None:
+            uf.union(node, ("p", row.paper_id))
+        for kind, value, hits in (("doi", r.doi, doi_hits), ("pmid", r.pmid, pmid_hits)):
+            if value:
+                if value in hits:
+                    uf.union(node, ("p", hits[value]))
+                j = first_with.setdefault((kind, value), i)
+                uf.union(node, ("r", j))
+    _link_by_title(conn, recs, uf)
+
+    # 2. Lock and load the matched papers, their sources, and any paper holding a DOI or PMID
+    #    those sources mention (so the merged row can take it without a unique violation).
+    papers_by_id: dict[int, Any] = {}
+    sources_by_paper: dict[int, list[Any]] = {}
+    wanted = {n[1] for n in list(uf.parent) if n[0] == "p"}
+    for _ in range(8):
+        missing = wanted - papers_by_id.keys()
+        if not missing:
+            break
+        _load_papers(conn, missing, papers_by_id, sources_by_paper)
+        mentions: dict[tuple[str, str], set[int]] = {}
+        for pid in missing:
+            prow = papers_by_id[pid]
+            for srow in sources_by_paper.get(pid, []):
+                d, pm = normalize_doi(srow.record.get("doi")), srow.record.get("pmid")
+                if d and d != prow.doi:
+                    mentions.setdefault(("doi", d), set()).add(pid)
+                if pm and pm != prow.pmid:
+                    mentions.setdefault(("pmid", pm), set()).add(pid)
+        holders = {
+            "doi": _lookup(conn, P.c.doi, (v for k, v in mentions if k == "doi")),
+            "pmid": _lookup(conn, P.c.pmid, (v for k, v in mentions if k == "pmid")),
+        }
+        for (kind, value), pids in mentions.items():
+            holder = holders[kind].get(value)
+            if holder is not None:
+                for pid in pids:
+                    uf.union(("p", pid), ("p", holder))
+                wanted.add(holder)
+    else:
+        raise _Retry("papers kept linking to further papers; giving up this attempt")
+
+    # 3. Per group: merge, decide what changed, and collect the writes.
+    groups: dict[Any, tuple[list[int], list[int]]] = {}
+    for node in list(uf.parent):
+        rec_idx, pids = groups.setdefault(uf.find(node), ([], []))
+        (rec_idx if node[0] == "r" else pids).append(node[1])
+
+    stats = UpsertStats()
+    w = _Writes()
+    for rec_idx, pids in groups.values():
+        batch_recs = [recs[i] for i in sorted(rec_idx)]
+        _plan_group(batch_recs, sorted(pids), papers_by_id, sources_by_paper, src_rows, now, w, stats)
+
+    _apply(conn, w, now, stats)
+    return stats
+
+
+def _link_by_title(conn: Connection, recs: list[Paper], uf: _UnionFind) -> None:
+    """Join records to stored papers (and to each other) with the same title key, when nothing
+    contradicts it: no different DOI or PMID, and compatible journal names."""
+    P = store.papers
+    keys_of = {i: _title_keys(r) for i, r in enumerate(recs)}
+    all_keys = {k for ks in keys_of.values() for k in ks}
+    if not all_keys:
+        return
+    candidates: dict[str, list[Any]] = {}
+    for chunk in _in_chunks(all_keys):
+        q = sa.select(
+            P.c.id,
+            P.c.doi,
+            P.c.pmid,
+            P.c.journal,
+            P.c.title_key,
+            P.c.record["journal_iso"].as_string().label("iso"),
+        )
+        for row in conn.execute(q.where(P.c.title_key.in_(chunk))):
+            candidates.setdefault(row.title_key, []).append(row)
+    own_key: dict[str, list[int]] = {}
+    for i in range(len(recs)):
+        if keys_of[i]:
+            own_key.setdefault(keys_of[i][0], []).append(i)
+    for i, r in enumerate(recs):
+        for k in keys_of[i]:
+            for row in candidates.get(k, []):
+                if _compatible(r, row.doi, row.pmid, (row.journal, row.iso)):
+                    uf.union(("r", i), ("p", row.id))
+            for j in own_key.get(k, []):
+                o = recs[j]
+                if j != i and _compatible(r, o.doi, o.pmid, (o.journal, o.journal_iso)):
+                    uf.union(("r", i), ("r", j))
+
+
+def _compatible(r: Paper, doi: str | None, pmid: str | None, journals: Iterable[str | None]) -> bool:
+    if r.doi and doi and r.doi != doi:
+        return False
+    if r.pmid and pmid and r.pmid != pmid:
+        return False
+    return journals_compatible((r.journal, r.journal_iso), journals)
+
+
+def _load_papers(
+    conn: Connection, ids: set[int], papers_by_id: dict[int, Any], sources_by_paper: dict[int, list[Any]]
+) -> None:
+    P, S = store.papers, store.paper_sources
+    for chunk in _in_chunks(ids):
+        q = sa.select(P).where(P.c.id.in_(chunk)).order_by(P.c.id).with_for_update()
+        rows = conn.execute(q).all()
+        if len(rows) != len(chunk):
+            raise _Retry("a matched paper was merged away by a concurrent writer")
+        for row in rows:
+            papers_by_id[row.id] = row
+        q = sa.select(S.c.id, S.c.paper_id, S.c.source, S.c.source_key, S.c.record, S.c.first_seen_at)
+        for row in conn.execute(q.where(S.c.paper_id.in_(chunk))):
+            sources_by_paper.setdefault(row.paper_id, []).append(row)
+
+
+@dataclass
+class _Writes:
+    new_papers: list[dict[str, Any]] = field(default_factory=list)
+    new_paper_sources: list[list[dict[str, Any]]] = field(default_factory=list)  # per new paper
+    new_paper_notices: list[list[dict[str, Any]]] = field(default_factory=list)
+    paper_updates: list[dict[str, Any]] = field(default_factory=list)
+    source_inserts: list[dict[str, Any]] = field(default_factory=list)
+    source_updates: list[dict[str, Any]] = field(default_factory=list)
+    source_touches: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[dict[str, Any]] = field(default_factory=list)
+    merges: list[tuple[int, list[int]]] = field(default_factory=list)  # (survivor, losers)
+
+
+def _columns(merged: Paper) -> dict[str, Any]:
+    return {
+        "doi": merged.doi,
+        "pmid": merged.pmid,
+        "pmcid": merged.pmcid,
+        "title_key": _stored_title_key(merged),
+        "title": merged.title,
+        "journal": (merged.journal or merged.journal_iso or "")[:512] or None,
+        "pub_date": merged.first_date,
+        "is_retracted": merged.is_retracted,
+    }
+
+
+def _notice_rows(merged: Paper, now: datetime) -> list[dict[str, Any]]:
+    rows = {}
+    for n in merged.notices:
+        if n.kind in UPDATE_KINDS:
+            key = _notice_key(n)
+            rows[(n.kind, key)] = {
+                "kind": n.kind,
+                "notice_key": key,
+                "notice": dataclasses.asdict(n),
+                "detected_at": now,
+            }
+    return list(rows.values())
+
+
+def _plan_group(
+    batch_recs: list[Paper],
+    pids: list[int],
+    papers_by_id: dict[int, Any],
+    sources_by_paper: dict[int, list[Any]],
+    src_rows: dict[tuple[str, str], Any],
+    now: datetime,
+    w: _Writes,
+    stats: UpsertStats,
+) -> None:
+    incoming = {(r.source, r.source_key): r for r in batch_recs}
+    dicts = {k: r.to_dict() for k, r in incoming.items()}
+
+    # Fast path: one stored paper and every record already stored as it is now. The common
+    # case for a daily re-poll of a feed, so it must not pay for a merge.
+    if len(pids) == 1:
+        pid = pids[0]
+        if all(
+            (row := src_rows.get(k)) is not None
+            and row.paper_id == pid
+            and _comparable(row.record) == _comparable(d)
+            for k, d in dicts.items()
+        ):
+            w.source_touches.extend({"_id": src_rows[k].id} for k in dicts)
+            stats.unchanged += 1
+            stats.unchanged_ids.append(pid)
+            return
+
+    # Everything the group's papers already had, overridden by what arrived now.
+    existing: dict[tuple[str, str], Any] = {}
+    for pid in pids:
+        for srow in sources_by_paper.get(pid, []):
+            existing[(srow.source, srow.source_key)] = srow
+    records: dict[tuple[str, str], Paper] = {k: Paper.from_dict(s.record) for k, s in existing.items()}
+    records.update(incoming)
+    merged = merge_records(list(records.values()))
+    merged_dict = merged.to_dict()
+    cols = _columns(merged)
+    notice_rows = _notice_rows(merged, now)
+
+    if not pids:
+        w.new_papers.append(
+            {
+                **cols,
+                "record": merged_dict,
+                "needs_classification": True,
+                "first_seen_at": now,
+                "updated_at": now,
+            }
+        )
+        w.new_paper_sources.append(
+            [{"source": k[0], "source_key": k[1], "record": d} for k, d in dicts.items()]
+        )
+        w.new_paper_notices.append(notice_rows)
+        return
+
+    # The survivor keeps the earliest announcement (a paper is never announced twice), else
+    # it is the oldest row.
+    rows = [papers_by_id[p] for p in pids]
+    announced = sorted((r for r in rows if r.announce_no is not None), key=lambda r: r.announce_no)
+    survivor = announced[0] if announced else min(rows, key=lambda r: r.id)
+    losers = [r.id for r in rows if r.id != survivor.id]
+
+    for k, d in dicts.items():
+        srow = existing.get(k)
+        if srow is None:
+            w.source_inserts.append(
+                {"paper_id": survivor.id, "source": k[0], "source_key": k[1], "record": d}
+            )
+        elif _comparable(srow.record) != _comparable(d):
+            w.source_updates.append({"_id": srow.id, "paper_id": survivor.id, "record": d})
+        else:
+            w.source_touches.append({"_id": srow.id})
+
+    stored_cols = {k: getattr(survivor, k) for k in cols}
+    changed = bool(losers) or _comparable(survivor.record) != _comparable(merged_dict) or stored_cols != cols
+    if losers:
+        w.merges.append((survivor.id, losers))
+        stats.merged += len(losers)
+        stats.merged_ids.extend(losers)
+    w.notices.extend({**n, "paper_id": survivor.id} for n in notice_rows)
+    if changed:
+        w.paper_updates.append(
+            {
+                "_id": survivor.id,
+                **cols,
+                "record": merged_dict,
+                "needs_classification": True,
+                "first_seen_at": min(r.first_seen_at for r in rows),
+                "updated_at": now,
+            }
+        )
+        stats.updated += 1
+        stats.updated_ids.append(survivor.id)
+    else:
+        stats.unchanged += 1
+        stats.unchanged_ids.append(survivor.id)
+
+
+def _insert_ignore(conn: Connection, table: sa.Table) -> Any:
+    """INSERT .. ON CONFLICT DO NOTHING in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _apply(conn: Connection, w: _Writes, now: datetime, stats: UpsertStats) -> None:
+    P, S, T, U = store.papers, store.paper_sources, store.paper_topics, store.paper_updates
+    b = sa.bindparam
+
+    # Joined papers first, so the survivor can take over their DOI/PMID without a conflict.
+    for survivor, losers in w.merges:
+        conn.execute(sa.update(S).where(S.c.paper_id.in_(losers)).values(paper_id=survivor))
+        have = set(conn.execute(sa.select(T.c.label).where(T.c.paper_id == survivor)).scalars())
+        for pid, label in conn.execute(
+            sa.select(T.c.paper_id, T.c.label).where(T.c.paper_id.in_(losers))
+        ).all():
+            if label in have:
+                conn.execute(sa.delete(T).where(T.c.paper_id == pid, T.c.label == label))
+            else:
+                conn.execute(
+                    sa.update(T).where(T.c.paper_id == pid, T.c.label == label).values(paper_id=survivor)
+                )
+                have.add(label)
+        kept = {
+            (r.kind, r.notice_key): r
+            for r in conn.execute(
+                sa.select(U.c.id, U.c.kind, U.c.notice_key, U.c.update_no).where(U.c.paper_id == survivor)
+            )
+        }
+        for r in conn.execute(
+            sa.select(U.c.id, U.c.kind, U.c.notice_key, U.c.update_no).where(U.c.paper_id.in_(losers))
+        ).all():
+            mine = kept.get((r.kind, r.notice_key))
+            if mine is None:
+                conn.execute(sa.update(U).where(U.c.id == r.id).values(paper_id=survivor))
+                kept[(r.kind, r.notice_key)] = r
+                continue
+            conn.execute(sa.delete(U).where(U.c.id == r.id))
+            if mine.update_no is None and r.update_no is not None:
+                # the loser's update was already flagged: keep its number, never flag it twice
+                conn.execute(sa.update(U).where(U.c.id == mine.id).values(update_no=r.update_no))
+        conn.execute(sa.delete(P).where(P.c.id.in_(losers)))
+
+    if w.new_papers:
+        ids = (
+            conn.execute(sa.insert(P).returning(P.c.id, sort_by_parameter_order=True), w.new_papers)
+            .scalars()
+            .all()
+        )
+        for pid, sources, notices in zip(ids, w.new_paper_sources, w.new_paper_notices, strict=True):
+            stats.new += 1
+            stats.new_ids.append(pid)
+            w.source_inserts.extend({**s, "paper_id": pid} for s in sources)
+            w.notices.extend({**n, "paper_id": pid} for n in notices)
+
+    if w.paper_updates:
+        conn.execute(
+            sa.update(P).where(P.c.id == b("_id")),
+            w.paper_updates,
+        )
+    if w.source_inserts:
+        conn.execute(
+            sa.insert(S).values(first_seen_at=now, last_seen_at=now),
+            w.source_inserts,
+        )
+        stats.sources_new += len(w.source_inserts)
+    if w.source_updates:
+        conn.execute(sa.update(S).where(S.c.id == b("_id")).values(last_seen_at=now), w.source_updates)
+        stats.sources_updated += len(w.source_updates)
+    if w.source_touches:
+        conn.execute(sa.update(S).where(S.c.id == b("_id")).values(last_seen_at=now), w.source_touches)
+    if w.notices:
+        # Only rows actually inserted come back, so this counts notices new to the store.
+        inserted = conn.execute(_insert_ignore(conn, U).returning(U.c.id), w.notices).all()
+        stats.notices_new += len(inserted)
