@@ -1,0 +1,671 @@
+"""The delivery ledger: each subscriber gets each digest period at most once.
+
+One `deliveries` row per (subscriber, period) — "2026-11-27" for daily subscribers, the ISO week
+"2026-W48" for weekly ones, who are due on their weekday. States:
+
+    queued ──► sending ──► sent
+       ▲          │  ├───► failed_transient ──(next run / task retry)──► sending
+       │          │  ├───► failed_permanent          (5xx, or an invalid address: never retried)
+       │          │  └───► unconfirmed               (outcome unknown: never retried on its own)
+       ├── empty        nothing to send and the subscriber does not want empty digests
+       ├── cancelled    the subscriber left (unsubscribed / bounced) before it was sent
+       └── superseded   a newer period was planned while this one still waited; the newer
+                        digest starts at the same cursor, so it carries these papers too
+
+`plan_period` snapshots the announcement/update counters once per period and writes a `queued`
+row per due subscriber with the range it covers (announce_from = the subscriber's cursor,
+exclusive; announce_to = the snapshot, inclusive). A retry renders the row's range, so it renders
+the same digest, with the same Message-ID.
+
+`send_due` moves a row to `sending` and commits BEFORE talking to the mail server, then records
+the outcome and advances the subscriber's cursors in one transaction. The no-double-send rule for a
+row found in `sending` (the process died mid-send) is in docs/delivery.md: ask the transport
+whether that Message-ID went out; the outbox can tell (the file exists or not), SMTP cannot, so
+the row becomes `unconfirmed` — at most once, never twice, and visible to the operator, who may
+`requeue_unconfirmed` it after checking the mail server's log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.engine import Connection, Engine
+
+from lupus_alerts import mailer, store, tokens
+
+if TYPE_CHECKING:
+    from lupus_alerts.config import Settings
+    from lupus_alerts.subscribers import Subscriber
+
+log = logging.getLogger(__name__)
+
+D = store.deliveries
+S = store.subscribers
+
+QUEUED, SENDING, SENT = "queued", "sending", "sent"
+FAILED_TRANSIENT, FAILED_PERMANENT = "failed_transient", "failed_permanent"
+UNCONFIRMED, EMPTY, CANCELLED, SUPERSEDED = "unconfirmed", "empty", "cancelled", "superseded"
+PENDING_STATES = (QUEUED, FAILED_TRANSIENT, SENDING)
+# Rows a send run may claim: what is in SENDING already belongs to another (or a dead) run.
+CLAIMABLE_STATES = (QUEUED, FAILED_TRANSIENT)
+DONE_STATES = (SENT, EMPTY, UNCONFIRMED)
+_IN_CHUNK = 500  # ids per IN (...) clause: well under SQLite's bound-parameter limit
+
+
+class DeliveryError(Exception):
+    """The ledger cannot proceed (e.g. no link-signing secret); nothing was claimed."""
+
+
+@dataclass(slots=True)
+class PlanStats:
+    """What `plan_period` did. `due` lists every subscriber with a pending row (new or older)."""
+
+    day: str
+    periods: list[str] = field(default_factory=list)
+    due: list[int] = field(default_factory=list)
+    created: int = 0
+    existing: int = 0
+    superseded: int = 0
+    announce_to: int = 0
+    update_to: int = 0
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    """What `send_due` did. `errors` holds one {email, code, reason, state} per failed message."""
+
+    sent: int = 0
+    empty_skipped: int = 0
+    failed_transient: int = 0
+    failed_permanent: int = 0
+    unconfirmed: int = 0
+    cancelled: int = 0
+    already_sent: int = 0
+    recovered: int = 0  # rows found in `sending` whose message the transport confirmed
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def merge(self, other: DeliveryStats) -> None:
+        for f in dataclasses.fields(self):
+            if f.name == "errors":
+                self.errors.extend(other.errors)
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+# --------------------------------------------------------------------------------------------
+# Who is due, for which period
+
+
+def period_for(subscriber: Any, day: date) -> str | None:
+    """The digest period `day` closes for this subscriber, or None if no digest is due that day.
+
+    Daily: the ISO date ("2026-11-27"). Weekly: the ISO week ("2026-W48"), only on the
+    subscriber's weekday (0=Monday; Monday when unset).
+    """
+    if subscriber.frequency == "weekly":
+        weekday = subscriber.weekday if subscriber.weekday is not None else 0
+        if day.weekday() != weekday:
+            return None
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return day.isoformat()
+
+
+def _periods_of_day(day: date) -> tuple[str, str]:
+    year, week, _ = day.isocalendar()
+    return day.isoformat(), f"{year}-W{week:02d}"
+
+
+def _due_filter(day: date) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        S.c.status == "active",
+        sa.or_(
+            S.c.frequency != "weekly",
+            sa.func.coalesce(S.c.weekday, 0) == day.weekday(),
+        ),
+    )
+
+
+def due_subscribers(engine: Engine | Connection, day: date) -> list[int]:
+    """Ids of the active subscribers due a digest on `day`, ascending (chunk for mapped tasks)."""
+    q = sa.select(S.c.id).where(_due_filter(day)).order_by(S.c.id)
+    if isinstance(engine, Connection):
+        return [int(r[0]) for r in engine.execute(q)]
+    with engine.connect() as conn:
+        return [int(r[0]) for r in conn.execute(q)]
+
+
+def chunks(ids: Sequence[int], size: int) -> list[list[int]]:
+    """Split ids into lists of at most `size` (one per mapped send task)."""
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
+# --------------------------------------------------------------------------------------------
+# Planning
+
+
+def _insert_ignoring_duplicates(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    """Insert ledger rows, skipping any (subscriber, period) another planner wrote meanwhile."""
+    if not rows:
+        return 0
+    name = conn.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:  # pragma: no cover - the store supports SQLite and PostgreSQL only
+        raise DeliveryError(f"unsupported database {name!r}")
+    stmt = dialect_insert(D).on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
+    result = conn.execute(stmt, rows)
+    return max(result.rowcount or 0, 0)
+
+
+def plan_period(
+    engine: Engine,
+    settings: Settings | None = None,
+    *,
+    day: date,
+    now: datetime | None = None,
+) -> PlanStats:
+    """Queue a ledger row for every subscriber due on `day` that has none for its period yet.
+
+    Idempotent: a rerun creates nothing new. The announcement/update counters are snapshot once
+    per period (a later rerun for the same period reuses the first snapshot), so every digest of a
+    period covers the same announcements. Older rows still waiting (queued or failed_transient)
+    for a newly due subscriber are superseded: the new row starts at the same cursor.
+    """
+    now = _naive(now) if now else store.utcnow()
+    domain = mailer.sender_domain(settings) if settings is not None else "localhost"
+    daily_p, weekly_p = _periods_of_day(day)
+    stats = PlanStats(day=day.isoformat())
+    with engine.begin() as conn:
+        a_now, u_now = high_water_marks(conn)
+        snap: dict[str, tuple[int, int]] = {}
+        for p in (daily_p, weekly_p):
+            row = conn.execute(
+                sa.select(sa.func.max(D.c.announce_to), sa.func.max(D.c.update_to)).where(D.c.period == p)
+            ).first()
+            snap[p] = (int(row[0]), int(row[1])) if row is not None and row[0] is not None else (a_now, u_now)
+        subs = conn.execute(
+            sa.select(S.c.id, S.c.frequency, S.c.weekday, S.c.cursor, S.c.update_cursor)
+            .where(_due_filter(day))
+            .order_by(S.c.id)
+        ).all()
+        have: set[int] = set()
+        for p in (daily_p, weekly_p):
+            have.update(int(r[0]) for r in conn.execute(sa.select(D.c.subscriber_id).where(D.c.period == p)))
+        new_rows: list[dict[str, Any]] = []
+        for s in subs:
+            period = weekly_p if s.frequency == "weekly" else daily_p
+            if s.id in have:
+                stats.existing += 1
+                continue
+            a_to, u_to = snap[period]
+            new_rows.append(
+                {
+                    "subscriber_id": s.id,
+                    "period": period,
+                    "state": QUEUED,
+                    "message_id": mailer.message_id_for(s.id, period, domain),
+                    "announce_from": int(s.cursor),
+                    "announce_to": max(a_to, int(s.cursor)),
+                    "update_from": int(s.update_cursor),
+                    "update_to": max(u_to, int(s.update_cursor)),
+                    "paper_count": 0,
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        new_ids = [r["subscriber_id"] for r in new_rows]
+        for part in chunks(new_ids, _IN_CHUNK):
+            res = conn.execute(
+                sa.update(D)
+                .where(
+                    D.c.subscriber_id.in_(part),
+                    D.c.state.in_(CLAIMABLE_STATES),
+                    D.c.period.notin_((daily_p, weekly_p)),
+                )
+                .values(state=SUPERSEDED, updated_at=now, last_error="superseded by a newer period")
+            )
+            stats.superseded += max(res.rowcount or 0, 0)
+        for part in chunks(new_rows, 1000):
+            stats.created += _insert_ignoring_duplicates(conn, part)
+        stats.due = _pending_subscribers(conn)
+        stats.periods = sorted(
+            {daily_p} | ({weekly_p} if any(s.frequency == "weekly" for s in subs) else set())
+        )
+        stats.announce_to, stats.update_to = snap[daily_p]
+    log.info(
+        "planned %s: %d new, %d already planned, %d superseded, %d subscribers pending",
+        day,
+        stats.created,
+        stats.existing,
+        stats.superseded,
+        len(stats.due),
+    )
+    return stats
+
+
+def high_water_marks(conn: Connection) -> tuple[int, int]:
+    """The highest announcement and update numbers handed out and committed so far.
+
+    The counters are what `announce` draws from; the column maxima guard against data written
+    without them (fixtures, imports), so a snapshot never stops short of a stored paper.
+    """
+    a = store.counter_value(conn, "announce")
+    u = store.counter_value(conn, "update")
+    a_max = conn.execute(sa.select(sa.func.max(store.papers.c.announce_no))).scalar()
+    u_max = conn.execute(sa.select(sa.func.max(store.paper_updates.c.update_no))).scalar()
+    return max(a, int(a_max or 0)), max(u, int(u_max or 0))
+
+
+def _pending_subscribers(conn: Connection) -> list[int]:
+    q = (
+        sa.select(D.c.subscriber_id)
+        .where(D.c.state.in_(PENDING_STATES))
+        .distinct()
+        .order_by(D.c.subscriber_id)
+    )
+    return [int(r[0]) for r in conn.execute(q)]
+
+
+# --------------------------------------------------------------------------------------------
+# Sending
+
+
+def send_due(
+    engine: Engine,
+    settings: Settings,
+    *,
+    day: date | None = None,
+    subscriber_ids: Iterable[int] | None = None,
+    now: datetime | None = None,
+    transport: mailer.Transport | None = None,
+    build: Callable[..., Any] | None = None,
+) -> DeliveryStats:
+    """Send every pending digest of these subscribers (all subscribers when None).
+
+    Pending means queued or failed_transient, of any period (so a 4xx from an earlier run is
+    retried), plus rows left in `sending` by a crash, which are resolved without a blind resend.
+    `transport` defaults to the configured one (mail.mode) and is closed here if made here;
+    `build` defaults to `digest.build_digest`. One recipient's failure never stops the others.
+    Raises DeliveryError before touching the ledger if links cannot be signed.
+    """
+    now = _naive(now) if now else store.utcnow()
+    try:
+        secret = tokens.get_secret()
+    except tokens.MissingSecret as e:
+        raise DeliveryError(str(e)) from e
+    if build is None:
+        from lupus_alerts.digest import build_digest as build
+    from lupus_alerts import subscribers as subs_mod
+
+    ids = sorted(set(subscriber_ids)) if subscriber_ids is not None else None
+    stats = DeliveryStats()
+    # The digest module loads each (announce, update) window once per run through this cache;
+    # most subscribers of a period share one window.
+    windows: dict[Any, Any] = {}
+    with engine.connect() as conn:
+        rows = _pending_rows(conn, ids)
+        if day is not None and ids:
+            stats.already_sent = _already_done(conn, ids, day, exclude={r.subscriber_id for r in rows})
+    own_transport = transport is None
+    if transport is None:
+        transport = mailer.transport_from_settings(settings)
+    try:
+        for row in rows:
+            try:
+                _deliver_one(engine, settings, transport, row, build, subs_mod, secret, now, stats, windows)
+            except mailer.TransportError:
+                raise  # the mail server is unreachable: stop, Airflow retries the task
+            except Exception as e:
+                # Raised before the row was claimed (rendering, the store): nothing went out, so
+                # the row stays retryable, and one digest's bug does not stop everyone else's.
+                log.exception("digest for subscriber %s, period %s failed", row.subscriber_id, row.period)
+                _finish(
+                    engine,
+                    row,
+                    FAILED_TRANSIENT,
+                    now,
+                    error=f"{type(e).__name__}: {e}",
+                    expect=CLAIMABLE_STATES,
+                )
+                stats.failed_transient += 1
+                stats.errors.append(
+                    {
+                        "subscriber_id": row.subscriber_id,
+                        "email": None,
+                        "code": None,
+                        "reason": str(e),
+                        "state": FAILED_TRANSIENT,
+                    }
+                )
+    finally:
+        if own_transport:
+            close = getattr(transport, "close", None)
+            if close is not None:
+                close()
+    log.info("digests sent: %s", {k: v for k, v in dataclasses.asdict(stats).items() if k != "errors"})
+    return stats
+
+
+def _pending_rows(conn: Connection, ids: list[int] | None) -> list[Any]:
+    q = sa.select(D).where(D.c.state.in_(PENDING_STATES)).order_by(D.c.subscriber_id, D.c.period)
+    if ids is None:
+        return list(conn.execute(q))
+    out: list[Any] = []
+    for part in chunks(ids, _IN_CHUNK):
+        out.extend(conn.execute(q.where(D.c.subscriber_id.in_(part))))
+    return out
+
+
+def _already_done(conn: Connection, ids: list[int], day: date, exclude: set[int]) -> int:
+    n = 0
+    for part in chunks([i for i in ids if i not in exclude], _IN_CHUNK):
+        n += conn.execute(
+            sa.select(sa.func.count(sa.distinct(D.c.subscriber_id))).where(
+                D.c.subscriber_id.in_(part), D.c.period.in_(_periods_of_day(day)), D.c.state.in_(DONE_STATES)
+            )
+        ).scalar_one()
+    return int(n)
+
+
+def _deliver_one(
+    engine: Engine,
+    settings: Settings,
+    transport: mailer.Transport,
+    row: Any,
+    build: Callable[..., Any],
+    subs_mod: Any,
+    secret: bytes,
+    now: datetime,
+    stats: DeliveryStats,
+    windows: dict[Any, Any],
+) -> None:
+    if row.state == SENDING and not _resolve_crashed(engine, transport, row, now, stats):
+        return
+    with engine.connect() as conn:
+        try:
+            sub: Subscriber = subs_mod.get(conn, row.subscriber_id)
+        except subs_mod.SubscriberNotFound:
+            return  # deleted meanwhile; the ledger row went with it (ON DELETE CASCADE)
+    if sub.status != "active":
+        if _finish(engine, row, CANCELLED, now, error=f"subscriber is {sub.status}", expect=CLAIMABLE_STATES):
+            stats.cancelled += 1
+        return
+    if not _valid_address(sub.email):
+        if _finish(
+            engine,
+            row,
+            FAILED_PERMANENT,
+            now,
+            error="invalid email address",
+            expect=CLAIMABLE_STATES,
+            bounce=settings,
+        ):
+            stats.failed_permanent += 1
+            stats.errors.append(_err(sub, None, "invalid email address", FAILED_PERMANENT))
+        return
+    # Render the row's range, not the subscriber's current cursor: a retry renders the same mail.
+    view = dataclasses.replace(sub, cursor=int(row.announce_from), update_cursor=int(row.update_from))
+    with engine.connect() as conn:
+        dg = build(
+            conn,
+            settings,
+            view,
+            announce_to=int(row.announce_to),
+            update_to=int(row.update_to),
+            period=row.period,
+            now=now,
+            windows=windows,
+            secret=secret,
+        )
+    if dg.is_empty and not sub.send_when_empty:
+        if _finish(engine, row, EMPTY, now, expect=CLAIMABLE_STATES, advance=True):
+            stats.empty_skipped += 1
+        return
+    msg = mailer.build_message(
+        dg,
+        settings=settings,
+        unsubscribe_url=dg.unsubscribe_url or tokens.unsubscribe_url(settings, sub.id, secret=secret),
+        now=now,
+        message_id=row.message_id,
+    )
+    if not _claim(engine, row, now):
+        return  # another run took it between our read and now
+    try:
+        result = transport.send(msg)
+    except mailer.TransportError as e:
+        # Raised only when the message cannot have gone out (no connection, or dropped before
+        # DATA): safe to retry. Then stop the run: the next message would fail the same way.
+        _finish(engine, row, FAILED_TRANSIENT, now, error=str(e), expect=(SENDING,))
+        raise
+    except Exception as e:
+        # Unexpected, with the row claimed: we cannot prove nothing went out.
+        log.exception("sending the digest for subscriber %s, period %s failed", sub.id, row.period)
+        _finish(
+            engine, row, UNCONFIRMED, now, error=f"{type(e).__name__}: {e}", expect=(SENDING,), advance=True
+        )
+        stats.unconfirmed += 1
+        stats.errors.append(_err(sub, None, str(e), UNCONFIRMED))
+        return
+    if result.status == "sent":
+        _finish(
+            engine,
+            row,
+            SENT,
+            now,
+            code=result.code,
+            expect=(SENDING, UNCONFIRMED),
+            advance=True,
+            paper_count=dg.paper_count,
+        )
+        stats.sent += 1
+    elif result.status == "transient":
+        _finish(engine, row, FAILED_TRANSIENT, now, code=result.code, error=result.message, expect=(SENDING,))
+        stats.failed_transient += 1
+        stats.errors.append(_err(sub, result.code, result.message, FAILED_TRANSIENT))
+    elif result.status == "permanent":
+        _finish(
+            engine,
+            row,
+            FAILED_PERMANENT,
+            now,
+            code=result.code,
+            error=result.message,
+            expect=(SENDING,),
+            bounce=settings,
+        )
+        stats.failed_permanent += 1
+        stats.errors.append(_err(sub, result.code, result.message, FAILED_PERMANENT))
+    else:
+        # The server may have accepted it: do not send it again, do not send its papers again.
+        _finish(
+            engine,
+            row,
+            UNCONFIRMED,
+            now,
+            code=result.code,
+            error=result.message,
+            expect=(SENDING,),
+            advance=True,
+        )
+        stats.unconfirmed += 1
+        stats.errors.append(_err(sub, result.code, result.message, UNCONFIRMED))
+
+
+def _resolve_crashed(
+    engine: Engine, transport: mailer.Transport, row: Any, now: datetime, stats: DeliveryStats
+) -> bool:
+    """A row found in `sending`: True if it may be sent now, False if it has been settled.
+
+    The transport is asked whether the row's Message-ID went out. Yes: record it as sent. No
+    (the outbox can prove it): back to queued and send. Cannot tell (SMTP): `unconfirmed`, cursors
+    advanced, reported — never resent without an operator (see docs/delivery.md).
+    """
+    was_sent = transport.was_sent(row.message_id)
+    if was_sent:
+        if _finish(engine, row, SENT, now, expect=(SENDING,), advance=True, error="confirmed after a crash"):
+            stats.recovered += 1
+            stats.sent += 1
+        return False
+    if was_sent is False:
+        with engine.begin() as conn:
+            res = conn.execute(
+                sa.update(D)
+                .where(D.c.id == row.id, D.c.state == SENDING)
+                .values(state=QUEUED, updated_at=now)
+            )
+        return res.rowcount == 1
+    if _finish(
+        engine,
+        row,
+        UNCONFIRMED,
+        now,
+        expect=(SENDING,),
+        advance=True,
+        error="found in `sending` after a crash; the mail server may have accepted it (not resent)",
+    ):
+        stats.unconfirmed += 1
+        stats.errors.append(
+            {
+                "subscriber_id": row.subscriber_id,
+                "email": None,
+                "code": None,
+                "reason": "interrupted mid-send; not resent (requeue after checking the mail log)",
+                "state": UNCONFIRMED,
+            }
+        )
+    return False
+
+
+def _claim(engine: Engine, row: Any, now: datetime) -> bool:
+    """queued|failed_transient -> sending, committed before any byte goes to the mail server.
+
+    Conditional on the state, so of two concurrent runs exactly one wins the row.
+    """
+    with engine.begin() as conn:
+        res = conn.execute(
+            sa.update(D)
+            .where(D.c.id == row.id, D.c.state.in_(CLAIMABLE_STATES))
+            .values(state=SENDING, attempts=D.c.attempts + 1, updated_at=now)
+        )
+    return res.rowcount == 1
+
+
+def _finish(
+    engine: Engine,
+    row: Any,
+    state: str,
+    now: datetime,
+    *,
+    expect: Sequence[str],
+    code: int | None = None,
+    error: str | None = None,
+    advance: bool = False,
+    paper_count: int | None = None,
+    bounce: Settings | None = None,
+) -> bool:
+    """Move the row to `state` (only from `expect`) and, in the same transaction, update the
+    subscriber: cursors to the row's range end (`advance`), failure count and bounce (`bounce`)."""
+    values: dict[str, Any] = {"state": state, "updated_at": now, "smtp_code": code, "last_error": error}
+    if state == SENT:
+        values["sent_at"] = now
+    if paper_count is not None:
+        values["paper_count"] = paper_count
+    with engine.begin() as conn:
+        res = conn.execute(
+            sa.update(D).where(D.c.id == row.id, D.c.state.in_(tuple(expect))).values(**values)
+        )
+        if res.rowcount != 1:
+            return False
+        sid = row.subscriber_id
+        if advance:
+            from lupus_alerts import subscribers as subs_mod
+
+            subs_mod.advance_cursors(conn, sid, cursor=int(row.announce_to), update_cursor=int(row.update_to))
+        if state == SENT:
+            # Bounces are counted consecutively: a delivered digest clears the count.
+            conn.execute(
+                sa.update(S).where(S.c.id == sid, S.c.permanent_failures != 0).values(permanent_failures=0)
+            )
+        if bounce is not None:
+            limit = bounce.mail.max_permanent_failures
+            conn.execute(
+                sa.update(S)
+                .where(S.c.id == sid)
+                .values(
+                    permanent_failures=S.c.permanent_failures + 1,
+                    status=sa.case(
+                        (sa.and_(S.c.status == "active", S.c.permanent_failures + 1 >= limit), "bounced"),
+                        else_=S.c.status,
+                    ),
+                    updated_at=now,
+                )
+            )
+    return True
+
+
+def _valid_address(email: str) -> bool:
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def _err(sub: Any, code: int | None, reason: str, state: str) -> dict[str, Any]:
+    return {"subscriber_id": sub.id, "email": sub.email, "code": code, "reason": reason, "state": state}
+
+
+def _naive(dt: datetime) -> datetime:
+    """Naive UTC, as the store keeps timestamps."""
+    if dt.tzinfo is None:
+        return dt
+    from datetime import UTC
+
+    return dt.astimezone(UTC).replace(tzinfo=None)
+
+
+# --------------------------------------------------------------------------------------------
+# Operator actions and reports
+
+
+def requeue_unconfirmed(
+    engine: Engine, *, period: str | None = None, subscriber_ids: Iterable[int] | None = None
+) -> int:
+    """Put `unconfirmed` rows back in the queue, after the operator has checked they did not go out.
+
+    The resend covers the row's original range, so the subscriber misses nothing. Returns the
+    number of rows requeued.
+    """
+    q = sa.update(D).where(D.c.state == UNCONFIRMED)
+    if period is not None:
+        q = q.where(D.c.period == period)
+    if subscriber_ids is not None:
+        q = q.where(D.c.subscriber_id.in_(list(subscriber_ids)))
+    with engine.begin() as conn:
+        res = conn.execute(q.values(state=QUEUED, updated_at=store.utcnow(), last_error=None))
+    return max(res.rowcount or 0, 0)
+
+
+def ledger_counts(engine: Engine, period: str | None = None) -> dict[str, int]:
+    """Number of ledger rows per state (for one period, or all)."""
+    q = sa.select(D.c.state, sa.func.count()).group_by(D.c.state)
+    if period is not None:
+        q = q.where(D.c.period == period)
+    with engine.connect() as conn:
+        return {str(s): int(n) for s, n in conn.execute(q)}
+
+
+# The names in the task brief; the pipeline calls plan_period / send_due.
+plan = plan_period
+send = send_due

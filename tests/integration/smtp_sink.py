@@ -1,0 +1,119 @@
+"""A real SMTP server on localhost for tests (aiosmtpd), scriptable to misbehave.
+
+It records every accepted message with its envelope, counts connections, and can be told to
+answer given recipients with 4xx/5xx codes (a list of codes is used up one per attempt), to drop
+the connection at MAIL FROM (an idle connection the server closed), or to drop it right after
+receiving a message body without replying (the ambiguous case).
+"""
+
+from __future__ import annotations
+
+import email
+import socket
+import threading
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    session_no: int
+
+    @property
+    def message(self) -> EmailMessage:
+        return email.message_from_bytes(self.data, policy=policy.default)  # type: ignore[return-value]
+
+
+@dataclass
+class SinkHandler:
+    messages: list[Received] = field(default_factory=list)
+    rcpt_codes: dict[str, list[int]] = field(default_factory=dict)
+    rcpt_attempts: list[str] = field(default_factory=list)
+    drop_at_mail: int = 0
+    drop_after_data: int = 0
+    _sessions: list[Any] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def connections(self) -> int:
+        return len(self._sessions)
+
+    def _session_no(self, session: Any) -> int:
+        with self._lock:
+            for i, s in enumerate(self._sessions):
+                if s is session:
+                    return i + 1
+            self._sessions.append(session)
+            return len(self._sessions)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+        self._session_no(session)
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # type: ignore[no-untyped-def]
+        self._session_no(session)
+        if self.drop_at_mail > 0:
+            self.drop_at_mail -= 1
+            server.transport.close()
+            return "421 4.4.2 closing idle connection"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        self.rcpt_attempts.append(address)
+        codes = self.rcpt_codes.get(address)
+        if codes:
+            code = codes.pop(0) if len(codes) > 1 else codes[0]
+            if code < 400:
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+            text = {450: "4.2.1 Mailbox busy, try later", 550: "5.1.1 User unknown"}.get(code, "error")
+            return f"{code} {text}"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        no = self._session_no(session)
+        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, no))
+        if self.drop_after_data > 0:
+            self.drop_after_data -= 1
+            server.transport.close()
+        return "250 2.0.0 Message accepted for delivery"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SmtpSink:
+    """`with SmtpSink() as sink:` a server on 127.0.0.1:sink.port; `sink.handler` to script it."""
+
+    def __init__(self) -> None:
+        self.handler = SinkHandler()
+        self.port = free_port()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> SmtpSink:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+    def connection_env(self, **extra: Any) -> str:
+        """An AIRFLOW_CONN_* JSON value pointing at this sink (plain SMTP, as for Airflow tests)."""
+        import json
+
+        ex = {"disable_ssl": True, "disable_tls": True, **extra}
+        return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.port, "extra": ex})

@@ -1,0 +1,409 @@
+"""The delivery ledger end to end: real store (SQLite and PostgreSQL), real digests, real SMTP server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import date, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import sqlalchemy as sa
+from digest_seed import add_papers
+from smtp_sink import SmtpSink
+
+from lupus_alerts import delivery, mailer, store, subscribers, tokens
+from lupus_alerts.config import Settings, settings_from_dict
+
+SECRET = "delivery-test-secret-0123456789"
+DAY = date(2026, 11, 27)  # a Friday
+NOW = datetime(2026, 11, 27, 9, 0, 0)
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(tokens.SECRET_ENV, SECRET)
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as s:
+        yield s
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return settings_from_dict(
+        {
+            "mail": {"mode": "smtp", "smtp_connection_id": "smtp_test", "max_permanent_failures": 2},
+            "digest": {"public_base_url": "https://alerts.example.org/lupus-alerts"},
+        },
+        base_dir=tmp_path,
+    )
+
+
+def smtp(sink: SmtpSink) -> mailer.SmtpTransport:
+    return mailer.SmtpTransport("127.0.0.1", sink.port, timeout=5)
+
+
+def run(engine, settings, transport, day=DAY, now=NOW) -> delivery.DeliveryStats:  # type: ignore[no-untyped-def]
+    plan = delivery.plan_period(engine, settings, day=day, now=now)
+    return delivery.send_due(engine, settings, day=day, subscriber_ids=plan.due, now=now, transport=transport)
+
+
+def ledger(engine) -> list[sa.Row]:  # type: ignore[no-untyped-def]
+    with engine.connect() as c:
+        return list(c.execute(sa.select(store.deliveries).order_by(store.deliveries.c.id)))
+
+
+def sub(engine, **kw):  # type: ignore[no-untyped-def]
+    kw.setdefault("topics", None)
+    return subscribers.add(engine, from_beginning=True, **kw)
+
+
+# --- the message a subscriber receives ------------------------------------------------------
+
+
+def test_received_digest_has_both_parts_rfc8058_headers_and_working_links(engine, settings, sink) -> None:
+    s = sub(engine, email="ana@example.org", name="Ana Ruiz")
+    add_papers(engine, [["nephrology"], ["dermatology", "nephrology"], ["pregnancy"]])
+    with smtp(sink) as t:
+        stats = run(engine, settings, t)
+    assert (stats.sent, stats.failed_transient, stats.failed_permanent) == (1, 0, 0)
+    [got] = sink.handler.messages
+    assert got.rcpt_tos == ["ana@example.org"]
+    assert got.mail_from == "digest@lupus-alerts.example.org"
+    msg = got.message
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert all(p.get_content_charset() == "utf-8" for p in parts)
+    [row] = ledger(engine)
+    assert msg["Message-ID"] == row.message_id
+    assert re.fullmatch(r"<digest\.2026-11-27\.[0-9a-f]{24}@lupus-alerts\.example\.org>", msg["Message-ID"])
+    assert msg["To"] == "Ana Ruiz <ana@example.org>"
+    assert msg["Reply-To"] == "editors@lupus-alerts.example.org"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["List-Id"] == "Lupus Alerts digest <digest.lupus-alerts.example.org>"
+    assert msg["Date"] is not None and msg["Date"].datetime.year == 2026
+    https, mailto = re.fullmatch(r"<([^>]+)>, <([^>]+)>", msg["List-Unsubscribe"]).groups()  # type: ignore[union-attr]
+    u = urlsplit(https)
+    assert (u.scheme, u.netloc, u.path) == ("https", "alerts.example.org", "/lupus-alerts/unsubscribe")
+    assert tokens.check_token(parse_qs(u.query)["token"][0], "unsubscribe") == s.id
+    assert mailto == "mailto:unsubscribe@lupus-alerts.example.org?subject=unsubscribe"
+    html = parts[1].get_content()
+    text = parts[0].get_content()
+    # The footer links are the same signed links; papers link to doi.org.
+    assert https.replace("&", "&amp;") in html or https in html
+    assert "https://doi.org/10.9999/constructed.1" in html
+    assert "/preferences?token=" in html and "/preferences?token=" in text
+    assert row.state == "sent" and row.paper_count == 3 and row.attempts == 1
+    assert subscribers.get(engine, s.id).cursor == 3
+
+
+def test_rerun_of_plan_and_send_sends_nothing_new(engine, settings, sink) -> None:
+    sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    with smtp(sink) as t:
+        first = run(engine, settings, t)
+        replan = delivery.plan_period(engine, settings, day=DAY, now=NOW)
+        second = run(engine, settings, t)
+        # Even when told to send to that subscriber (a cleared mapped task), nothing goes out.
+        forced = delivery.send_due(engine, settings, day=DAY, subscriber_ids=[1], now=NOW, transport=t)
+    assert first.sent == 1
+    assert (replan.created, replan.existing, replan.due) == (0, 1, [])
+    assert second.sent == 0
+    assert (forced.sent, forced.already_sent) == (0, 1)
+    assert len(sink.handler.messages) == 1
+    assert len(ledger(engine)) == 1
+
+
+def test_many_digests_share_one_smtp_connection(engine, settings, sink) -> None:
+    for i in range(12):
+        sub(engine, email=f"reader{i}@example.org")
+    add_papers(engine, [["nephrology"]])
+    with smtp(sink) as t:
+        stats = run(engine, settings, t)
+    assert stats.sent == 12
+    assert sink.handler.connections == 1
+    assert sorted(m.rcpt_tos[0] for m in sink.handler.messages) == sorted(
+        f"reader{i}@example.org" for i in range(12)
+    )
+
+
+# --- crash and rerun at each ledger state ---------------------------------------------------
+
+
+class Crash(BaseException):
+    """Stands for the process dying (not an Exception: nothing in the library may swallow it)."""
+
+
+class CrashAfterSend:
+    """A real SMTP transport whose process 'dies' right after the server accepted the message."""
+
+    def __init__(self, inner: mailer.SmtpTransport) -> None:
+        self.inner = inner
+
+    def was_sent(self, message_id: str) -> bool | None:
+        return self.inner.was_sent(message_id)
+
+    def send(self, msg: EmailMessage) -> mailer.SendResult:
+        self.inner.send(msg)
+        raise Crash
+
+
+def test_crash_after_planning_queued_row_is_sent_once_on_rerun(engine, settings, sink) -> None:
+    sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    delivery.plan_period(engine, settings, day=DAY, now=NOW)  # then the process dies
+    assert [r.state for r in ledger(engine)] == ["queued"]
+    with smtp(sink) as t:
+        stats = run(engine, settings, t)
+        again = run(engine, settings, t)
+    assert (stats.sent, again.sent) == (1, 0)
+    assert len(sink.handler.messages) == 1
+
+
+def test_crash_after_smtp_accepted_is_never_resent(engine, settings, sink) -> None:
+    s = sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    with smtp(sink) as t, pytest.raises(Crash):
+        run(engine, settings, CrashAfterSend(t))
+    assert [r.state for r in ledger(engine)] == ["sending"]
+    with smtp(sink) as t:
+        stats = run(engine, settings, t)
+    assert len(sink.handler.messages) == 1  # the one from before the crash, no second copy
+    assert (stats.sent, stats.unconfirmed) == (0, 1)
+    assert stats.errors[0]["state"] == "unconfirmed"
+    [row] = ledger(engine)
+    assert row.state == "unconfirmed"
+    # Its papers are not sent again in the next digest either (at most once).
+    assert subscribers.get(engine, s.id).cursor == row.announce_to
+
+
+def test_crash_after_claim_before_smtp_stays_unconfirmed_until_operator_requeues(
+    engine, settings, sink
+) -> None:
+    sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    [row] = ledger(engine)
+    assert delivery._claim(engine, row, NOW)  # queued -> sending committed; then the process dies
+    with smtp(sink) as t:
+        stats = run(engine, settings, t)
+    assert stats.unconfirmed == 1 and sink.handler.messages == []
+    assert delivery.requeue_unconfirmed(engine, period="2026-11-27") == 1
+    with smtp(sink) as t:
+        stats = run(engine, settings, t)
+    assert stats.sent == 1 and len(sink.handler.messages) == 1
+    [row] = ledger(engine)
+    assert row.state == "sent" and row.attempts == 2
+
+
+def test_outbox_crash_after_writing_is_recognised_as_sent(engine, settings, tmp_path) -> None:
+    sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    outbox = mailer.OutboxTransport(tmp_path / "outbox")
+
+    class CrashAfterWrite:
+        def was_sent(self, mid: str) -> bool:
+            return outbox.was_sent(mid)
+
+        def send(self, msg: EmailMessage) -> mailer.SendResult:
+            outbox.send(msg)
+            raise Crash
+
+    with pytest.raises(Crash):
+        run(engine, settings, CrashAfterWrite())
+    stats = run(engine, settings, outbox)
+    assert (stats.sent, stats.recovered, outbox.written) == (1, 1, 1)
+    assert [r.state for r in ledger(engine)] == ["sent"]
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+
+
+def test_outbox_crash_before_writing_is_sent_on_rerun(engine, settings, tmp_path) -> None:
+    sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    [row] = ledger(engine)
+    delivery._claim(engine, row, NOW)
+    with mailer.OutboxTransport(tmp_path / "outbox") as outbox:
+        stats = run(engine, settings, outbox)
+    assert (stats.sent, stats.unconfirmed, outbox.written) == (1, 0, 1)
+    assert (tmp_path / "outbox" / "index.html").exists()
+
+
+# --- SMTP outcomes --------------------------------------------------------------------------
+
+
+def test_450_is_retried_on_the_next_run_with_the_same_message(engine, settings, sink) -> None:
+    sub(engine, email="busy@example.org")
+    sub(engine, email="fine@example.org")
+    add_papers(engine, [["nephrology"]])
+    sink.handler.rcpt_codes["busy@example.org"] = [450, 250]
+    with smtp(sink) as t:
+        first = run(engine, settings, t)
+    assert (first.sent, first.failed_transient) == (1, 1)
+    assert first.errors == [
+        {
+            "subscriber_id": first.errors[0]["subscriber_id"],
+            "email": "busy@example.org",
+            "code": 450,
+            "reason": "4.2.1 Mailbox busy, try later",
+            "state": "failed_transient",
+        }
+    ]
+    add_papers(engine, [["dermatology"]])  # announced after the snapshot: not in the retry
+    with smtp(sink) as t:
+        second = run(engine, settings, t)
+    assert (second.sent, second.failed_transient) == (1, 0)
+    busy = [m for m in sink.handler.messages if m.rcpt_tos == ["busy@example.org"]]
+    fine = [m for m in sink.handler.messages if m.rcpt_tos == ["fine@example.org"]]
+    assert len(busy) == 1 and len(fine) == 1
+    assert busy[0].message["Subject"] == fine[0].message["Subject"]  # same snapshot, same digest
+    row = next(r for r in ledger(engine) if r.state == "sent" and r.attempts == 2)
+    assert row.smtp_code == 250
+
+
+def test_550_is_permanent_counted_and_bounces_after_the_limit(engine, settings, sink) -> None:
+    gone = sub(engine, email="gone@example.org")
+    sub(engine, email="fine@example.org")
+    sink.handler.rcpt_codes["gone@example.org"] = [550]
+    add_papers(engine, [["nephrology"]])
+    with smtp(sink) as t:
+        day1 = run(engine, settings, t)
+    assert (day1.sent, day1.failed_permanent) == (1, 1)
+    g = subscribers.get(engine, gone.id)
+    assert (g.status, g.permanent_failures) == ("active", 1)
+    add_papers(engine, [["nephrology"]])
+    with smtp(sink) as t:
+        day2 = run(engine, settings, t, day=date(2026, 11, 28), now=datetime(2026, 11, 28, 9))
+        day2_again = run(engine, settings, t, day=date(2026, 11, 28), now=datetime(2026, 11, 28, 10))
+    g = subscribers.get(engine, gone.id)
+    assert (g.status, g.permanent_failures) == ("bounced", 2)  # max_permanent_failures: 2
+    assert day2.failed_permanent == 1 and day2_again.failed_permanent == 0  # 5xx is never retried
+    assert sink.handler.rcpt_attempts.count("gone@example.org") == 2
+    add_papers(engine, [["nephrology"]])
+    plan3 = delivery.plan_period(engine, settings, day=date(2026, 11, 29), now=NOW)
+    assert gone.id not in plan3.due
+
+
+def test_invalid_address_fails_permanently_without_smtp(engine, settings, sink) -> None:
+    sub(engine, email="fine@example.org")
+    with engine.begin() as c:  # bypasses subscribers' validation, as an old import might have
+        c.execute(
+            sa.insert(store.subscribers).values(
+                email="not an address", all_topics=True, created_at=NOW, updated_at=NOW
+            )
+        )
+    add_papers(engine, [["nephrology"]])
+    with smtp(sink) as t:
+        stats = run(engine, settings, t)
+    assert (stats.sent, stats.failed_permanent) == (1, 1)
+    assert sink.handler.rcpt_attempts == ["fine@example.org"]
+    assert {r.state for r in ledger(engine)} == {"sent", "failed_permanent"}
+
+
+def test_unreachable_server_leaves_rows_retryable(engine, settings) -> None:
+    from smtp_sink import free_port
+
+    sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    with pytest.raises(mailer.TransportError):
+        run(engine, settings, mailer.SmtpTransport("127.0.0.1", free_port(), timeout=2))
+    assert [r.state for r in ledger(engine)] == ["failed_transient"]
+
+
+# --- empty digests, leavers, weekly subscribers, planning ----------------------------------
+
+
+def test_empty_digest_is_skipped_and_cursor_advanced_unless_wanted(engine, settings, sink) -> None:
+    quiet = sub(engine, email="quiet@example.org", topics=["pediatrics"])
+    keen = sub(engine, email="keen@example.org", topics=["pediatrics"], send_when_empty=True)
+    add_papers(engine, [["nephrology"], ["dermatology"]])
+    with smtp(sink) as t:
+        stats = run(engine, settings, t)
+    assert (stats.sent, stats.empty_skipped) == (1, 1)
+    assert [m.rcpt_tos for m in sink.handler.messages] == [["keen@example.org"]]
+    assert subscribers.get(engine, quiet.id).cursor == 2
+    assert subscribers.get(engine, keen.id).cursor == 2
+    states = {r.subscriber_id: r.state for r in ledger(engine)}
+    assert states == {quiet.id: "empty", keen.id: "sent"}
+
+
+def test_subscriber_who_leaves_after_planning_gets_nothing(engine, settings, sink) -> None:
+    s = sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    plan = delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    subscribers.set_status(engine, s.id, "unsubscribed")
+    with smtp(sink) as t:
+        stats = delivery.send_due(engine, settings, day=DAY, subscriber_ids=plan.due, now=NOW, transport=t)
+    assert stats.cancelled == 1 and sink.handler.messages == []
+
+
+def test_plan_is_idempotent_and_snapshots_once_per_period(engine, settings) -> None:
+    sub(engine, email="a@example.org")
+    add_papers(engine, [["nephrology"]] * 2)
+    first = delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    add_papers(engine, [["nephrology"]])  # announced later the same day
+    sub(engine, email="b@example.org")  # joined later the same day
+    second = delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    assert (first.created, second.created, second.existing) == (1, 1, 1)
+    assert {r.announce_to for r in ledger(engine)} == {2}
+    third = delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    assert third.created == 0 and len(ledger(engine)) == 2
+
+
+def test_weekly_subscriber_is_due_on_their_weekday_only(engine, settings) -> None:
+    w = sub(engine, email="weekly@example.org", frequency="weekly", weekday="friday")
+    d = sub(engine, email="daily@example.org")
+    assert delivery.due_subscribers(engine, DAY) == [w.id, d.id]
+    assert delivery.due_subscribers(engine, date(2026, 11, 26)) == [d.id]
+    delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    assert sorted(r.period for r in ledger(engine)) == ["2026-11-27", "2026-W48"]
+
+
+def test_older_unsent_row_is_superseded_and_its_papers_go_in_the_new_digest(engine, settings, sink) -> None:
+    sub(engine, email="busy@example.org")
+    sink.handler.rcpt_codes["busy@example.org"] = [450, 250]
+    add_papers(engine, [["nephrology"]])
+    with smtp(sink) as t:
+        run(engine, settings, t)
+        add_papers(engine, [["dermatology"]])
+        stats = run(engine, settings, t, day=date(2026, 11, 28), now=datetime(2026, 11, 28, 9))
+    assert stats.sent == 1
+    assert [(r.period, r.state) for r in ledger(engine)] == [
+        ("2026-11-27", "superseded"),
+        ("2026-11-28", "sent"),
+    ]
+    [got] = sink.handler.messages
+    html = got.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "constructed.1" in html and "constructed.2" in html
+
+
+@pytest.mark.parametrize(
+    "frequency,weekday,day,expected",
+    [
+        ("daily", None, date(2026, 11, 27), "2026-11-27"),
+        ("weekly", 4, date(2026, 11, 27), "2026-W48"),
+        ("weekly", 0, date(2026, 11, 27), None),
+        ("weekly", 3, date(2026, 12, 31), "2026-W53"),
+        ("weekly", 4, date(2027, 1, 1), "2026-W53"),  # ISO week-year, not calendar year
+    ],
+)
+def test_period_for(frequency: str, weekday: int | None, day: date, expected: str | None) -> None:
+    s = subscribers.Subscriber(id=1, email="x@example.org", frequency=frequency, weekday=weekday)
+    assert delivery.period_for(s, day) == expected
+
+
+def test_send_without_secret_fails_before_touching_the_ledger(engine, settings, sink, monkeypatch) -> None:
+    sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    monkeypatch.delenv(tokens.SECRET_ENV)
+    with smtp(sink) as t, pytest.raises(delivery.DeliveryError, match="LUPUS_ALERTS_SECRET"):
+        delivery.send_due(engine, settings, day=DAY, now=NOW, transport=t)
+    assert [r.state for r in ledger(engine)] == ["queued"]
