@@ -1,0 +1,308 @@
+"""upsert_papers and classify_and_announce against real SQLite and PostgreSQL stores.
+
+Records are constructed (hand-written) in the paper schema, shaped like what the PubMed parser
+and the feed parser emit for the same paper; DOIs are written the ways those sources write them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from lupus_alerts import store
+from lupus_alerts.announce import classify_and_announce
+from lupus_alerts.merge import upsert_papers
+from lupus_alerts.models import Classification, MeshHeading, Notice, Paper, TopicLabel
+
+T0 = datetime(2026, 11, 2, 6, 0)
+TITLE = "Hydroxychloroquine and adverse pregnancy outcomes in systemic lupus erythematosus"
+
+
+class KeywordClassifier:
+    """A small real classifier (same interface as lupus_alerts.classify.Classifier): lupus if the
+    title or MeSH says so; topic "renal" for nephritis, "pregnancy" for pregnancy."""
+
+    def classify(self, paper: Paper) -> Classification:
+        text = (paper.title + " " + " ".join(m.descriptor for m in paper.mesh)).lower()
+        topics = [
+            TopicLabel(label, 0.9, [word])
+            for word, label in (("nephritis", "renal"), ("pregnan", "pregnancy"))
+            if word in text
+        ]
+        is_lupus = "lupus" in text
+        return Classification(is_lupus, 1.0 if is_lupus else 0.0, ["lupus"] if is_lupus else [], topics)
+
+
+def feed_item(feed: str = "lupus", **kw: object) -> Paper:
+    base: dict[str, object] = {
+        "source": f"feed:{feed}",
+        "source_key": f"https://journals.example/{feed}/item-1",
+        "title": TITLE,
+        "doi": "https://doi.org/10.1177/09612033251234567",
+        "journal": "Lupus",
+        "pub_date": date(2026, 10, 30),
+        "url": f"https://journals.example/{feed}/item-1",
+    }
+    base.update(kw)
+    return Paper(**base)  # type: ignore[arg-type]
+
+
+def pubmed_record(**kw: object) -> Paper:
+    base: dict[str, object] = {
+        "source": "pubmed",
+        "source_key": "41000001",
+        "pmid": "41000001",
+        "title": TITLE + ".",
+        "doi": "10.1177/09612033251234567",
+        "journal": "Lupus",
+        "journal_iso": "Lupus",
+        "abstract": "OBJECTIVE: To study HCQ in pregnancy. RESULTS: Fewer flares.",
+        "pub_date": date(2026, 11, 1),
+        "mesh": [MeshHeading("Lupus Erythematosus, Systemic", major=True), MeshHeading("Pregnancy")],
+        "publication_types": ["Journal Article"],
+    }
+    base.update(kw)
+    return Paper(**base)  # type: ignore[arg-type]
+
+
+def rows(engine: sa.Engine, table: sa.Table) -> list[sa.Row]:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
+
+
+def test_same_doi_from_three_sources_in_three_forms_is_one_paper_with_three_provenance_rows(
+    engine: sa.Engine,
+) -> None:
+    upsert_papers(engine, [feed_item("lupus", doi="https://doi.org/10.1177%2F09612033251234567")], now=T0)
+    upsert_papers(
+        engine, [feed_item("sage", doi="doi: 10.1177/09612033251234567.")], now=T0 + timedelta(hours=1)
+    )
+    stats = upsert_papers(
+        engine, [pubmed_record(doi="10.1177/09612033251234567 [doi]")], now=T0 + timedelta(days=1)
+    )
+    papers = rows(engine, store.papers)
+    assert len(papers) == 1
+    assert papers[0].doi == "10.1177/09612033251234567"
+    assert papers[0].pmid == "41000001"
+    assert papers[0].record["mesh"][0]["descriptor"] == "Lupus Erythematosus, Systemic"
+    sources = rows(engine, store.paper_sources)
+    assert sorted(s.source for s in sources) == ["feed:lupus", "feed:sage", "pubmed"]
+    assert {s.paper_id for s in sources} == {papers[0].id}
+    assert stats.updated == 1 and stats.new == 0
+
+
+def test_same_doi_three_forms_in_one_batch_is_one_new_paper(engine: sa.Engine) -> None:
+    stats = upsert_papers(
+        engine,
+        [
+            feed_item("lupus", doi="info:doi/10.1177/09612033251234567"),
+            feed_item("sage", doi="HTTP://DX.DOI.ORG/10.1177/09612033251234567"),
+            pubmed_record(),
+        ],
+        now=T0,
+    )
+    assert stats.new == 1
+    assert len(rows(engine, store.papers)) == 1
+    assert len(rows(engine, store.paper_sources)) == 3
+
+
+def test_upserting_the_same_records_twice_changes_nothing(engine: sa.Engine) -> None:
+    batch = [
+        feed_item(),
+        pubmed_record(),
+        feed_item("other", doi="10.1000/other", title="Another lupus paper on nephritis outcomes"),
+    ]
+    upsert_papers(engine, batch, now=T0)
+    before = rows(engine, store.papers)
+    again = upsert_papers(engine, batch, now=T0 + timedelta(days=1))
+    assert (again.new, again.updated, again.merged) == (0, 0, 0)
+    assert again.unchanged == 2
+    assert rows(engine, store.papers) == before
+    seen = {s.source: s.last_seen_at for s in rows(engine, store.paper_sources)}
+    assert set(seen.values()) == {T0 + timedelta(days=1)}  # provenance: seen again
+
+
+def test_fetched_at_alone_does_not_count_as_a_change(engine: sa.Engine) -> None:
+    upsert_papers(engine, [feed_item(fetched_at=T0)], now=T0)
+    stats = upsert_papers(engine, [feed_item(fetched_at=T0 + timedelta(days=1))], now=T0 + timedelta(days=1))
+    assert stats.unchanged == 1 and stats.updated == 0
+
+
+def test_doi_less_feed_item_then_pubmed_record_with_doi_and_same_title_is_one_paper(
+    engine: sa.Engine,
+) -> None:
+    # ScienceDirect-style feeds carry no DOI; the paper is online in December, in a January issue
+    upsert_papers(engine, [feed_item(doi=None, pub_date=date(2025, 12, 29), title=TITLE.upper())], now=T0)
+    stats = upsert_papers(engine, [pubmed_record(pub_date=date(2026, 1, 15))], now=T0 + timedelta(days=3))
+    assert stats.updated == 1 and stats.new == 0
+    (paper,) = rows(engine, store.papers)
+    assert paper.doi == "10.1177/09612033251234567" and paper.pmid == "41000001"
+    assert paper.pub_date == date(2025, 12, 29)
+
+
+def test_same_title_with_a_different_doi_is_a_different_paper(engine: sa.Engine) -> None:
+    upsert_papers(engine, [feed_item(doi=None)], now=T0)
+    upsert_papers(engine, [pubmed_record(doi="10.1177/0000000000000001")], now=T0)
+    upsert_papers(
+        engine,
+        [pubmed_record(source_key="41000002", pmid="41000002", doi="10.1177/0000000000000002")],
+        now=T0,
+    )
+    papers = rows(engine, store.papers)
+    # the DOI-less item joins the first; the second has a DOI that contradicts it
+    assert len(papers) == 2
+
+
+def test_same_title_in_different_journals_is_not_merged(engine: sa.Engine) -> None:
+    upsert_papers(engine, [feed_item(doi=None, journal="Lupus Science & Medicine")], now=T0)
+    upsert_papers(engine, [pubmed_record(journal="Lupus", journal_iso="Lupus")], now=T0)
+    assert len(rows(engine, store.papers)) == 2
+
+
+def test_generic_titles_are_never_merged_on_title(engine: sa.Engine) -> None:
+    upsert_papers(engine, [feed_item(doi=None, title="Erratum", source_key="a")], now=T0)
+    upsert_papers(engine, [feed_item(doi=None, title="Erratum.", source_key="b")], now=T0)
+    assert len(rows(engine, store.papers)) == 2
+
+
+def test_a_record_linking_two_stored_papers_merges_them_keeping_the_earlier_announcement(
+    engine: sa.Engine,
+) -> None:
+    clf = KeywordClassifier()
+    # a feed item with the DOI only, and a PubMed record with the PMID only (titles differ
+    # enough that nothing but the third record ties them together)
+    upsert_papers(engine, [feed_item(title="HCQ in lupus pregnancy: the PROMISSE cohort")], now=T0)
+    classify_and_announce(engine, clf, now=T0 + timedelta(minutes=1))
+    upsert_papers(engine, [pubmed_record(doi=None)], now=T0 + timedelta(hours=1))
+    second = classify_and_announce(engine, clf, now=T0 + timedelta(hours=1, minutes=1))
+    assert second.announced == 1  # two papers, each announced once so far
+    by_doi = {p.doi: p for p in rows(engine, store.papers)}
+    first_no = by_doi["10.1177/09612033251234567"].announce_no
+
+    stats = upsert_papers(
+        engine,
+        [pubmed_record(source="pubmed", source_key="41000001", pmid="41000001")],  # now with the DOI
+        now=T0 + timedelta(days=1),
+    )
+    assert stats.merged == 1 and len(stats.merged_ids) == 1
+    (paper,) = rows(engine, store.papers)
+    assert paper.announce_no == first_no
+    assert paper.doi == "10.1177/09612033251234567" and paper.pmid == "41000001"
+    assert {s.paper_id for s in rows(engine, store.paper_sources)} == {paper.id}
+    assert len(rows(engine, store.paper_sources)) == 2
+    third = classify_and_announce(engine, clf, now=T0 + timedelta(days=1, minutes=1))
+    assert third.classified == 1 and third.announced == 0
+    assert {t.paper_id for t in rows(engine, store.paper_topics)} == {paper.id}
+
+
+def test_a_paper_that_arrives_again_is_never_announced_again(engine: sa.Engine) -> None:
+    clf = KeywordClassifier()
+    upsert_papers(engine, [feed_item()], now=T0)
+    first = classify_and_announce(engine, clf, now=T0 + timedelta(minutes=5))
+    assert first.announced == 1 and first.lupus == 1
+    assert first.announce_from == 0 and first.announce_to == 1
+    assert first.per_topic == {"pregnancy": 1}
+    upsert_papers(engine, [pubmed_record()], now=T0 + timedelta(days=2))  # enriches it
+    second = classify_and_announce(engine, clf, now=T0 + timedelta(days=2, minutes=5))
+    assert second.classified == 1 and second.announced == 0
+    (paper,) = rows(engine, store.papers)
+    assert paper.announce_no == 1 and paper.needs_classification is False
+
+
+def test_announcement_numbers_follow_first_seen_order_and_skip_non_lupus(engine: sa.Engine) -> None:
+    upsert_papers(
+        engine,
+        [feed_item(doi="10.1000/b", title="Lupus nephritis second paper in the queue", source_key="b")],
+        now=T0 + timedelta(hours=1),
+    )
+    upsert_papers(
+        engine,
+        [feed_item(doi="10.1000/a", title="Lupus nephritis first paper in the queue", source_key="a")],
+        now=T0,
+    )
+    upsert_papers(
+        engine,
+        [feed_item(doi="10.1000/c", title="Canine hip dysplasia in working dogs", source_key="c")],
+        now=T0,
+    )
+    stats = classify_and_announce(engine, KeywordClassifier(), now=T0 + timedelta(hours=2))
+    assert (stats.classified, stats.lupus, stats.not_lupus, stats.announced) == (3, 2, 1, 2)
+    numbers = {p.doi: p.announce_no for p in rows(engine, store.papers)}
+    assert numbers == {"10.1000/a": 1, "10.1000/b": 2, "10.1000/c": None}
+    assert stats.per_topic == {"renal": 2}
+
+
+def test_retraction_after_announcement_is_flagged_as_an_update(engine: sa.Engine) -> None:
+    clf = KeywordClassifier()
+    upsert_papers(engine, [pubmed_record()], now=T0)
+    classify_and_announce(engine, clf, now=T0 + timedelta(minutes=1))
+    retraction = Notice("retraction_in", ref_source="Lupus. 2027;36(1):5", pmid="41999999")
+    stats = upsert_papers(
+        engine, [pubmed_record(notices=[retraction], is_retracted=True)], now=T0 + timedelta(days=30)
+    )
+    assert stats.notices_new == 1
+    result = classify_and_announce(engine, clf, now=T0 + timedelta(days=30, minutes=1))
+    assert result.announced == 0 and result.updates_flagged == 1
+    (update,) = rows(engine, store.paper_updates)
+    assert (update.kind, update.notice_key, update.update_no) == ("retraction_in", "41999999", 1)
+    (paper,) = rows(engine, store.papers)
+    assert paper.is_retracted and paper.announce_no == 1
+    # seen again: not a second update
+    upsert_papers(
+        engine, [pubmed_record(notices=[retraction], is_retracted=True)], now=T0 + timedelta(days=31)
+    )
+    assert classify_and_announce(engine, clf, now=T0 + timedelta(days=31, minutes=1)).updates_flagged == 0
+
+
+def test_retraction_arriving_with_the_first_record_is_part_of_the_paper_not_an_update(
+    engine: sa.Engine,
+) -> None:
+    retraction = Notice("retraction_in", pmid="41999999")
+    upsert_papers(engine, [pubmed_record(notices=[retraction])], now=T0)
+    result = classify_and_announce(engine, KeywordClassifier(), now=T0 + timedelta(minutes=1))
+    assert result.announced == 1 and result.updates_flagged == 0
+    (paper,) = rows(engine, store.papers)
+    assert paper.is_retracted
+    (update,) = rows(engine, store.paper_updates)
+    assert update.update_no is None
+
+
+def test_batches_smaller_than_the_input_give_the_same_result(engine: sa.Engine) -> None:
+    records = [
+        feed_item(
+            source_key=f"k{i}",
+            doi=f"10.5555/lupus.{i % 7}",
+            title=f"Lupus cohort report number {i % 7} of the registry",
+        )
+        for i in range(20)
+    ]
+    stats = upsert_papers(engine, records, now=T0, batch_size=3)
+    assert len(rows(engine, store.papers)) == 7
+    assert len(rows(engine, store.paper_sources)) == 20
+    assert stats.new == 7
+
+
+def test_topics_are_replaced_on_reclassification(engine: sa.Engine) -> None:
+    upsert_papers(engine, [feed_item(title="Lupus nephritis in pregnancy: a registry study")], now=T0)
+    classify_and_announce(engine, KeywordClassifier(), now=T0)
+    assert sorted(t.label for t in rows(engine, store.paper_topics)) == ["pregnancy", "renal"]
+    upsert_papers(
+        engine, [feed_item(title="Lupus nephritis outcomes: a registry study")], now=T0 + timedelta(days=1)
+    )
+    stats = classify_and_announce(engine, KeywordClassifier(), now=T0 + timedelta(days=1))
+    assert stats.classified == 1
+    assert [t.label for t in rows(engine, store.paper_topics)] == ["renal"]
+
+
+@pytest.mark.parametrize("kind", ["erratum_in", "expression_of_concern_in"])
+def test_erratum_and_concern_after_announcement_are_updates(engine: sa.Engine, kind: str) -> None:
+    upsert_papers(engine, [feed_item()], now=T0)
+    classify_and_announce(engine, KeywordClassifier(), now=T0)
+    upsert_papers(
+        engine,
+        [feed_item(notices=[Notice(kind, doi="10.1177/09612033251234567e")])],
+        now=T0 + timedelta(days=1),
+    )
+    assert classify_and_announce(engine, KeywordClassifier(), now=T0 + timedelta(days=1)).updates_flagged == 1
