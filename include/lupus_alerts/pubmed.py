@@ -628,7 +628,8 @@ def ingest_window(
     success the `pubmed` watermark advances to `end` (when `record`).
 
     Returns {"search_start", "search_end", "hits", "fetched", "parsed", "deleted", "problems",
-    "problem_count", "new", "updated", "unchanged", "requests", "batches"}.
+    "problem_count", "new", "updated", "unchanged", "merged", "notices_new", "requests", "batches"}
+    (the upsert counts are `merge.UpsertStats`').
     """
     from lupus_alerts.eutils import EutilsClient, count_records
     from lupus_alerts.merge import upsert_papers
@@ -650,6 +651,8 @@ def ingest_window(
         "new": 0,
         "updated": 0,
         "unchanged": 0,
+        "merged": 0,
+        "notices_new": 0,
         "batches": 0,
     }
     requests_before = c.requests_made
@@ -672,7 +675,7 @@ def ingest_window(
             summary["parsed"] += len(papers)
             if papers:
                 stats = upsert_papers(engine, papers)
-                for key in ("new", "updated", "unchanged"):
+                for key in ("new", "updated", "unchanged", "merged", "notices_new"):
                     summary[key] += _stat(stats, key)
     finally:
         summary["requests"] = c.requests_made - requests_before
