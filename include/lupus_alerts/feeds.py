@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import feedparser
 import requests
 import sqlalchemy as sa
+import urllib3
 from lxml import etree
 from sqlalchemy.engine import Engine
 
@@ -761,14 +762,21 @@ def fetch_feed(
         chunks: list[bytes] = []
         total = 0
         if resp.status_code != 304:
-            for chunk in resp.iter_content(_CHUNK):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise FeedTooLargeError(f"body exceeded the {max_bytes}-byte cap while streaming")
-                chunks.append(chunk)
-                # requests' timeout is per socket read; a slow-drip body needs a total deadline.
-                if time.monotonic() > deadline:
-                    raise requests.Timeout(f"body not complete within {timeout_s:g} s")
+            try:
+                # read1 returns what has arrived (up to _CHUNK bytes, decompressed), so the
+                # deadline and the cap are checked as data trickles in, not after a 64 KB wait.
+                while chunk := resp.raw.read1(_CHUNK, decode_content=True):
+                    total += len(chunk)
+                    if total > max_bytes:
+                        raise FeedTooLargeError(f"body exceeded the {max_bytes}-byte cap while streaming")
+                    chunks.append(chunk)
+                    # requests' timeout is per socket read; a slow-drip body needs a total deadline.
+                    if time.monotonic() > deadline:
+                        raise requests.Timeout(f"body not complete within {timeout_s:g} s")
+            except urllib3.exceptions.ReadTimeoutError as e:
+                raise requests.Timeout(str(e)) from e
+            except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as e:
+                raise requests.ConnectionError(f"body not received in full: {e}") from e
         return FetchResult(
             status=resp.status_code,
             body=b"".join(chunks),
