@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     root = parser.add_subparsers(title="commands", metavar="COMMAND")
     groups = Groups(root)
     for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if mod.name.startswith("_"):  # __main__ runs the CLI when imported: never import it here
+            continue
         module = importlib.import_module(f"{__name__}.{mod.name}")
         register: Callable[[Groups], None] | None = getattr(module, "register", None)
         if register:
