@@ -203,12 +203,12 @@ class PhraseSet(Generic[P]):
                     more = table.get(low[:length])
                     if more:
                         cands = more if cands is None else cands + more
-            best: _Entry[P] | None = None
+            best: list[_Entry[P]] = []
             best_end = i
             if cands:
                 for e in cands:
                     end = i + len(e.words)
-                    if end <= best_end or end > n or sent[end - 1] != sent[i]:
+                    if end < best_end or end > n or sent[end - 1] != sent[i]:
                         continue
                     src = tokens if e.case_sensitive else lower
                     ok = True
@@ -222,9 +222,15 @@ class PhraseSet(Generic[P]):
                             ok = False
                             break
                     if ok:
-                        best, best_end = e, end
-            if best is not None:
-                hits.append(Hit(best.phrase, tuple(best.payloads), i, best_end, sent[i]))
+                        if end > best_end:
+                            best, best_end = [e], end
+                        else:  # same span, another phrase ("pathogen*" and "pathogenes*")
+                            best.append(e)
+            if best:
+                payloads = (
+                    tuple(best[0].payloads) if len(best) == 1 else tuple(p for e in best for p in e.payloads)
+                )
+                hits.append(Hit(best[0].phrase, payloads, i, best_end, sent[i]))
                 i = best_end
             else:
                 i += 1

@@ -1,0 +1,578 @@
+"""Subspecialty labels for lupus papers: multi-label, explainable, offline.
+
+Each label in `data/taxonomy.yaml` lists weighted text cues, MeSH descriptors, publication
+types and journal words. A paper's score for a label adds up what was found, weighted by where
+it was found:
+
+- the title counts double; abstract sentences count by section (background half, the rest
+  in full); negated mentions ("no renal involvement") and those in exclusion criteria ("patients
+  with lupus nephritis were excluded") are ignored;
+- MeSH descriptors count more when NLM marked them a major topic; qualifiers on a lupus
+  descriptor ("Lupus Erythematosus, Systemic/drug therapy") point to a label too;
+- repeated mentions of one cue add a little, not in proportion.
+
+The sum `raw` becomes a score `1 - exp(-raw)` in 0..1, and a label is given when the score
+reaches the label's threshold (tuned on the dev split by `scripts/tune_classifier.py`, stored in
+`data/classifier_thresholds.json`; `DEFAULT_THRESHOLD` otherwise). Whether the paper is about
+lupus at all is `relevance.assess`; a paper that is not gets no labels.
+
+Every label carries the evidence that produced it, phrased for a clinician:
+"'lupus nephritis' in the title", "MeSH Lupus Nephritis (major topic)".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lupus_alerts import relevance
+from lupus_alerts.models import Classification, Paper, TopicLabel
+from lupus_alerts.phrases import Doc, PhraseSet, in_exclusion_sentence, is_negated, matched_text, phrase_words
+
+DATA_DIR = Path(__file__).parent / "data"
+TAXONOMY_PATH = DATA_DIR / "taxonomy.yaml"
+THRESHOLDS_FILE = "classifier_thresholds.json"
+
+DEFAULT_THRESHOLD = 0.6
+TITLE_FACTOR = 2.0
+KEYWORD_FACTOR = 1.0
+JOURNAL_FACTOR = 1.0
+MESH_MAJOR_FACTOR = 1.5
+MESH_MINOR_FACTOR = 0.6
+PUBTYPE_FACTOR = 1.0
+QUALIFIER_MAJOR_FACTOR = 1.5
+QUALIFIER_MINOR_FACTOR = 0.8
+REPEAT_BONUS = 0.25  # each repeat of a cue adds a quarter of its weight...
+REPEAT_CAP = 2  # ...for at most two repeats
+# Background sentences say what is known, not what the paper did.
+SECTION_FACTORS = {
+    "BACKGROUND": 0.5,
+    "OBJECTIVE": 1.0,
+    "METHODS": 0.8,
+    "RESULTS": 1.0,
+    "CONCLUSIONS": 1.0,
+    "": 1.0,
+}
+SECTION_NAMES = {
+    "BACKGROUND": "background",
+    "OBJECTIVE": "objective",
+    "METHODS": "methods",
+    "RESULTS": "results",
+    "CONCLUSIONS": "conclusions",
+}
+# Abstract section headings as authors write them, mapped to NLM's categories.
+_HEADING_CATEGORY = {
+    "background": "BACKGROUND",
+    "introduction": "BACKGROUND",
+    "context": "BACKGROUND",
+    "rationale": "BACKGROUND",
+    "objective": "OBJECTIVE",
+    "objectives": "OBJECTIVE",
+    "aim": "OBJECTIVE",
+    "aims": "OBJECTIVE",
+    "purpose": "OBJECTIVE",
+    "methods": "METHODS",
+    "method": "METHODS",
+    "design": "METHODS",
+    "patients and methods": "METHODS",
+    "materials and methods": "METHODS",
+    "results": "RESULTS",
+    "findings": "RESULTS",
+    "conclusion": "CONCLUSIONS",
+    "conclusions": "CONCLUSIONS",
+    "interpretation": "CONCLUSIONS",
+}
+_INLINE_HEADING = re.compile(
+    r"(?:^|(?<=[.!?])\s+)("
+    + "|".join(sorted(map(re.escape, _HEADING_CATEGORY), key=len, reverse=True))
+    + r")\s*:\s*",
+    re.I,
+)
+# "a 16-year-old girl", "13-year-old", "a 9 year old boy": a child in a case report.
+_AGE = re.compile(r"\b(\d{1,2})[- ](?:year|yr)s?[- ](?:old\b|boy\b|girl\b)", re.I)
+PAEDIATRIC_AGE_LIMIT = 18
+AGE_WEIGHT = 1.0
+
+
+class TaxonomyError(ValueError):
+    """The taxonomy file is malformed (names the label and field at fault)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """One subspecialty label and its cues (see data/taxonomy.yaml for the fields)."""
+
+    id: str
+    name: str
+    definition: str
+    includes: tuple[str, ...]
+    excludes: tuple[str, ...]
+    mesh: tuple[tuple[str, str | None, float], ...]  # (descriptor, ui, weight)
+    publication_types: dict[str, float]
+    journals: dict[str, float]
+    cues: dict[str, float]
+    abbreviations: dict[str, tuple[str, float]]  # abbreviation -> (meaning, weight)
+
+
+@dataclass(slots=True)
+class Taxonomy:
+    """The labels in file order, MeSH qualifier hints, and the per-label thresholds."""
+
+    labels: dict[str, Label]
+    qualifiers: dict[str, tuple[str, float]]  # qualifier name (lower) -> (label, weight)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    version: int = 1
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.labels)
+
+    def threshold(self, label: str) -> float:
+        return self.thresholds.get(label, DEFAULT_THRESHOLD)
+
+    def display_name(self, label: str) -> str:
+        return self.labels[label].name
+
+
+def _req(d: dict[str, Any], key: str, where: str) -> Any:
+    if key not in d:
+        raise TaxonomyError(f"{where}: missing field {key!r}")
+    return d[key]
+
+
+def load_taxonomy(path: Path | None = None) -> Taxonomy:
+    """Read the taxonomy YAML (default: the packaged one) and, beside it, tuned thresholds.
+
+    Raises `TaxonomyError` naming the label and field when the file is malformed.
+    """
+    path = Path(path) if path else TAXONOMY_PATH
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise TaxonomyError(f"{path}: cannot read taxonomy: {e}") from e
+    if not isinstance(data, dict) or not isinstance(data.get("labels"), dict):
+        raise TaxonomyError(f"{path}: expected a mapping with 'labels'")
+    labels: dict[str, Label] = {}
+    for lid, d in data["labels"].items():
+        where = f"{path}: label {lid!r}"
+        if not isinstance(d, dict):
+            raise TaxonomyError(f"{where}: expected a mapping")
+        mesh = []
+        for m in d.get("mesh") or []:
+            mesh.append((str(_req(m, "descriptor", where)), m.get("ui"), float(m.get("weight", 1.0))))
+        abbrs = {}
+        for abbr, a in (d.get("abbreviations") or {}).items():
+            if not isinstance(a, dict):
+                raise TaxonomyError(f"{where}: abbreviation {abbr!r} needs {{means, weight}}")
+            abbrs[str(abbr)] = (
+                str(_req(a, "means", f"{where} abbreviation {abbr!r}")),
+                float(a.get("weight", 1.0)),
+            )
+        labels[str(lid)] = Label(
+            id=str(lid),
+            name=str(_req(d, "name", where)),
+            definition=str(_req(d, "definition", where)),
+            includes=tuple(d.get("includes") or ()),
+            excludes=tuple(d.get("excludes") or ()),
+            mesh=tuple(mesh),
+            publication_types={str(k): float(v) for k, v in (d.get("publication_types") or {}).items()},
+            journals={str(k): float(v) for k, v in (d.get("journals") or {}).items()},
+            cues={str(k): float(v) for k, v in (_req(d, "cues", where) or {}).items()},
+            abbreviations=abbrs,
+        )
+    qualifiers: dict[str, tuple[str, float]] = {}
+    for q, spec in (data.get("qualifiers") or {}).items():
+        label = _req(spec, "label", f"{path}: qualifier {q!r}")
+        if label not in labels:
+            raise TaxonomyError(f"{path}: qualifier {q!r} points to unknown label {label!r}")
+        qualifiers[str(q).lower()] = (label, float(spec.get("weight", 0.5)))
+    thresholds: dict[str, float] = {}
+    tpath = path.parent / THRESHOLDS_FILE
+    if tpath.exists():
+        try:
+            tdata = json.loads(tpath.read_text(encoding="utf-8"))
+            thresholds = {k: float(v) for k, v in tdata["thresholds"].items() if k in labels}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TaxonomyError(f"{tpath}: cannot read thresholds: {e}") from e
+    return Taxonomy(
+        labels=labels, qualifiers=qualifiers, thresholds=thresholds, version=int(data.get("version", 1))
+    )
+
+
+@dataclass(slots=True)
+class _Acc:
+    """What was found for one label in one paper."""
+
+    raw: float = 0.0
+    # (source rank, contribution, evidence text): evidence lists the title first, then MeSH,
+    # keywords, publication type, abstract, journal; within a source the largest first.
+    parts: list[tuple[int, float, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LabelScore:
+    """A label's score for one paper, whether or not it passed the threshold."""
+
+    label: str
+    score: float
+    raw: float
+    evidence: list[str]
+
+
+def abstract_sections(paper: Paper) -> list[tuple[str, str]]:
+    """The abstract as (NLM category, text) pieces: structured sections when the record has
+    them, headings written inline ("Methods: ...") when it does not, else one piece."""
+    if paper.abstract_sections:
+        out = []
+        for s in paper.abstract_sections:
+            cat = (s.category or "").upper()
+            if not cat and s.label:
+                cat = _HEADING_CATEGORY.get(s.label.strip().lower(), "")
+            out.append((cat if cat in SECTION_FACTORS else "", s.text))
+        return out
+    text = paper.abstract or ""
+    matches = list(_INLINE_HEADING.finditer(text))
+    if not matches:
+        return [("", text)] if text else []
+    out = []
+    if matches[0].start() > 0:
+        out.append(("", text[: matches[0].start()]))
+    for k, m in enumerate(matches):
+        end = matches[k + 1].start() if k + 1 < len(matches) else len(text)
+        out.append((_HEADING_CATEGORY[m.group(1).lower()], text[m.end() : end]))
+    return out
+
+
+def _quote_list(items: list[str]) -> str:
+    q = [f"'{x}'" for x in items]
+    return q[0] if len(q) == 1 else ", ".join(q[:-1]) + " and " + q[-1]
+
+
+class Classifier:
+    """Multi-label subspecialty classifier over a `Taxonomy` (default: the packaged one).
+
+    Building one compiles every cue into a phrase table; reuse the instance.
+    """
+
+    def __init__(
+        self, taxonomy: Taxonomy | None = None, *, thresholds: dict[str, float] | None = None
+    ) -> None:
+        self.taxonomy = taxonomy or load_taxonomy()
+        self.thresholds = {lid: self.taxonomy.threshold(lid) for lid in self.taxonomy.ids}
+        if thresholds:
+            self.thresholds.update(thresholds)
+        # payload: (label, weight, phrase as shown in evidence)
+        # A phrase listed twice for one label (as a cue and as an abbreviation) counts once.
+        best: dict[tuple[Any, str], tuple[float, str]] = {}
+        for lid, lab in self.taxonomy.labels.items():
+            pairs = list(lab.cues.items()) + [(a, w) for a, (_means, w) in lab.abbreviations.items()]
+            for phrase, w in pairs:
+                key = (phrase_words(phrase), lid)
+                if key not in best or w > best[key][0]:
+                    best[key] = (w, phrase)
+        self._cues: PhraseSet[tuple[str, float, str]] = PhraseSet()
+        for (_k, lid), (w, phrase) in best.items():
+            self._cues.add(phrase, (lid, w, phrase))
+        self._journals: PhraseSet[tuple[str, float]] = PhraseSet(
+            (phrase, (lid, w))
+            for lid, lab in self.taxonomy.labels.items()
+            for phrase, w in lab.journals.items()
+        )
+        self._mesh: dict[str, list[tuple[str, float]]] = {}
+        for lid, lab in self.taxonomy.labels.items():
+            for descriptor, ui, w in lab.mesh:
+                self._mesh.setdefault(descriptor.lower(), []).append((lid, w))
+                if ui:
+                    self._mesh.setdefault(ui, []).append((lid, w))
+        self._pubtypes: dict[str, list[tuple[str, float]]] = {}
+        for lid, lab in self.taxonomy.labels.items():
+            for pt, w in lab.publication_types.items():
+                self._pubtypes.setdefault(pt.lower(), []).append((lid, w))
+
+    # -- scoring --------------------------------------------------------------------------
+
+    def scores(self, paper: Paper) -> dict[str, LabelScore]:
+        """Every label's score and evidence for `paper`, before thresholds (used for tuning)."""
+        acc = {lid: _Acc() for lid in self.taxonomy.ids}
+        self._score_text(
+            acc, Doc.from_text(paper.title or ""), "the title", TITLE_FACTOR, context=False, rank=0
+        )
+        sections = abstract_sections(paper)
+        if sections:
+            self._score_text(acc, Doc.from_sections(sections), "the abstract", 1.0, context=True, rank=4)
+        for kw in paper.keywords:
+            self._score_keyword(acc, kw)
+        self._score_mesh(acc, paper)
+        for pt in paper.publication_types:
+            for lid, w in self._pubtypes.get(pt.lower(), ()):
+                c = w * PUBTYPE_FACTOR
+                acc[lid].raw += c
+                acc[lid].parts.append((3, c, f"publication type {pt}"))
+        if paper.journal and not relevance.is_lupus_journal(paper.journal):
+            seen: set[str] = set()
+            for hit in self._journals.find(Doc.from_text(paper.journal)):
+                for lid, w in hit.payloads:
+                    if lid not in seen:
+                        seen.add(lid)
+                        c = w * JOURNAL_FACTOR
+                        acc[lid].raw += c
+                        acc[lid].parts.append((5, c, f"published in {paper.journal}"))
+        self._score_age(acc, paper)
+        out = {}
+        for lid, a in acc.items():
+            a.parts.sort(key=lambda p: (p[0], -p[1]))
+            out[lid] = LabelScore(lid, round(1.0 - math.exp(-a.raw), 3), a.raw, [e for _r, _c, e in a.parts])
+        return out
+
+    def _score_text(
+        self, acc: dict[str, _Acc], doc: Doc, where: str, factor: float, *, context: bool, rank: int
+    ) -> None:
+        # per label: phrase shown -> [contribution of first mention, count]
+        found: dict[str, dict[str, list[float]]] = {}
+        for hit in self._cues.find(doc):
+            if context and (in_exclusion_sentence(doc, hit) or is_negated(doc, hit)):
+                continue
+            if not context and is_negated(doc, hit):
+                continue
+            section = doc.sent_labels[hit.sentence] if doc.sent_labels else ""
+            sf = SECTION_FACTORS.get(section, 1.0)
+            for lid, w, phrase in hit.payloads:
+                shown = matched_text(doc, hit) if "*" in phrase else phrase
+                per = found.setdefault(lid, {})
+                cur = per.get(shown)
+                c = w * factor * sf
+                if cur is None:
+                    per[shown] = [c, 1]
+                else:
+                    cur[0] = max(cur[0], c)
+                    cur[1] += 1
+        for lid, per in found.items():
+            total = 0.0
+            ranked = []
+            for shown, (c, n) in per.items():
+                contribution = c * (1 + REPEAT_BONUS * min(n - 1, REPEAT_CAP))
+                total += contribution
+                ranked.append((contribution, shown))
+            ranked.sort(key=lambda r: -r[0])
+            a = acc[lid]
+            a.raw += total
+            top = [s for _c, s in ranked[:3]]
+            a.parts.append((rank, total, f"{_quote_list(top)} in {where}"))
+
+    def _score_keyword(self, acc: dict[str, _Acc], keyword: str) -> None:
+        doc = Doc.from_text(keyword)
+        seen: set[str] = set()
+        for hit in self._cues.find(doc):
+            for lid, w, _phrase in hit.payloads:
+                if lid in seen:
+                    continue
+                seen.add(lid)
+                c = w * KEYWORD_FACTOR
+                acc[lid].raw += c
+                acc[lid].parts.append((2, c, f"keyword '{keyword}'"))
+
+    def _score_mesh(self, acc: dict[str, _Acc], paper: Paper) -> None:
+        for m in paper.mesh:
+            targets = self._mesh.get(m.ui or "") or self._mesh.get(m.descriptor.lower(), [])
+            major = m.is_major
+            for lid, w in targets:
+                c = w * (MESH_MAJOR_FACTOR if major else MESH_MINOR_FACTOR)
+                acc[lid].raw += c
+                acc[lid].parts.append((1, c, f"MeSH {m.descriptor}" + (" (major topic)" if major else "")))
+            if m.descriptor.lower() in relevance.LUPUS_MESH or (m.ui or "") in relevance.LUPUS_MESH_UIS:
+                for q in m.qualifiers:
+                    spec = self.taxonomy.qualifiers.get(q.name.lower())
+                    if spec:
+                        lid, w = spec
+                        qmajor = q.major
+                        c = w * (QUALIFIER_MAJOR_FACTOR if qmajor else QUALIFIER_MINOR_FACTOR)
+                        acc[lid].raw += c
+                        acc[lid].parts.append(
+                            (1, c, f"MeSH {m.descriptor}/{q.name}" + (" (major topic)" if qmajor else ""))
+                        )
+
+    def _score_age(self, acc: dict[str, _Acc], paper: Paper) -> None:
+        if "pediatrics" not in acc:
+            return
+        for m in _AGE.finditer(f"{paper.title} {paper.abstract}"):
+            age = int(m.group(1))
+            if age < PAEDIATRIC_AGE_LIMIT:
+                acc["pediatrics"].raw += AGE_WEIGHT
+                acc["pediatrics"].parts.append((4, AGE_WEIGHT, f"a patient aged {age} years"))
+                return
+
+    # -- the public call ------------------------------------------------------------------
+
+    def classify(self, paper: Paper) -> Classification:
+        """Decide whether `paper` is about lupus and, if so, which subspecialties, with evidence."""
+        rel = relevance.assess(
+            paper.title or "",
+            paper.abstract or "",
+            journal=paper.journal,
+            mesh=paper.mesh,
+            keywords=paper.keywords,
+        )
+        if not rel.is_lupus:
+            return Classification(False, rel.score, rel.evidence, [])
+        topics = [
+            TopicLabel(s.label, s.score, s.evidence[:4])
+            for s in self.scores(paper).values()
+            if s.score >= self.thresholds[s.label]
+        ]
+        topics.sort(key=lambda t: (-t.score, self.taxonomy.ids.index(t.label)))
+        return Classification(True, rel.score, rel.evidence, topics)
+
+
+# -- evaluation ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class LabelMetrics:
+    label: str
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    @property
+    def support(self) -> int:
+        return self.tp + self.fn
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+@dataclass(slots=True)
+class EvalReport:
+    """Per-label and overall figures of a classifier on a labelled set."""
+
+    labels: list[LabelMetrics]
+    n: int
+    relevance_correct: int
+    errors: list[dict[str, Any]] = field(default_factory=list)  # what was wrong, per paper
+
+    @property
+    def micro(self) -> LabelMetrics:
+        m = LabelMetrics("micro")
+        for lm in self.labels:
+            m.tp += lm.tp
+            m.fp += lm.fp
+            m.fn += lm.fn
+        return m
+
+    @property
+    def macro_f1(self) -> float:
+        """Mean F1 over the labels that occur in the gold set or were predicted."""
+        used = [lm for lm in self.labels if lm.tp + lm.fp + lm.fn]
+        return sum(lm.f1 for lm in used) / len(used) if used else 0.0
+
+    @property
+    def relevance_accuracy(self) -> float:
+        return self.relevance_correct / self.n if self.n else 0.0
+
+    def format(self) -> str:
+        """The report as a plain-text table."""
+        lines = [f"{'label':<18} {'support':>7} {'P':>6} {'R':>6} {'F1':>6}"]
+        for lm in self.labels:
+            lines.append(
+                f"{lm.label:<18} {lm.support:>7} {lm.precision:>6.3f} {lm.recall:>6.3f} {lm.f1:>6.3f}"
+            )
+        mi = self.micro
+        lines.append(f"{'micro':<18} {mi.support:>7} {mi.precision:>6.3f} {mi.recall:>6.3f} {mi.f1:>6.3f}")
+        lines.append(f"macro-F1 {self.macro_f1:.3f}")
+        lines.append(f"micro-F1 {mi.f1:.3f}")
+        lines.append(f"relevance accuracy {self.relevance_accuracy:.3f} ({self.relevance_correct}/{self.n})")
+        return "\n".join(lines)
+
+
+def strip_mesh(paper: Paper) -> Paper:
+    """The paper without MeSH headings (how a feed item, or a brand-new PubMed record, looks)."""
+    paper.mesh = []
+    return paper
+
+
+def evaluate(
+    records: Iterable[dict[str, Any]], classifier: Classifier, *, use_mesh: bool = False
+) -> EvalReport:
+    """Compare the classifier with gold labels (`gold_is_lupus`, `gold_topics`) on records.
+
+    By default MeSH is removed first (text only: the targets are set for that case).
+    """
+    metrics = {lid: LabelMetrics(lid) for lid in classifier.taxonomy.ids}
+    n = correct = 0
+    errors: list[dict[str, Any]] = []
+    for rec in records:
+        paper = Paper.from_dict(rec)
+        if not use_mesh:
+            strip_mesh(paper)
+        c = classifier.classify(paper)
+        gold_lupus = bool(rec["gold_is_lupus"])
+        gold = set(rec.get("gold_topics") or [])
+        pred = {t.label for t in c.topics}
+        n += 1
+        correct += c.is_lupus == gold_lupus
+        for lid, m in metrics.items():
+            m.tp += lid in gold and lid in pred
+            m.fp += lid in pred and lid not in gold
+            m.fn += lid in gold and lid not in pred
+        if c.is_lupus != gold_lupus or gold != pred:
+            errors.append(
+                {
+                    "title": paper.title,
+                    "gold_is_lupus": gold_lupus,
+                    "is_lupus": c.is_lupus,
+                    "missed": sorted(gold - pred),
+                    "extra": sorted(pred - gold),
+                }
+            )
+    return EvalReport(list(metrics.values()), n, correct, errors)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file (blank lines skipped)."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            out.append(json.loads(line))
+    return out
+
+
+def classification_dict(c: Classification) -> dict[str, Any]:
+    """The fields `lupus-alerts classify` adds to a paper-schema line."""
+    return {
+        "is_lupus": c.is_lupus,
+        "relevance_score": c.relevance_score,
+        "relevance_evidence": list(c.relevance_evidence),
+        "topics": [{"label": t.label, "score": t.score, "evidence": list(t.evidence)} for t in c.topics],
+    }
+
+
+__all__: Sequence[str] = (
+    "Classifier",
+    "EvalReport",
+    "Label",
+    "LabelScore",
+    "Taxonomy",
+    "TaxonomyError",
+    "classification_dict",
+    "evaluate",
+    "load_taxonomy",
+    "read_jsonl",
+    "strip_mesh",
+)
