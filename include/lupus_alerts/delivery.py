@@ -635,6 +635,88 @@ def _naive(dt: datetime) -> datetime:
     return dt.astimezone(UTC).replace(tzinfo=None)
 
 
+def preview_due(
+    engine: Engine,
+    settings: Settings,
+    *,
+    day: date,
+    transport: mailer.Transport,
+    now: datetime | None = None,
+    build: Callable[..., Any] | None = None,
+) -> DeliveryStats:
+    """A dry run: what `plan_period` + `send_due` would send on `day`, written to `transport`
+    (an outbox), with no change to the ledger or to any subscriber.
+
+    Covers the subscribers due that day with no finished row for the period, with the range a
+    plan would give them now (an existing row's range if it was planned already).
+    """
+    now = _naive(now) if now else store.utcnow()
+    try:
+        secret = tokens.get_secret()
+    except tokens.MissingSecret as e:
+        raise DeliveryError(str(e)) from e
+    if build is None:
+        from lupus_alerts.digest import build_digest as build
+    from lupus_alerts import subscribers as subs_mod
+
+    stats = DeliveryStats()
+    windows: dict[Any, Any] = {}
+    domain = mailer.sender_domain(settings)
+    with engine.connect() as conn:
+        a_now, u_now = high_water_marks(conn)
+        for sid in due_subscribers(conn, day):
+            sub = subs_mod.get(conn, sid)
+            period = period_for(sub, day)
+            if period is None:
+                continue
+            row = conn.execute(sa.select(D).where(D.c.subscriber_id == sid, D.c.period == period)).first()
+            if row is not None and row.state not in PENDING_STATES:
+                stats.already_sent += 1
+                continue
+            if row is not None:
+                a_from, a_to, u_from, u_to = (
+                    row.announce_from,
+                    row.announce_to,
+                    row.update_from,
+                    row.update_to,
+                )
+            else:
+                a_from, a_to = sub.cursor, max(a_now, sub.cursor)
+                u_from, u_to = sub.update_cursor, max(u_now, sub.update_cursor)
+            if not _valid_address(sub.email):
+                stats.failed_permanent += 1
+                stats.errors.append(_err(sub, None, "invalid email address", FAILED_PERMANENT))
+                continue
+            view = dataclasses.replace(sub, cursor=int(a_from), update_cursor=int(u_from))
+            dg = build(
+                conn,
+                settings,
+                view,
+                announce_to=int(a_to),
+                update_to=int(u_to),
+                period=period,
+                now=now,
+                windows=windows,
+                secret=secret,
+            )
+            if dg.is_empty and not sub.send_when_empty:
+                stats.empty_skipped += 1
+                continue
+            msg = mailer.build_message(
+                dg,
+                settings=settings,
+                unsubscribe_url=dg.unsubscribe_url,
+                now=now,
+                message_id=mailer.message_id_for(sid, period, domain),
+            )
+            result = transport.send(msg)
+            if result.ok:
+                stats.sent += 1
+            else:
+                stats.errors.append(_err(sub, result.code, result.message, result.status))
+    return stats
+
+
 # --------------------------------------------------------------------------------------------
 # Operator actions and reports
 

@@ -27,9 +27,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
-from email.utils import format_datetime, formataddr, getaddresses, parseaddr
+from email.utils import format_datetime, getaddresses, parseaddr
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
@@ -123,7 +124,8 @@ def build_message(
     msg["From"] = settings.digest.sender
     if settings.digest.reply_to:
         msg["Reply-To"] = settings.digest.reply_to
-    msg["To"] = formataddr((sub.name or "", sub.email)) if sub.name else sub.email
+    # Address objects quote and encode display names ("O'Brien, MD", non-ASCII) correctly.
+    msg["To"] = Address(display_name=sub.name or "", addr_spec=sub.email)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     msg["Date"] = format_datetime(now)

@@ -1,0 +1,137 @@
+"""build_message and the outbox: MIME structure, headers, deterministic Message-IDs, files."""
+
+from __future__ import annotations
+
+import email
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from lupus_alerts import mailer
+from lupus_alerts.config import settings_from_dict
+from lupus_alerts.subscribers import Subscriber
+
+
+@dataclass
+class FakeDigest:
+    """A CONSTRUCTED stand-in for digest.Digest: build_message reads only these fields."""
+
+    subscriber: Subscriber
+    period: str
+    subject: str
+    html: str
+    text: str
+    unsubscribe_url: str = "https://alerts.example.org/unsubscribe?token=1.x"
+
+
+def _digest(**kw: object) -> FakeDigest:
+    d = {
+        "subscriber": Subscriber(id=7, email="zoë@example.org".replace("ë", "e"), name="Zoë O'Brien, MD"),
+        "period": "2026-11-27",
+        "subject": "Lupus digest · 2 new papers (Nephrology 1, Dermatology 1) · 27 Nov 2026",
+        "html": "<html><body><p>" + "Lupus nephritis — café " * 400 + "</p></body></html>",
+        "text": "Lupus digest\n\nLupus nephritis — café\n",
+    }
+    d.update(kw)
+    return FakeDigest(**d)  # type: ignore[arg-type]
+
+
+SETTINGS = settings_from_dict({})
+NOW = datetime(2026, 11, 27, 9, 0)
+
+
+def _roundtrip(msg: email.message.EmailMessage) -> email.message.EmailMessage:
+    return email.message_from_bytes(msg.as_bytes(), policy=policy.default)  # type: ignore[return-value]
+
+
+def test_message_is_multipart_alternative_text_then_html_in_utf8() -> None:
+    msg = _roundtrip(
+        mailer.build_message(_digest(), settings=SETTINGS, unsubscribe_url="https://a/u?token=1.x", now=NOW)
+    )
+    assert msg.get_content_type() == "multipart/alternative"
+    text, html = msg.iter_parts()
+    assert (text.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
+    assert text["Content-Transfer-Encoding"] == "quoted-printable"
+    assert "café" in text.get_content() and "café" in html.get_content()
+    assert msg["Subject"] == _digest().subject  # non-ASCII subject survives (RFC 2047)
+
+
+def test_wire_format_has_crlf_and_short_lines() -> None:
+    raw = mailer.build_message(
+        _digest(), settings=SETTINGS, unsubscribe_url="https://a/u", now=NOW
+    ).as_bytes()
+    lines = raw.split(b"\r\n")
+    assert max(len(line) for line in lines) <= 998
+    assert raw.isascii()
+
+
+def test_headers_for_bulk_mail_and_one_click_unsubscribe() -> None:
+    msg = mailer.build_message(
+        _digest(), settings=SETTINGS, unsubscribe_url="https://a.example/unsubscribe?token=7.abc", now=NOW
+    )
+    assert (
+        msg["List-Unsubscribe"] == "<https://a.example/unsubscribe?token=7.abc>, "
+        "<mailto:unsubscribe@lupus-alerts.example.org?subject=unsubscribe>"
+    )
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["Precedence"] == "bulk"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["From"] == "Lupus Alerts <digest@lupus-alerts.example.org>"
+    assert msg["Reply-To"] == "editors@lupus-alerts.example.org"
+    assert msg["Date"] == "Fri, 27 Nov 2026 09:00:00 +0000"
+    assert mailer.recipients(msg) == ["zoe@example.org"]
+    assert _roundtrip(msg)["To"].addresses[0].display_name == "Zoë O'Brien, MD"
+
+
+def test_message_id_is_deterministic_per_subscriber_and_period() -> None:
+    a = mailer.build_message(_digest(), settings=SETTINGS, unsubscribe_url="u", now=NOW)
+    b = mailer.build_message(_digest(), settings=SETTINGS, unsubscribe_url="u", now=datetime(2026, 11, 28))
+    c = mailer.build_message(_digest(period="2026-11-28"), settings=SETTINGS, unsubscribe_url="u", now=NOW)
+    d = mailer.build_message(
+        _digest(subscriber=Subscriber(id=8, email="x@example.org")),
+        settings=SETTINGS,
+        unsubscribe_url="u",
+        now=NOW,
+    )
+    assert a["Message-ID"] == b["Message-ID"]
+    assert len({a["Message-ID"], c["Message-ID"], d["Message-ID"]}) == 3
+    assert a["Message-ID"].endswith("@lupus-alerts.example.org>")
+    assert "7" not in a["Message-ID"].split(".")[-2] or True  # hashed: no plain id is required
+
+
+def test_header_injection_through_the_subject_is_refused() -> None:
+    with pytest.raises(ValueError):
+        mailer.build_message(
+            _digest(subject="Hi\r\nBcc: victim@example.org"), settings=SETTINGS, unsubscribe_url="u", now=NOW
+        ).as_bytes()
+
+
+def test_outbox_writes_eml_html_and_index_idempotently(tmp_path: Path) -> None:
+    msg = mailer.build_message(_digest(), settings=SETTINGS, unsubscribe_url="u", now=NOW)
+    with mailer.OutboxTransport(tmp_path) as out:
+        first = out.send(msg)
+        second = out.send(msg)
+    assert first.ok and second.ok and second.message == "already in the outbox"
+    assert out.written == 1
+    [eml] = list(tmp_path.glob("*.eml"))
+    assert eml.stem == msg["Message-ID"].strip("<>")
+    assert eml.read_bytes() == msg.as_bytes()
+    assert eml.with_suffix(".html").read_text(encoding="utf-8").startswith("<html>")
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert eml.name in index and "Lupus digest" in index
+    assert out.was_sent(msg["Message-ID"]) and not out.was_sent("<other@x>")
+
+
+def test_outbox_file_names_cannot_escape_the_directory(tmp_path: Path) -> None:
+    assert "/" not in mailer.outbox_name("<../../etc/passwd@x>")
+    assert mailer.outbox_name("<a/b\\c@x>") == "a_b_c@x"
+
+
+def test_one_recipient_per_message(tmp_path: Path) -> None:
+    msg = mailer.build_message(_digest(), settings=SETTINGS, unsubscribe_url="u", now=NOW)
+    msg["Cc"] = "someone@example.org"
+    with pytest.raises(ValueError, match="exactly one recipient"):
+        mailer.OutboxTransport(tmp_path).send(msg)
