@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import lru_cache
 from importlib import resources
@@ -29,18 +29,27 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from lupus_alerts import store
-from lupus_alerts.subscribers import Subscriber, topic_labels, topic_name
+from lupus_alerts.subscribers import Subscriber, topic_labels, topic_name, topic_short_name
 
 if TYPE_CHECKING:
     import jinja2
 
     from lupus_alerts.config import Settings
 
-SNIPPET_MAX_CHARS = 320
+# Caps that keep a 50-paper digest under Gmail's 102 KB clipping limit whatever the records
+# hold (tests/unit/test_digest_render.py renders a worst case).
+SNIPPET_MAX_CHARS = 260
 SNIPPET_MAX_SENTENCES = 3
-TITLE_MAX_CHARS = 300
+TITLE_MAX_CHARS = 200
+JOURNAL_MAX_CHARS = 70
+AUTHOR_MAX_CHARS = 30
+MAX_BADGES = 4
 EVIDENCE_PER_BADGE = 2
-EVIDENCE_MAX_CHARS = 80
+EVIDENCE_MAX_CHARS = 60
+EVIDENCE_LINE_MAX_CHARS = 120
+# Gmail clips a message body over 102 KB; a digest that would exceed this (a very large
+# max_papers) is re-rendered compact, then with fewer papers shown (the rest summarised).
+HTML_BUDGET_BYTES = 100 * 1024
 SUBJECT_TOPICS = 3
 # Untagged lupus papers reach subscribers of every topic under this heading (never dropped).
 GENERAL_LABEL = ""
@@ -88,7 +97,8 @@ class PaperView:
     @property
     def evidence_text(self) -> str:
         """The badges' evidence on one line ("Nephrology: a; b · Dermatology: c")."""
-        return " · ".join(f"{b.name}: {'; '.join(b.evidence)}" for b in self.badges if b.evidence)
+        text = " · ".join(f"{b.name}: {'; '.join(b.evidence)}" for b in self.badges if b.evidence)
+        return truncate_words(text, EVIDENCE_LINE_MAX_CHARS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +215,7 @@ def _author_name(a: Mapping[str, Any]) -> str:
 
 def authors_text(authors: Sequence[Mapping[str, Any]], limit: int = 3) -> str:
     """The first `limit` authors, then "et al." if there are more."""
-    names = [n for n in (_author_name(a) for a in authors) if n]
+    names = [truncate_words(n, AUTHOR_MAX_CHARS) for n in (_author_name(a) for a in authors) if n]
     if len(names) <= limit:
         return ", ".join(names)
     return ", ".join(names[:limit]) + ", et al."
@@ -246,7 +256,7 @@ def truncate_words(text: str, max_chars: int) -> str:
     space = cut.rfind(" ")
     if space > max_chars // 2:
         cut = cut[:space]
-    return cut.rstrip(" ,;:.-") + "…"
+    return cut.rstrip(" ,;:.-…") + "…"
 
 
 def abstract_snippet(
@@ -367,7 +377,7 @@ class Window:
     update_to: int
     papers: list[Candidate]
     updates: list[UpdateCandidate]
-    _views: dict[tuple[int, str], PaperView] = field(default_factory=dict)
+    _views: dict[tuple[int, str, bool], PaperView] = field(default_factory=dict)
 
 
 def _to_date(v: Any) -> date | None:
@@ -482,8 +492,11 @@ class Selection:
     updates: list[UpdateCandidate]
 
 
-def select(window: Window, sub: Subscriber) -> Selection:
-    """Pick, group, order and cap one subscriber's papers and updates from a window (pure)."""
+def select(window: Window, sub: Subscriber, *, limit: int | None = None) -> Selection:
+    """Pick, group, order and cap one subscriber's papers and updates from a window (pure).
+
+    At most `sub.max_papers` (or `limit`, if smaller) are shown; the rest become the overflow.
+    """
     order = {k: i for i, k in enumerate(topic_labels())}
     picked: list[tuple[tuple[float, int, int], str, Candidate]] = []
     for c in window.papers:
@@ -495,7 +508,8 @@ def select(window: Window, sub: Subscriber) -> Selection:
         best = _best_label(labels, c.topics, order)
         picked.append((_rank_key(c, c.topics.get(best, 0.0)), best, c))
     picked.sort(key=lambda x: x[0])
-    keep, spill = picked[: sub.max_papers], picked[sub.max_papers :]
+    cap = sub.max_papers if limit is None else max(0, min(limit, sub.max_papers))
+    keep, spill = picked[:cap], picked[cap:]
     groups: dict[str, list[Candidate]] = {}
     for _key, best, c in keep:
         groups.setdefault(best, []).append(c)
@@ -531,8 +545,8 @@ def paper_view(c: Candidate, best: str) -> PaperView:
     evidence = _evidence(c.classification)
     others = sorted((t for t in c.topics if t != best), key=lambda t: (-c.topics[t], order.get(t, 99), t))
     badges = [
-        BadgeView(label=t, name=topic_name(t), evidence=evidence.get(t, ()), primary=(t == best))
-        for t in ([best] if best != GENERAL_LABEL else []) + others
+        BadgeView(label=t, name=topic_short_name(t), evidence=evidence.get(t, ()), primary=(t == best))
+        for t in (([best] if best != GENERAL_LABEL else []) + others)[:MAX_BADGES]
     ]
     journal = r.get("journal_iso") or r.get("journal") or ""
     if r.get("journal") and len(str(r["journal"])) <= 60:
@@ -541,7 +555,7 @@ def paper_view(c: Candidate, best: str) -> PaperView:
         paper_id=c.paper_id,
         title=truncate_words(r.get("title") or c.title or "(untitled)", TITLE_MAX_CHARS),
         url=paper_url(r.get("doi"), r.get("pmid"), r.get("url")),
-        journal=str(journal),
+        journal=truncate_words(str(journal), JOURNAL_MAX_CHARS),
         date_text=format_date(c.first_date) or str(r.get("pub_date_text") or ""),
         authors_text=authors_text(r.get("authors") or ()),
         snippet=abstract_snippet(r.get("abstract") or "", r.get("abstract_sections") or ()),
@@ -550,11 +564,14 @@ def paper_view(c: Candidate, best: str) -> PaperView:
     )
 
 
-def _cached_view(window: Window, c: Candidate, best: str) -> PaperView:
-    key = (c.paper_id, best)
+def _cached_view(window: Window, c: Candidate, best: str, compact: bool = False) -> PaperView:
+    key = (c.paper_id, best, compact)
     view = window._views.get(key)
     if view is None:
-        view = window._views[key] = paper_view(c, best)
+        view = paper_view(c, best)
+        if compact:  # title, journal, authors and badges only
+            view = replace(view, snippet="", badges=tuple(replace(b, evidence=()) for b in view.badges))
+        window._views[key] = view
     return view
 
 
@@ -606,23 +623,26 @@ def build_view(
     unsubscribe_url: str,
     home_url: str,
     more_url: str,
+    compact: bool = False,
 ) -> DigestView:
     """The view model of one subscriber's digest from its selection (pure)."""
     sections = tuple(
         SectionView(
             label=label,
             name=topic_name(label) if label else GENERAL_NAME,
-            papers=tuple(_cached_view(window, c, label) for c in papers),
+            papers=tuple(_cached_view(window, c, label, compact) for c in papers),
         )
         for label, papers in selection.shown
     )
     paper_count = sum(len(s.papers) for s in sections)
-    topic_counts = tuple((s.name, len(s.papers)) for s in sections)
+    topic_counts = tuple(
+        (topic_short_name(s.label) if s.label else GENERAL_NAME, len(s.papers)) for s in sections
+    )
     overflow = None
     if selection.overflow:
         per: dict[str, int] = {}
         for label, _c in selection.overflow:
-            name = topic_name(label) if label else GENERAL_NAME
+            name = topic_short_name(label) if label else GENERAL_NAME
             per[name] = per.get(name, 0) + 1
         overflow = OverflowView(
             total=len(selection.overflow),
@@ -688,7 +708,6 @@ def build_digest(
         )
         if windows is not None:
             windows[key] = window
-    selection = select(window, subscriber)
     if link_maker is not None:
         prefs, unsub = link_maker(settings, subscriber)
     else:
@@ -697,18 +716,33 @@ def build_digest(
         prefs = tokens.preferences_url(settings, subscriber.id, secret=secret)
         unsub = tokens.unsubscribe_url(settings, subscriber.id, secret=secret)
     day = _local_day(now, settings.digest.timezone)
-    view = build_view(
-        window,
-        selection,
-        subscriber,
-        period=period,
-        day=day,
-        preferences_url=prefs,
-        unsubscribe_url=unsub,
-        home_url=settings.digest.public_base_url,
-        more_url=overflow_url(settings, a_from, announce_to),
-    )
-    html, text = render(view)
+
+    def attempt(limit: int | None, compact: bool) -> tuple[Selection, DigestView, str, str]:
+        sel = select(window, subscriber, limit=limit)
+        v = build_view(
+            window,
+            sel,
+            subscriber,
+            period=period,
+            day=day,
+            preferences_url=prefs,
+            unsubscribe_url=unsub,
+            home_url=settings.digest.public_base_url,
+            more_url=overflow_url(settings, a_from, announce_to),
+            compact=compact,
+        )
+        return (sel, v, *render(v))
+
+    selection, view, html, text = attempt(None, False)
+    size = len(html.encode("utf-8"))
+    if size > HTML_BUDGET_BYTES:
+        selection, view, html, text = attempt(None, True)
+        size = len(html.encode("utf-8"))
+        while size > HTML_BUDGET_BYTES and view.paper_count > 1:
+            # shrink in proportion to the excess, at least one paper per step
+            fewer = min(view.paper_count - 1, int(view.paper_count * HTML_BUDGET_BYTES / size * 0.95))
+            selection, view, html, text = attempt(max(1, fewer), True)
+            size = len(html.encode("utf-8"))
     shown_ids = tuple(p.paper_id for s in view.sections for p in s.papers)
     return Digest(
         subscriber=subscriber,
@@ -860,11 +894,11 @@ def sample_view(n_papers: int = 12, *, n_updates: int = 1, overflow: int = 0) ->
         papers = []
         for _ in range(min(per, n_papers - pid)):
             pid += 1
-            other_label, other_name = names[(len(sections) + 3) % len(names)]
+            other_label, _other = names[(len(sections) + 3) % len(names)]
             papers.append(
                 PaperView(
                     paper_id=pid,
-                    title=f"Constructed example {pid}: long-term outcomes of {name.lower()} involvement "
+                    title=f"Constructed example {pid}: long-term outcomes of {label} involvement "
                     "in systemic lupus erythematosus, a multicentre cohort study",
                     url=f"https://doi.org/10.1000/example.{pid}",
                     journal="Lupus Science & Medicine",
@@ -872,8 +906,10 @@ def sample_view(n_papers: int = 12, *, n_updates: int = 1, overflow: int = 0) ->
                     authors_text="García-López M, O'Neil JP, Nakamura T, et al.",
                     snippet=abstract_snippet(_SAMPLE_ABSTRACT),
                     badges=(
-                        BadgeView(label, name, (f'"{name.lower()}" in title', "MeSH major topic"), True),
-                        BadgeView(other_label, other_name, ("keyword match",), False),
+                        BadgeView(
+                            label, topic_short_name(label), (f'"{label}" in title', "MeSH major topic"), True
+                        ),
+                        BadgeView(other_label, topic_short_name(other_label), ("keyword match",), False),
                     ),
                     retracted=(pid == 3),
                 )
@@ -892,7 +928,7 @@ def sample_view(n_papers: int = 12, *, n_updates: int = 1, overflow: int = 0) ->
         )
         for i in range(n_updates)
     )
-    counts = tuple((s.name, len(s.papers)) for s in sections)
+    counts = tuple((topic_short_name(s.label), len(s.papers)) for s in sections)
     return DigestView(
         subject=subject_line(n_papers, counts, date(2026, 11, 27), update_count=n_updates),
         preheader="Constructed sample digest",
@@ -903,7 +939,9 @@ def sample_view(n_papers: int = 12, *, n_updates: int = 1, overflow: int = 0) ->
         update_count=n_updates,
         sections=tuple(sections),
         updates=updates,
-        overflow=OverflowView(overflow, ((names[0][1], overflow),), "https://lupus-alerts.example.org/papers")
+        overflow=OverflowView(
+            overflow, ((topic_short_name(names[0][0]), overflow),), "https://lupus-alerts.example.org/papers"
+        )
         if overflow
         else None,
         preferences_url="https://lupus-alerts.example.org/preferences?token=1.sample",

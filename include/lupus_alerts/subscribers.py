@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -140,31 +141,25 @@ def topic_labels() -> dict[str, str]:
     """Topic label id -> display name, in taxonomy order (from the classifier's taxonomy)."""
     try:
         from lupus_alerts.classify import load_taxonomy
-    except ImportError:  # classifier not installed yet: the constant is the same list
+    except ImportError:  # classifier not installed: the constant holds the same ids
         return dict(TOPIC_LABELS)
-    labels = _labels_from_taxonomy(load_taxonomy())
-    return labels or dict(TOPIC_LABELS)
+    taxonomy = load_taxonomy()
+    return {label: taxonomy.display_name(label) for label in taxonomy.ids}
 
 
-def _labels_from_taxonomy(taxonomy: Any) -> dict[str, str]:
-    # The taxonomy object is the classifier's; accept its documented shapes (a `labels`
-    # sequence of objects or dicts with an id and a display name) without depending on one.
-    items = getattr(taxonomy, "labels", taxonomy)
-    if isinstance(items, Mapping):
-        items = list(items.values())
-    out: dict[str, str] = {}
-    for item in items or ():
-        get = item.get if isinstance(item, Mapping) else lambda k, _i=item: getattr(_i, k, None)
-        ident = get("id") or get("label")
-        name = get("name") or get("display_name") or get("display") or ident
-        if ident:
-            out[str(ident)] = str(name)
-    return out
+# Taxonomy names can be long ("Haematology & antiphospholipid syndrome"); subject lines and
+# badges use the head of the name, before its first " · ", " & " or ", ".
+_SHORT_SPLIT = re.compile(r" · | & |, ")
 
 
 def topic_name(label: str) -> str:
-    """The display name of a topic label (the id itself if unknown)."""
+    """The full display name of a topic label (the id itself if unknown)."""
     return topic_labels().get(label, label)
+
+
+def topic_short_name(label: str) -> str:
+    """A compact display name for subjects and badges ("Haematology", "Nephrology")."""
+    return _SHORT_SPLIT.split(topic_name(label), maxsplit=1)[0]
 
 
 def normalize_topics(topics: Iterable[str] | str | None) -> frozenset[str] | None:
