@@ -60,7 +60,22 @@ _POSITIVE = {
         "lupus erythematosus tumidus",
         "lupus erythematosus profundus",
     ],
-    "abbrev": ["SLE", "NPSLE", "cSLE", "jSLE", "pSLE", "SCLE", "CCLE", "ACLE", "SLEDAI*", "BILAG", "SLICC"],
+    "abbrev": [
+        "SLE",
+        "NPSLE",
+        "cSLE",
+        "jSLE",
+        "pSLE",
+        "SCLE",
+        "CCLE",
+        "ACLE",
+        "SLEDAI*",
+        "BILAG",
+        "SLICC",
+        "CLASI",
+    ],
+    # Drugs licensed only for lupus: a trial of one is a lupus paper even if it never says so.
+    "drug": ["anifrolumab", "voclosporin"],
     "weak": ["LN", "CLE", "DLE", "LE"],
 }
 
@@ -77,6 +92,13 @@ _TRAPS = {
     "lupus inhibitor": "'lupus inhibitor' (lupus anticoagulant) is a coagulation test, not lupus itself",
     "lupus coagulation inhibitor": "'lupus anticoagulant' is a coagulation test, not lupus itself",
     "canis lupus": "'Canis lupus' is the wolf",
+    "canis lupus familiaris": "'Canis lupus familiaris' is the dog as a species",
+    "lupus molecular cloud*": "'Lupus' here is the constellation (astronomy)",
+    "lupus cloud*": "'Lupus' here is the constellation (astronomy)",
+    "lupus constellation": "'Lupus' here is the constellation (astronomy)",
+    "lupus star forming": "'Lupus' here is the constellation (astronomy)",
+    "lupus i iv": "'Lupus' here is the constellation (astronomy)",
+    "lupoid hepatitis": "'lupoid hepatitis' is autoimmune hepatitis, not lupus",
     "c lupus": "'C. lupus' is the wolf",
     "st louis encephalitis": "'SLE' here means St. Louis encephalitis",
     "saint louis encephalitis": "'SLE' here means St. Louis encephalitis",
@@ -130,6 +152,28 @@ _COMPARATOR_WORDS = frozenset(
         "differential",
     }
 )
+# "mimicking discoid lupus", "misdiagnosed as SLE", "distinct from drug-induced lupus": lupus is
+# the differential diagnosis, not the disease.
+_DIFFERENTIAL_WORDS = frozenset(
+    {
+        "mimicking",
+        "mimic",
+        "mimics",
+        "mimicked",
+        "misdiagnosed",
+        "misdiagnosis",
+        "masquerading",
+        "simulating",
+        "imitating",
+        "resembling",
+        "distinct",
+        "distinguished",
+        "distinguishing",
+        "initially",
+    }
+)
+DIFFERENTIAL_WINDOW = 5
+
 _OTHER_DISEASES = [
     "rheumatoid arthritis",
     "RA",
@@ -160,6 +204,8 @@ _OTHER_DISEASES = [
     "covid*",
     "sars cov 2",
     "sarcoidosis",
+    "tuberculosis",
+    "still*",
     "mixed connective tissue disease",
     "MCTD",
     "behcet*",
@@ -170,10 +216,8 @@ _OTHER_DISEASES = [
     "myasthenia",
     "primary antiphospholipid syndrome",
     "PAPS",
-    "still*",
     "kawasaki",
     "hiv",
-    "tuberculosis",
     "lymphoma",
     "asthma",
     "atopic dermatitis",
@@ -181,10 +225,14 @@ _OTHER_DISEASES = [
 
 TITLE_WEIGHT = 3.0
 ABSTRACT_WEIGHT = 1.0
-ABSTRACT_FIRST_SPELLED = 2.0  # "systemic lupus erythematosus" once, outside any comparison
-ABSTRACT_FIRST_ABBREV = 1.5  # "SLE" once
+# One clear mention, outside any exclusion, comparison or differential, is enough: a cohort
+# "60% with SLE" or a case report naming the disease once is a lupus paper (guidelines 2.7).
+ABSTRACT_FIRST = 2.0
 ABSTRACT_CAP = 4  # beyond four mentions the abstract adds nothing
 KEYWORD_WEIGHT = 2.0
+# A drug licensed only for lupus suggests lupus but is also tried in other diseases.
+DRUG_TITLE_WEIGHT = 1.5
+DRUG_ABSTRACT_WEIGHT = 1.0
 MESH_MAJOR_WEIGHT = 4.0
 MESH_MINOR_WEIGHT = 2.0
 JOURNAL_WEIGHT = 10.0
@@ -247,9 +295,11 @@ def _mesh_name_major(m: Any) -> tuple[str, str | None, bool]:
 class _Mentions:
     core: list[str] = field(default_factory=list)  # phrases that count
     weak: list[str] = field(default_factory=list)
+    drugs: list[str] = field(default_factory=list)  # lupus-only drugs: weaker than the disease
     excluded: int = 0
     negated: int = 0
     compared: int = 0
+    differential: int = 0
     traps: list[str] = field(default_factory=list)
 
 
@@ -274,6 +324,9 @@ def _scan(doc: Doc, hits: list[Hit[tuple[str, str]]], *, context: bool, redefine
             continue
         if redefined and kind != "lupus":
             continue  # "SLE" means the encephalitis or the slit lamp in this record
+        if _is_differential(doc, h):
+            out.differential += 1
+            continue
         if context:
             if in_exclusion_sentence(doc, h):
                 out.excluded += 1
@@ -288,8 +341,20 @@ def _scan(doc: Doc, hits: list[Hit[tuple[str, str]]], *, context: bool, redefine
             if _is_comparison(doc, h, other_by_sentence.get(h.sentence, 0)):
                 out.compared += 1
                 continue
-        (out.weak if kind == "weak" else out.core).append(doc.tokens[h.start] if kind != "lupus" else phrase)
+        if kind == "weak":
+            out.weak.append(doc.tokens[h.start])
+        elif kind == "drug":
+            out.drugs.append(phrase)
+        else:
+            out.core.append(phrase if kind == "lupus" else doc.tokens[h.start])
     return out
+
+
+def _is_differential(doc: Doc, hit: Hit) -> bool:
+    s0 = doc.sent_start[hit.sentence]
+    return any(
+        w in _DIFFERENTIAL_WORDS for w in doc.lower[max(s0, hit.start - DIFFERENTIAL_WINDOW) : hit.start]
+    )
 
 
 def _is_comparison(doc: Doc, hit: Hit, n_other: int) -> bool:
@@ -300,9 +365,14 @@ def _is_comparison(doc: Doc, hit: Hit, n_other: int) -> bool:
     return any(w in _COMPARATOR_WORDS for w in doc.sentence_tokens(hit.sentence))
 
 
+_LUPUS_DRUGS = frozenset(_POSITIVE["drug"])
+
+
 def _most_telling(phrases: list[str]) -> str:
-    # The longest phrase says most ("systemic lupus erythematosus" over "lupus").
-    return max(phrases, key=len)
+    """The mention to quote: a name of the disease before a drug, the longest first
+    ("systemic lupus erythematosus" over "lupus"), said in words."""
+    best = max(phrases, key=lambda p: (p not in _LUPUS_DRUGS, len(p)))
+    return f"'{best}' (a drug used only in lupus)" if best in _LUPUS_DRUGS else f"'{best}'"
 
 
 def assess(
@@ -346,9 +416,12 @@ def assess(
     traps = list(t.traps)
     if t.core:
         raw += TITLE_WEIGHT
-        evidence.append(f"'{_most_telling(t.core)}' in the title")
+        evidence.append(f"{_most_telling(t.core)} in the title")
     elif t.weak:
         raw += TITLE_WEIGHT / 3
+    if t.drugs and not t.core:
+        raw += DRUG_TITLE_WEIGHT
+        evidence.append(f"{_most_telling(t.drugs)} in the title")
 
     kw_hits: list[str] = []
     for kw, kw_doc, hits in kw_hits_all:
@@ -365,17 +438,17 @@ def assess(
     n_core = len(a.core)
     if n_core:
         # The first clear mention weighs most: a case report may name the disease only once.
-        spelled_out = any(" " in p or p.lower() == "lupus" for p in a.core)
-        raw += (ABSTRACT_FIRST_SPELLED if spelled_out else ABSTRACT_FIRST_ABBREV) + ABSTRACT_WEIGHT * (
-            min(n_core, ABSTRACT_CAP) - 1
-        )
+        raw += ABSTRACT_FIRST + ABSTRACT_WEIGHT * (min(n_core, ABSTRACT_CAP) - 1)
         what = _most_telling(a.core)
-        evidence.append(f"'{what}' in the abstract" + (f" ({n_core} mentions)" if n_core > 1 else ""))
+        evidence.append(f"{what} in the abstract" + (f" ({n_core} mentions)" if n_core > 1 else ""))
+    if a.drugs and not n_core:
+        raw += DRUG_ABSTRACT_WEIGHT
+        evidence.append(f"{_most_telling(a.drugs)} in the abstract")
     if a.weak and (n_core or t.core):
         raw += 0.5 * min(len(a.weak), 2)
 
-    if not t.core and title and _OTHER.find(title_doc):
-        # The title names another disease and not lupus: lupus is probably a side issue.
+    if not t.core and title and (t.traps or t.differential or _OTHER.find(title_doc)):
+        # The title names another disease (or a look-alike) and not lupus: lupus is a side issue.
         raw -= OTHER_DISEASE_TITLE_PENALTY
 
     raw = max(raw, 0.0)
@@ -389,6 +462,8 @@ def assess(
             evidence.append("lupus is mentioned only as an exclusion criterion")
         if a.compared:
             evidence.append("lupus is mentioned only as a comparison group or in a list of diseases")
+        if a.differential or t.differential:
+            evidence.append("lupus is mentioned only as a differential diagnosis or misdiagnosis")
         if a.negated:
             evidence.append("lupus is mentioned only as absent ('no', 'without')")
         if not evidence:
