@@ -21,7 +21,7 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -838,18 +838,47 @@ def poll_feeds(
 
     For the CLI and the benchmark; Airflow maps one task per feed instead.
     """
-    feed_list = list(settings.feeds if feeds is None else feeds)
-    workers = max(1, min(concurrency or settings.feed_settings.concurrency, len(feed_list) or 1))
+    return _map_bounded(
+        lambda feed, session: poll_feed(settings, engine, feed, session=session, now=now),
+        list(settings.feeds if feeds is None else feeds),
+        concurrency or settings.feed_settings.concurrency,
+    )
+
+
+def check_feeds(
+    settings: Settings, feeds: Iterable[FeedConfig] | None = None, concurrency: int | None = None
+) -> list[FeedOutcome]:
+    """`check_feed` for several feeds, at most `concurrency` at once; outcomes in order."""
+    return _map_bounded(
+        lambda feed, session: check_feed(settings, feed, session=session),
+        list(settings.feeds if feeds is None else feeds),
+        concurrency or settings.feed_settings.concurrency,
+    )
+
+
+def _map_bounded(
+    fn: Callable[[FeedConfig, requests.Session], FeedOutcome], feeds: list[FeedConfig], concurrency: int
+) -> list[FeedOutcome]:
+    if not feeds:
+        return []
     local = threading.local()
+    sessions: list[requests.Session] = []
 
     def one(feed: FeedConfig) -> FeedOutcome:
         # requests.Session is not documented as thread-safe: one per worker thread.
         if not hasattr(local, "session"):
             local.session = requests.Session()
-        return poll_feed(settings, engine, feed, session=local.session, now=now)
+            sessions.append(local.session)
+        return fn(feed, local.session)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feed") as pool:
-        return list(pool.map(one, feed_list))
+    try:
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(concurrency, len(feeds))), thread_name_prefix="feed"
+        ) as pool:
+            return list(pool.map(one, feeds))
+    finally:
+        for session in sessions:
+            session.close()
 
 
 def _fetch_and_parse(
@@ -908,7 +937,7 @@ def _fetch_and_parse(
     except requests.Timeout as e:
         outcome.error = f"timed out after {fs.timeout_s:g} s: {e}"
     except requests.RequestException as e:
-        outcome.error = f"{type(e).__name__}: {e}"
+        outcome.error = _describe_request_error(e)
     finally:
         if own_session:
             sess.close()
@@ -916,6 +945,15 @@ def _fetch_and_parse(
     if outcome.status == "error":
         outcome.etag, outcome.last_modified = etag, last_modified
     return outcome, parsed
+
+
+def _describe_request_error(e: requests.RequestException) -> str:
+    """A short reason ("ConnectionError: Failed to resolve 'x.org' ...") instead of requests'
+    nested pool/retry wording."""
+    inner = e.args[0] if e.args else None
+    reason = getattr(inner, "reason", None) or inner or e
+    text = re.sub(r"^<[^>]*>:\s*", "", str(reason))
+    return f"{type(e).__name__}: {text}"
 
 
 # -- feed state --------------------------------------------------------------------------------
