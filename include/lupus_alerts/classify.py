@@ -34,7 +34,15 @@ import yaml
 
 from lupus_alerts import relevance
 from lupus_alerts.models import Classification, Paper, TopicLabel
-from lupus_alerts.phrases import Doc, PhraseSet, in_exclusion_sentence, is_negated, matched_text, phrase_words
+from lupus_alerts.phrases import (
+    Doc,
+    Hit,
+    PhraseSet,
+    in_exclusion_sentence,
+    is_negated,
+    matched_text,
+    phrase_words,
+)
 
 DATA_DIR = Path(__file__).parent / "data"
 TAXONOMY_PATH = DATA_DIR / "taxonomy.yaml"
@@ -51,15 +59,21 @@ QUALIFIER_MAJOR_FACTOR = 1.5
 QUALIFIER_MINOR_FACTOR = 0.8
 REPEAT_BONUS = 0.25  # each repeat of a cue adds a quarter of its weight...
 REPEAT_CAP = 2  # ...for at most two repeats
-# Background sentences say what is known, not what the paper did.
+# A label is earned by the paper's subject: what it set out to study (objective) and what it
+# concludes. Background says what is known; methods and results hold inclusion criteria and
+# findings among others, which do not make a subject (docs/annotation-guidelines.md 3.1-3.5).
 SECTION_FACTORS = {
-    "BACKGROUND": 0.5,
+    "BACKGROUND": 0.4,
     "OBJECTIVE": 1.0,
-    "METHODS": 0.8,
-    "RESULTS": 1.0,
+    "METHODS": 0.5,
+    "RESULTS": 0.6,
     "CONCLUSIONS": 1.0,
-    "": 1.0,
+    "": 0.6,  # text before the first heading
 }
+# In an unstructured abstract the first and last sentences play objective and conclusion.
+UNSTRUCTURED_ENDS = 1.0
+UNSTRUCTURED_MIDDLE = 0.6
+MAX_TOPICS = 3  # "most papers get one to three labels"
 SECTION_NAMES = {
     "BACKGROUND": "background",
     "OBJECTIVE": "objective",
@@ -97,6 +111,14 @@ _INLINE_HEADING = re.compile(
 )
 # "a 16-year-old girl", "13-year-old", "a 9 year old boy": a child in a case report.
 _AGE = re.compile(r"\b(\d{1,2})[- ](?:year|yr)s?[- ](?:old\b|boy\b|girl\b)", re.I)
+# WHO INN stems of drug classes used in lupus: monoclonal antibodies (-mab), fusion proteins
+# (-cept), kinase inhibitors (-tinib), mTOR/calcineurin inhibitors (-limus). A word with one of
+# these endings names a drug, so a paper about a new biologic is recognised without a list.
+DRUG_STEMS = ("mab", "cept", "tinib", "limus")
+DRUG_STEM_MIN_LEN = 7
+DRUG_STEM_WEIGHT = 0.8
+DRUG_STEM_LABEL = "therapeutics"
+NOT_DRUGS = frozenset({"concept", "concepts", "except", "accept", "intercept", "percept", "precept"})
 PAEDIATRIC_AGE_LIMIT = 18
 AGE_WEIGHT = 1.0
 
@@ -250,6 +272,14 @@ def abstract_sections(paper: Paper) -> list[tuple[str, str]]:
     return out
 
 
+def _sentence_factors(doc: Doc) -> list[float]:
+    """How much each abstract sentence counts, by its section or (unstructured) its place."""
+    n = len(doc.sent_start)
+    if any(doc.sent_labels):
+        return [SECTION_FACTORS.get(lab, 1.0) for lab in doc.sent_labels]
+    return [UNSTRUCTURED_ENDS if s in (0, n - 1) else UNSTRUCTURED_MIDDLE for s in range(n)]
+
+
 def _quote_list(items: list[str]) -> str:
     q = [f"'{x}'" for x in items]
     return q[0] if len(q) == 1 else ", ".join(q[:-1]) + " and " + q[-1]
@@ -336,13 +366,16 @@ class Classifier:
     ) -> None:
         # per label: phrase shown -> [contribution of first mention, count]
         found: dict[str, dict[str, list[float]]] = {}
-        for hit in self._cues.find(doc):
+        factors = _sentence_factors(doc) if context else None
+        hits = self._cues.find(doc)
+        if DRUG_STEM_LABEL in acc:
+            hits = hits + self._drug_stem_hits(doc, hits)
+        for hit in hits:
             if context and (in_exclusion_sentence(doc, hit) or is_negated(doc, hit)):
                 continue
             if not context and is_negated(doc, hit):
                 continue
-            section = doc.sent_labels[hit.sentence] if doc.sent_labels else ""
-            sf = SECTION_FACTORS.get(section, 1.0)
+            sf = factors[hit.sentence] if factors else 1.0
             for lid, w, phrase in hit.payloads:
                 shown = matched_text(doc, hit) if "*" in phrase else phrase
                 per = found.setdefault(lid, {})
@@ -365,6 +398,21 @@ class Classifier:
             a.raw += total
             top = [s for _c, s in ranked[:3]]
             a.parts.append((rank, total, f"{_quote_list(top)} in {where}"))
+
+    @staticmethod
+    def _drug_stem_hits(doc: Doc, known: list[Hit]) -> list[Hit]:
+        """Drug names recognised by their INN stem that no cue already matched."""
+        covered = {i for h in known for i in range(h.start, h.end)}
+        out: list[Hit] = []
+        for i, w in enumerate(doc.lower):
+            if (
+                len(w) >= DRUG_STEM_MIN_LEN
+                and w.endswith(DRUG_STEMS)
+                and i not in covered
+                and w not in NOT_DRUGS
+            ):
+                out.append(Hit(w, ((DRUG_STEM_LABEL, DRUG_STEM_WEIGHT, w),), i, i + 1, doc.sent[i]))
+        return out
 
     def _score_keyword(self, acc: dict[str, _Acc], keyword: str) -> None:
         doc = Doc.from_text(keyword)
@@ -421,13 +469,26 @@ class Classifier:
         )
         if not rel.is_lupus:
             return Classification(False, rel.score, rel.evidence, [])
-        topics = [
-            TopicLabel(s.label, s.score, s.evidence[:4])
-            for s in self.scores(paper).values()
-            if s.score >= self.thresholds[s.label]
-        ]
-        topics.sort(key=lambda t: (-t.score, self.taxonomy.ids.index(t.label)))
+        topics = [TopicLabel(s.label, s.score, s.evidence[:4]) for s in self.decide(self.scores(paper))]
         return Classification(True, rel.score, rel.evidence, topics)
+
+    def decide(
+        self, scores: dict[str, LabelScore], thresholds: dict[str, float] | None = None
+    ) -> list[LabelScore]:
+        """The labels a lupus paper gets from its scores: those past their threshold, at most
+        `MAX_TOPICS`, strongest first; if none passes, the strongest one (a lupus paper has a
+        subject). `thresholds` overrides the classifier's (the tuning script uses it)."""
+        th = thresholds or self.thresholds
+
+        def margin(s: LabelScore) -> float:
+            # how far past its own threshold a label is, comparable across labels
+            return s.raw / max(-math.log(1.0 - min(th[s.label], 0.999)), 1e-6)
+
+        ranked = sorted(scores.values(), key=margin, reverse=True)
+        chosen = [s for s in ranked if s.score >= th[s.label]][:MAX_TOPICS]
+        if not chosen and ranked and ranked[0].raw > 0:
+            chosen = [ranked[0]]
+        return chosen
 
 
 # -- evaluation ---------------------------------------------------------------------------
