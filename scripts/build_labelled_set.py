@@ -15,13 +15,16 @@ Two steps, both reproducible:
     ``test.jsonl`` in the paper schema plus ``gold_is_lupus``, ``gold_topics``, ``provenance``
     and ``note``.
 
-The split is done per source file, so adding a new source file never moves a record that was
-already in dev into test (the classifier is tuned on dev only; moving records would leak).
+The split is done per source file, and every assignment, once made, is frozen in
+``source/splits.tsv``: a record never moves between dev and test when labels are corrected or new
+source files are added (the classifier is tuned on dev only; moving records would leak). Only
+records not yet in ``splits.tsv`` are split, stratified, with the fixed seed; ``build --freeze``
+appends their assignments.
 
 Usage::
 
     .venv/bin/python scripts/build_labelled_set.py extract [--xml PATH]
-    .venv/bin/python scripts/build_labelled_set.py build [--check]
+    .venv/bin/python scripts/build_labelled_set.py build [--check | --dev-only] [--freeze]
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 LABELLED = REPO / "include" / "lupus_alerts" / "data" / "labelled"
 SOURCE = LABELLED / "source"
+Records = list[dict[str, Any]]
+SPLITS_FILE = SOURCE / "splits.tsv"
 DEFAULT_XML = Path("/work/shared/fixtures/pubmed/fatcat_pubmedsample_2019.xml")
 SEED = 20261127
 DEV_FRACTION = 0.54
@@ -368,19 +373,49 @@ def stratified_split(records: list[dict[str, Any]], rng: random.Random) -> tuple
     return sorted(chosen["dev"]), sorted(chosen["test"])
 
 
-def build() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-    """Load, validate and split every source; return (dev, test, problems)."""
-    problems: list[str] = []
+def load_frozen_splits(path: Path = SPLITS_FILE) -> dict[str, str]:
+    """source_key -> "dev" | "test" for every record whose split is already fixed."""
+    if not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, split = line.split("\t")
+            out[key] = split.strip()
+    return out
+
+
+def assign_splits(
+    sources: dict[str, list[dict[str, Any]]], frozen: dict[str, str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Frozen records keep their split; the rest of each file is split by ``stratified_split``."""
     dev: list[dict[str, Any]] = []
     test: list[dict[str, Any]] = []
-    for name, records in load_sources().items():
-        for i, rec in enumerate(records):
-            problems += validate(rec, f"{name}[{i}]")
+    for name, records in sources.items():
+        new = [r for r in records if r["source_key"] not in frozen]
         # A per-file seed keeps earlier files' splits fixed when new files are added.
         file_seed = int(hashlib.sha256(f"{SEED}:{name}".encode()).hexdigest()[:12], 16)
-        d, t = stratified_split(records, random.Random(file_seed))
-        dev += [records[i] for i in d]
-        test += [records[i] for i in t]
+        d, _ = stratified_split(new, random.Random(file_seed))
+        new_dev = {new[i]["source_key"] for i in d}
+        for r in records:
+            split = frozen.get(r["source_key"]) or ("dev" if r["source_key"] in new_dev else "test")
+            (dev if split == "dev" else test).append(r)
+    return dev, test
+
+
+def build(
+    frozen: dict[str, str] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Load, validate and split every source; return (dev, test, problems)."""
+    problems: list[str] = []
+    sources = load_sources()
+    for name, records in sources.items():
+        for i, rec in enumerate(records):
+            problems += validate(rec, f"{name}[{i}]")
+    frozen = load_frozen_splits() if frozen is None else frozen
+    bad = {k: v for k, v in frozen.items() if v not in ("dev", "test")}
+    problems += [f"splits.tsv: {k!r} has split {v!r}" for k, v in bad.items()]
+    dev, test = assign_splits(sources, frozen)
     titles = Counter(r["title"].casefold() for r in dev + test)
     problems += [f"duplicate title: {t!r}" for t, n in titles.items() if n > 1]
     keys = Counter(r["source_key"] for r in dev + test)
@@ -411,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     bd = sub.add_parser("build", help="validate, split and write dev.jsonl / test.jsonl")
     bd.add_argument("--check", action="store_true", help="validate and print counts; write nothing")
     bd.add_argument("--dev-only", action="store_true", help="write dev.jsonl only")
+    bd.add_argument("--freeze", action="store_true", help="record new records' splits in splits.tsv")
     args = ap.parse_args(argv)
     if args.cmd == "extract":
         recs = extract_real(args.xml)
@@ -428,6 +464,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'total':18} {len(dev):5d} {len(test):5d}")
     if problems:
         return 1
+    if getattr(args, "freeze", False):
+        frozen = load_frozen_splits()
+        added = [(r["source_key"], sp) for sp, recs in (("dev", dev), ("test", test)) for r in recs]
+        added = [(k, sp) for k, sp in added if k not in frozen]
+        with SPLITS_FILE.open("a") as f:
+            f.writelines(f"{k}\t{sp}\n" for k, sp in added)
+        print(f"froze {len(added)} new assignments")
     if not getattr(args, "check", False):
         write_jsonl(LABELLED / "dev.jsonl", dev)
         if not getattr(args, "dev_only", False):
