@@ -327,7 +327,8 @@ def classify_and_announce(
     stats = announce.classify_and_announce(engine, classifier, now=_now())
     after = _last_announce_no(engine)
     extra = asset_extra(engine, run_id, before, after)
-    extra["announce"] = _jsonable(stats)
+    # The id lists can be long: the asset event and XCom carry counts only.
+    extra["announce"] = {k: v for k, v in _jsonable(stats).items() if not k.endswith("_ids")}
     w = RunWindow.from_dict(window) if window else None
     record_run(engine, run_id, ANNOUNCE_SOURCE, extra, window=w)
     if w is not None and not extra["failed_sources"]:
@@ -381,7 +382,7 @@ def asset_extra(engine: Engine, run_id: str, announce_before: int, announce_afte
 
 def _papers_count(stats: Mapping[str, Any]) -> int:
     # Sources report their item counts under slightly different names; take the first present.
-    for key in ("papers", "parsed", "fetched", "items", "records", "count"):
+    for key in ("papers", "parsed", "kept", "fetched", "items", "records", "count"):
         v = stats.get(key)
         if isinstance(v, int):
             return v
@@ -558,6 +559,12 @@ def send_digest_chunk(
     d = date.fromisoformat(day) if isinstance(day, str) else day
     stats = delivery.send_due(engine, settings, day=d, subscriber_ids=list(subscriber_ids), now=_now())
     summary = _jsonable(stats)
+    # Addresses stay out of XCom and the UI: the log names the subscriber ids and reasons only.
+    errors = summary.pop("errors", []) if isinstance(summary, dict) else []
+    for e in errors:
+        log.warning(
+            "digest for subscriber %s: %s (%s)", e.get("subscriber_id"), e.get("reason"), e.get("state")
+        )
     log.info("digests %s: %s", d, _one_line(summary))
     transient = summary.get("failed_transient", 0) if isinstance(summary, dict) else 0
     if transient:

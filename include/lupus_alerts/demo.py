@@ -1,0 +1,551 @@
+"""`make demo`, `make up` and `make run`: the real DAGs, end to end, on this machine.
+
+    python -m lupus_alerts.demo          # both DAGs once via dag.test() on the sample servers
+    python -m lupus_alerts.demo --up     # Airflow's UI (airflow standalone) on localhost:8080
+    python -m lupus_alerts.demo --live   # both DAGs once on lupus-alerts.yaml (live NCBI, SMTP)
+
+The demo serves the bundled sample data on localhost: an E-utilities replay
+(`lupus_alerts.eutils_replay`) over the constructed demo records plus the real PubMed fixtures,
+and three journal feeds (SAGE, BMJ and Wiley formats) plus one journal whose feed has moved (it
+answers 404, so the run shows what a failing feed looks like). It writes a demo configuration to
+`.demo/lupus-alerts.yaml` (store `.demo/data`, digests to the outbox `.demo/outbox`), adds four
+demo subscribers, and runs `lupus_ingest` then `lupus_digest` with `dag.test()` - the same path
+as the end-to-end tests - each in its own process with its log in `.demo/logs/`. Failure alerts
+to operators go through the real `SmtpNotifier` to a local SMTP catcher (`.demo/operator-mail`).
+
+Airflow's metadata database is SQLite in `airflow_home/` (git-ignored), migrated on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_DATA = Path(__file__).resolve().parent / "data" / "demo"
+DAG_IDS = ("lupus_ingest", "lupus_digest")
+NCBI_POOL_SLOTS = 3  # NCBI allows 3 requests/s without an API key: one slot per request stream
+DEMO_SECRET = "demo-only-link-signing-secret-not-for-production"  # the demo's own, never used in production
+# Journal feeds served by the demo: (feed id, journal name, publisher, file, all_lupus).
+DEMO_FEEDS = (
+    ("lupus", "Lupus", "SAGE", "feed_lupus.rss.xml", True),
+    ("lupus-science-medicine", "Lupus Science & Medicine", "BMJ", "feed_lsm.rdf.xml", True),
+    ("arthritis-rheumatology", "Arthritis & Rheumatology", "Wiley", "feed_ar.rss.xml", False),
+)
+MOVED_FEED = ("annals-rheumatic-diseases", "Annals of the Rheumatic Diseases", "BMJ")
+DEMO_SUBSCRIBERS = (
+    {"email": "nephrologist@demo.example.org", "name": "Dr Ada Nephro", "topics": ["nephrology"]},
+    {"email": "dermatologist@demo.example.org", "name": "Dr Ben Derm", "topics": ["dermatology"]},
+    {"email": "rheumatologist@demo.example.org", "name": "Dr Cleo Rheum", "topics": None},
+    # weekly, on the demo day's weekday, so the weekly path is shown too
+    {"email": "obstetric-med@demo.example.org", "name": "Dr Dev Obs", "topics": ["pregnancy", "pediatrics"]},
+)
+
+
+class DemoError(Exception):
+    """The demo could not run (a DAG run failed, Airflow could not start, ...)."""
+
+
+@dataclass
+class DemoServers:
+    """The sample servers a demo run points at."""
+
+    eutils_url: str
+    feed_urls: dict[str, str]
+    operator_smtp_port: int
+    operator_mail: list[bytes] = field(default_factory=list)
+    eutils_requests: Any = None
+
+
+# -- sample data and servers -------------------------------------------------------------------
+
+
+def demo_corpus(today: date) -> list[Any]:
+    """The E-utilities corpus: constructed demo records plus the real PubMed fixture records.
+
+    Creation dates are spread over the last six days, so today's run window finds them.
+    """
+    from lupus_alerts.eutils_replay import CorpusRecord, article_records, default_fixture_paths
+
+    records = []
+    paths = [DEMO_DATA / "pubmed_demo.xml", *default_fixture_paths()]
+    i = 0
+    for path in paths:
+        if not path.exists():
+            continue
+        for pmid, xml in article_records(path):
+            if pmid:
+                records.append(CorpusRecord(pmid, today - timedelta(days=i % 6), xml))
+                i += 1
+    return records
+
+
+@contextmanager
+def sample_servers(today: date) -> Iterator[DemoServers]:
+    """Start the E-utilities replay, the feed server and the operator-mail catcher; stop them after."""
+    from aiosmtpd.controller import Controller
+
+    from lupus_alerts.eutils_replay import EutilsReplay
+    from lupus_alerts.feeds_replay import serve_feed
+    from lupus_alerts.replay import ReplayServer
+
+    caught: list[bytes] = []
+
+    class _Catcher:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            caught.append(envelope.original_content or envelope.content)
+            return "250 OK"
+
+    with ExitStack() as stack:
+        eutils = stack.enter_context(EutilsReplay(demo_corpus(today)))
+        feeds = stack.enter_context(ReplayServer())
+        urls = {}
+        for fid, _name, _pub, file, _all in DEMO_FEEDS:
+            urls[fid] = serve_feed(feeds, f"/feeds/{file}", (DEMO_DATA / file).read_bytes())
+        # No route: the moved feed answers 404, as a journal's retired feed URL does.
+        urls[MOVED_FEED[0]] = feeds.url + "/feeds/ard-current.rss"
+        port = free_port()
+        smtp = Controller(_Catcher(), hostname="127.0.0.1", port=port)
+        smtp.start()
+        stack.callback(smtp.stop)
+        yield DemoServers(eutils.base_url, urls, port, caught, eutils)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (aiosmtpd's controller cannot take port 0)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_demo_config(root: Path, servers: DemoServers, *, mail_mode: str = "outbox") -> Path:
+    """Write `root/lupus-alerts.yaml` pointing at the sample servers; returns its path."""
+    feeds = [
+        {"id": fid, "name": name, "publisher": pub, "url": servers.feed_urls[fid], "all_lupus": all_lupus}
+        for fid, name, pub, _file, all_lupus in DEMO_FEEDS
+    ]
+    fid, name, pub = MOVED_FEED
+    feeds.append({"id": fid, "name": name, "publisher": pub, "url": servers.feed_urls[fid]})
+    config = {
+        "data_dir": "data",
+        "pubmed": {"base_url": servers.eutils_url, "max_retries": 2, "timeout_s": 10},
+        "feeds": feeds,
+        "feed_settings": {"timeout_s": 10},
+        "digest": {"public_base_url": "http://localhost:8080/lupus-alerts", "max_papers": 25},
+        "mail": {"mode": mail_mode, "outbox_dir": "outbox", "rate_per_second": 100},
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "lupus-alerts.yaml"
+    header = "# Written by `python -m lupus_alerts.demo`: the demo's sample servers on localhost.\n"
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def add_demo_subscribers(config_path: Path, day: date) -> list[int]:
+    """The four demo subscribers (idempotent); the weekly one is due on `day`'s weekday."""
+    from lupus_alerts import subscribers
+    from lupus_alerts.pipeline import load_settings, open_store
+
+    engine = open_store(load_settings(config_path))
+    ids = []
+    for n, spec in enumerate(DEMO_SUBSCRIBERS):
+        weekly = n == len(DEMO_SUBSCRIBERS) - 1
+        try:
+            sub = subscribers.add(
+                engine,
+                email=spec["email"],
+                name=spec["name"],
+                topics=spec["topics"],
+                frequency="weekly" if weekly else "daily",
+                weekday=day.weekday() if weekly else None,
+                max_papers=25,
+                from_beginning=True,
+            )
+        except subscribers.SubscriberExists:
+            sub = subscribers.get(engine, spec["email"])
+        ids.append(sub.id)
+    return ids
+
+
+# -- Airflow -----------------------------------------------------------------------------------
+
+
+def airflow_env(
+    airflow_home: Path,
+    config_path: Path,
+    *,
+    operator_smtp_port: int | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment Airflow and the tasks run in (a copy of os.environ plus the demo's settings)."""
+    env = dict(os.environ)
+    env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
+    env.update(
+        AIRFLOW_HOME=str(airflow_home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{airflow_home.resolve() / 'airflow.db'}",
+        LUPUS_ALERTS_CONFIG=str(config_path.resolve()),
+        LUPUS_ALERTS_SECRET=os.environ.get("LUPUS_ALERTS_SECRET") or DEMO_SECRET,
+        # Retries stay at 2+ but wait seconds, not minutes, in a demo.
+        LUPUS_ALERTS_RETRY_DELAY_S="1",
+        AIRFLOW_VAR_LUPUS_ALERTS_OPERATOR_EMAIL="operators@demo.example.org",
+        PYTHONUNBUFFERED="1",
+    )
+    if operator_smtp_port is not None:
+        env["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": operator_smtp_port,
+                "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@demo.example.org"},
+            }
+        )
+    env.update(extra or {})
+    return env
+
+
+def _airflow(env: Mapping[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    cmd = [str(Path(sys.executable).with_name("airflow")), *args]
+    out = subprocess.run(cmd, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False)
+    if out.returncode != 0:
+        raise DemoError(f"`airflow {' '.join(args)}` failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return out
+
+
+def init_airflow(env: Mapping[str, str]) -> None:
+    """Migrate Airflow's metadata DB (once: a stamp file remembers) and set the `ncbi` pool."""
+    home = Path(env["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    stamp = home / ".lupus-alerts-initialised"
+    if not stamp.exists() or not (home / "airflow.db").exists():
+        _airflow(env, "db", "migrate")
+        _airflow(env, "pools", "set", "ncbi", str(NCBI_POOL_SLOTS), "NCBI E-utilities (rate-limited)")
+        stamp.write_text(datetime.now(UTC).isoformat(), encoding="utf-8")
+
+
+def run_dag(
+    dag_id: str, env: Mapping[str, str], *, logical_date: datetime | None, log_path: Path
+) -> dict[str, Any]:
+    """Run one DAG with `dag.test()` in a fresh process; returns its run id, state and task states.
+
+    A separate process keeps Airflow's global settings (AIRFLOW_HOME, the ORM) out of the
+    caller, and its log out of the console.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "lupus_alerts.demo", "_dagtest", dag_id]
+    if logical_date is not None:
+        args.append(logical_date.isoformat())
+    with log_path.open("w", encoding="utf-8") as log:
+        proc = subprocess.run(
+            args, env=dict(env), stdout=log, stderr=subprocess.STDOUT, check=False, timeout=900
+        )
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    marker = "LUPUS_DAGTEST_RESULT "
+    lines = [ln for ln in text.splitlines() if ln.startswith(marker)]
+    if proc.returncode != 0 or not lines:
+        raise DemoError(
+            f"dag.test of {dag_id} failed (exit {proc.returncode}); see {log_path}:\n{text[-3000:]}"
+        )
+    return json.loads(lines[-1].removeprefix(marker))
+
+
+def _dagtest_main(dag_id: str, logical_date: str | None) -> int:
+    """Child process of `run_dag`: dag.test() one DAG and print its result as one JSON line."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    if bag.import_errors:
+        print(f"import errors: {bag.import_errors}", file=sys.stderr)
+        return 1
+    dag = bag.dags[dag_id]
+    when = datetime.fromisoformat(logical_date) if logical_date else None
+    dr = dag.test(logical_date=when) if when is not None else dag.test(logical_date=None)
+    tasks: dict[str, list[str]] = {}
+    for ti in sorted(dr.get_task_instances(), key=lambda t: (t.task_id, t.map_index)):
+        tasks.setdefault(ti.task_id, []).append(str(ti.state))
+    result = {"dag_id": dag_id, "run_id": dr.run_id, "state": str(dr.state), "tasks": tasks}
+    print("LUPUS_DAGTEST_RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+# -- summary -----------------------------------------------------------------------------------
+
+
+def summarize(config_path: Path, ingest: Mapping[str, Any], digest: Mapping[str, Any]) -> str:
+    """What the two runs did, from the store: per source, new, per topic, digests, failures."""
+    import sqlalchemy as sa
+
+    from lupus_alerts import pipeline, store
+
+    settings = pipeline.load_settings(config_path)
+    engine = pipeline.open_store(settings)
+    records = pipeline.run_records(engine, ingest["run_id"])
+    announce = next((r["stats"] for r in records if r["source"] == pipeline.ANNOUNCE_SOURCE), {}) or {}
+    lines = [f"lupus_ingest {ingest['run_id']}: {ingest['state']}"]
+    for r in records:
+        if r["source"] == pipeline.ANNOUNCE_SOURCE:
+            continue
+        s = r["stats"] or {}
+        if r["error"]:
+            lines.append(f"  {r['source']:<34} FAILED: {r['error']}")
+        elif r["source"] == pipeline.PUBMED_SOURCE:
+            lines.append(
+                f"  {r['source']:<34} fetched {s.get('fetched', 0):>4}, new {s.get('new', 0)}, "
+                f"merged {s.get('merged', 0)}"
+            )
+        else:
+            lines.append(
+                f"  {r['source']:<34} items {s.get('items', 0):>4}, kept {s.get('kept', 0)}, "
+                f"new {s.get('new', 0)}, updated (same paper as PubMed) {s.get('updated', 0)}"
+            )
+    with engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(store.papers)).scalar()
+        lupus = conn.execute(
+            sa.select(sa.func.count()).select_from(store.papers).where(store.papers.c.is_lupus.is_(True))
+        ).scalar()
+        multi = conn.execute(
+            sa.select(sa.func.count()).select_from(
+                sa.select(store.paper_sources.c.paper_id)
+                .group_by(store.paper_sources.c.paper_id)
+                .having(sa.func.count() > 1)
+                .subquery()
+            )
+        ).scalar()
+        ledger = conn.execute(
+            sa.select(store.deliveries.c.state, sa.func.count()).group_by(store.deliveries.c.state)
+        ).all()
+    lines.append(
+        f"  papers in store {total}; about lupus {lupus}; found in more than one source "
+        f"(deduplicated) {multi}"
+    )
+    lines.append(f"  new lupus papers announced {announce.get('new_papers', 0)}")
+    for label, n in sorted((announce.get("per_topic") or {}).items(), key=lambda kv: -kv[1]):
+        lines.append(f"    {label:<20} {n}")
+    lines.append(f"lupus_digest {digest['run_id']}: {digest['state']}")
+    lines.append("  ledger: " + (", ".join(f"{state} {n}" for state, n in sorted(ledger)) or "empty"))
+    failing = [r for r in pipeline.feed_health(engine, settings) if r["status"] == "failing"]
+    failed_tasks = {t: s for run in (ingest, digest) for t, s in run["tasks"].items() if "failed" in s}
+    lines.append("failures:")
+    for r in failing:
+        lines.append(f"  feed {r['feed_id']}: {r['last_error']} ({r['consecutive_failures']} in a row)")
+    for task_id, states in failed_tasks.items():
+        lines.append(f"  task {task_id}: {states.count('failed')} of {len(states)} failed (red in the UI)")
+    if not failing and not failed_tasks:
+        lines.append("  none")
+    outbox = settings.mail.outbox_dir
+    if settings.mail.mode == "outbox":
+        n = len(list(Path(outbox).glob("*.eml"))) if Path(outbox).exists() else 0
+        lines.append(f"digests written: {n} message(s) in {outbox}")
+        lines.append(f"  open {Path(outbox) / 'index.html'} for the HTML previews")
+    return "\n".join(lines)
+
+
+# -- modes -------------------------------------------------------------------------------------
+
+
+def run_demo(root: Path, airflow_home: Path, *, today: datetime | None = None) -> int:
+    """`make demo`: both DAGs once with dag.test() on the sample servers; prints the summary."""
+    import shutil
+
+    now = today or datetime.now(UTC)
+    for sub in ("data", "outbox", "logs", "operator-mail"):
+        shutil.rmtree(root / sub, ignore_errors=True)  # each demo starts from an empty store
+    print(f"lupus-alerts demo: sample servers on localhost, store and outbox in {root}/", flush=True)
+    with sample_servers(now.date()) as servers:
+        config_path = write_demo_config(root, servers)
+        env = airflow_env(airflow_home, config_path, operator_smtp_port=servers.operator_smtp_port)
+        print(
+            f"Airflow metadata DB in {airflow_home}/ (migrated on first use; this can take a minute)",
+            flush=True,
+        )
+        init_airflow(env)
+        from lupus_alerts.pipeline import load_settings, open_store
+
+        open_store(load_settings(config_path))
+        add_demo_subscribers(config_path, now.date())
+        t0 = time.monotonic()
+        print("running lupus_ingest with dag.test() ...", flush=True)
+        ingest = run_dag("lupus_ingest", env, logical_date=now, log_path=root / "logs" / "lupus_ingest.log")
+        print("running lupus_digest with dag.test() ...", flush=True)
+        digest = run_dag("lupus_digest", env, logical_date=now, log_path=root / "logs" / "lupus_digest.log")
+        elapsed = time.monotonic() - t0
+        (root / "operator-mail").mkdir(parents=True, exist_ok=True)
+        for n, msg in enumerate(servers.operator_mail, 1):
+            (root / "operator-mail" / f"alert-{n}.eml").write_bytes(msg)
+        print()
+        print(summarize(config_path, ingest, digest))
+        print(
+            f"operator alerts (SmtpNotifier on failed tasks): {len(servers.operator_mail)} email(s) "
+            f"in {root / 'operator-mail'}"
+        )
+        print(f"task logs: {root / 'logs'}/  (both DAGs ran in {elapsed:.0f} s)")
+    if ingest["state"] not in ("success", "DagRunState.SUCCESS") or digest["state"] not in (
+        "success",
+        "DagRunState.SUCCESS",
+    ):
+        print("a DAG run did not succeed; see the logs above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_live(airflow_home: Path, config: Path) -> int:
+    """`make run`: both DAGs once with dag.test() on the real configuration (live endpoints, SMTP)."""
+    from lupus_alerts.pipeline import load_settings, open_store
+
+    open_store(load_settings(config))  # a config error stops here, naming file and field
+    env = airflow_env(airflow_home, config)
+    init_airflow(env)
+    logs = REPO / "data" / "logs"
+    now = datetime.now(UTC)
+    ingest = run_dag("lupus_ingest", env, logical_date=now, log_path=logs / "lupus_ingest.log")
+    digest = run_dag("lupus_digest", env, logical_date=now, log_path=logs / "lupus_digest.log")
+    print(summarize(config, ingest, digest))
+    return 0 if ingest["state"] == "success" and digest["state"] == "success" else 1
+
+
+def run_up(root: Path, airflow_home: Path, *, port: int = 8080) -> int:
+    """`make up`: airflow standalone on localhost:`port` with the DAGs pointed at the sample servers."""
+    now = datetime.now(UTC)
+    with sample_servers(now.date()) as servers:
+        config_path = write_demo_config(root, servers)
+        env = airflow_env(
+            airflow_home,
+            config_path,
+            operator_smtp_port=servers.operator_smtp_port,
+            extra={
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__API__PORT": str(port),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+            },
+        )
+        init_airflow(env)
+        from lupus_alerts.pipeline import load_settings, open_store
+
+        open_store(load_settings(config_path))
+        add_demo_subscribers(config_path, now.date())
+        log_path = root / "logs" / "standalone.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("w", encoding="utf-8") as log:
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).with_name("airflow")), "standalone"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped as one on Ctrl-C
+            )
+            try:
+                password = _wait_for_login(airflow_home, proc, port)
+                print(f"Airflow UI: http://localhost:{port}  (user admin, password {password})")
+                print("DAGs lupus_ingest and lupus_digest are unpaused; the ingest's first run starts now,")
+                print("and its asset event starts the digest. Feed health: Browse > Lupus feed health.")
+                print(f"Sample servers: E-utilities {servers.eutils_url}, feeds {servers.feed_urls['lupus']}")
+                print(f"Digests: {root / 'outbox'}; Airflow log: {log_path}. Ctrl-C stops everything.")
+                while proc.poll() is None:
+                    time.sleep(1)
+                print(f"airflow standalone exited ({proc.returncode}); see {log_path}", file=sys.stderr)
+                return 1
+            except KeyboardInterrupt:
+                print("\nstopping Airflow ...", flush=True)
+                return 0
+            finally:
+                stop_process_group(proc)
+
+
+def stop_process_group(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """SIGTERM a process group started with start_new_session, then SIGKILL what is left."""
+    if proc.poll() is not None and not _group_alive(proc.pid):
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not _group_alive(proc.pid):
+                return
+            time.sleep(0.2)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _wait_for_login(airflow_home: Path, proc: subprocess.Popen[Any], port: int, timeout: float = 300) -> str:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    pw_file = airflow_home / "simple_auth_manager_passwords.json.generated"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DemoError("airflow standalone exited while starting")
+        try:
+            with urllib.request.urlopen(f"http://localhost:{port}/api/v2/version", timeout=2):
+                pass
+            if pw_file.exists():
+                return ", ".join(f"{u}: {p}" for u, p in json.loads(pw_file.read_text()).items())
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        time.sleep(2)
+    raise DemoError(f"Airflow did not answer on port {port} within {timeout:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_dagtest"]:
+        return _dagtest_main(argv[1], argv[2] if len(argv) > 2 else None)
+    parser = argparse.ArgumentParser(prog="python -m lupus_alerts.demo", description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--up", action="store_true", help="start Airflow's UI on localhost with the sample servers"
+    )
+    mode.add_argument("--live", action="store_true", help="run on lupus-alerts.yaml: live endpoints and SMTP")
+    parser.add_argument("--port", type=int, default=8080, help="UI port for --up (default 8080)")
+    parser.add_argument("--root", type=Path, default=REPO / ".demo", help="demo folder (default .demo)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="config for --live (default: $LUPUS_ALERTS_CONFIG or ./lupus-alerts.yaml)",
+    )
+    args = parser.parse_args(argv)
+    airflow_home = Path(os.environ.get("AIRFLOW_HOME") or REPO / "airflow_home").resolve()
+    try:
+        if args.up:
+            return run_up(args.root.resolve(), airflow_home, port=args.port)
+        if args.live:
+            from lupus_alerts.config import config_path
+
+            return run_live(airflow_home, config_path(args.config).resolve())
+        return run_demo(args.root.resolve(), airflow_home)
+    except DemoError as e:
+        print(f"demo failed: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
