@@ -442,7 +442,7 @@ def load_window(
     ).all()
     u = store.paper_updates
     urows = conn.execute(
-        sa.select(u.c.id, u.c.update_no, u.c.kind, u.c.notice, *_PAPER_COLS)
+        sa.select(u.c.id.label("update_id"), u.c.update_no, u.c.kind, u.c.notice, *_PAPER_COLS)
         .join(p, p.c.id == u.c.paper_id)
         .where(
             u.c.update_no > update_from,
@@ -456,7 +456,7 @@ def load_window(
     papers = [_candidate(r, topics[int(r.id)]) for r in rows]
     updates = [
         UpdateCandidate(
-            update_id=int(r[0]),
+            update_id=int(r.update_id),
             update_no=int(r.update_no),
             kind=r.kind,
             notice=r.notice if isinstance(r.notice, dict) else {},
