@@ -210,13 +210,18 @@ class TruncatedBody(EutilsTransportError):
     """A body that ended before its document did."""
 
 
-def split_days(start: date, end: date) -> tuple[tuple[date, date], tuple[date, date]]:
-    """Bisect an inclusive day range of at least two days into two non-overlapping halves."""
-    days = (end - start).days
-    if days < 1:
-        raise ValueError("a single day cannot be split")
-    mid = start + timedelta(days=days // 2)
-    return (start, mid), (mid + timedelta(days=1), end)
+def split_days_into(start: date, end: date, parts: int) -> list[tuple[date, date]]:
+    """Cut the inclusive days start..end into `parts` contiguous, near-equal day ranges."""
+    days = (end - start).days + 1
+    parts = max(1, min(parts, days))
+    out = []
+    lo = start
+    for i in range(parts):
+        size = days // parts + (1 if i < days % parts else 0)
+        hi = lo + timedelta(days=size - 1)
+        out.append((lo, hi))
+        lo = hi + timedelta(days=1)
+    return out
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
@@ -402,21 +407,27 @@ class EutilsClient:
         result.mindate, result.maxdate = mindate, maxdate
         return result
 
-    def search_windows(self, term: str, start: date, end: date) -> Iterator[SearchResult]:
-        """History-server searches covering the inclusive days start..end, each under the cap.
+    def search_windows(
+        self, term: str, start: date, end: date, *, first: SearchResult | None = None
+    ) -> Iterator[SearchResult]:
+        """Searches covering the inclusive days start..end, each under the cap or a single day.
 
-        A window whose count reaches the cap is bisected by days. A single day at the cap is
-        yielded as it is: `fetch_history` pages it past 9,999 and checks the count.
+        `first` is an ESearch of the whole window already made. A window at the cap is cut into
+        ceil(count / (0.8 x cap)) equal day ranges (assuming an even spread; a part still at
+        the cap is cut again), which takes fewer ESearch calls than bisecting. Parts are
+        searched with `retmax` = the cap, so their UIDs come back with the search.
         """
         if end < start:
             raise ValueError(f"window end {end} is before its start {start}")
-        pending = [(start, end)]
+        cap = self.max_hits_per_window
+        pending: list[tuple[date, date, SearchResult | None]] = [(start, end, first)]
         while pending:
-            lo, hi = pending.pop(0)
-            r = self.esearch(term, mindate=lo, maxdate=hi)
-            if r.count >= self.max_hits_per_window and hi > lo:
-                first, second = split_days(lo, hi)
-                pending[:0] = [first, second]  # keep date order
+            lo, hi, r = pending.pop(0)
+            if r is None:
+                r = self.esearch(term, mindate=lo, maxdate=hi, retmax=cap)
+            if r.count >= cap and hi > lo:
+                parts = split_days_into(lo, hi, math.ceil(r.count / (cap * 0.8)))
+                pending[:0] = [(a, b, None) for a, b in parts]  # keep date order
                 continue
             yield r
 
@@ -462,9 +473,32 @@ class EutilsClient:
             yield body
 
     def fetch_window(self, term: str, start: date, end: date) -> Iterator[bytes]:
-        """EFetch bodies for every record created in the inclusive days start..end."""
-        for r in self.search_windows(term, start, end):
-            yield from self.fetch_history(r)
+        """EFetch bodies for every record created in the inclusive days start..end.
+
+        Under the cap: 1 ESearch + ceil(N / batch) EFetch calls on the history set. At the cap:
+        the window's parts are searched for their UIDs, which are then fetched by POST in
+        batches, so EFetch calls stay ceil(N / batch); only the part searches are added. A single
+        day at the cap is paged from its history set past 9,999.
+        """
+        top = self.esearch(term, mindate=start, maxdate=end)
+        if top.count < self.max_hits_per_window or start == end:
+            yield from self.fetch_history(top)
+            return
+        pending: list[str] = []
+        for r in self.search_windows(term, start, end, first=top):
+            if r.count >= self.max_hits_per_window:  # one day over the cap
+                yield from self.fetch_history(r)
+                continue
+            if len(r.ids) < r.count:
+                raise WindowTruncatedError(
+                    f"ESearch listed {len(r.ids)} of {r.count} UIDs for {r.mindate}..{r.maxdate}"
+                )
+            pending.extend(r.ids)
+            while len(pending) >= self.batch_size:
+                yield self.efetch_ids(pending[: self.batch_size])
+                del pending[: self.batch_size]
+        if pending:
+            yield self.efetch_ids(pending)
 
     def prefetch_window(self, term: str, start: date, end: date, *, depth: int = 2) -> Iterator[bytes]:
         """`fetch_window` run in a background thread, up to `depth` bodies ahead of the reader.

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lxml import etree
 
+from lupus_alerts.doi import normalize_doi
 from lupus_alerts.models import AbstractSection, Author, MeshHeading, MeshQualifier, Notice, Paper
 
 if TYPE_CHECKING:
@@ -91,21 +92,10 @@ class PubmedParseError(ValueError):
 
 
 def _normalize_doi(text: str | None) -> str | None:
-    """Normalise a DOI with the dedupe engineer's rules when available (lupus_alerts.doi)."""
+    """Normalise a DOI with the project's rules (lupus_alerts.doi), so sources agree on keys."""
     if not text:
         return None
-    try:
-        from lupus_alerts.doi import normalize_doi
-    except ImportError:  # doi.py not there yet: the minimal equivalent
-        return _local_normalize_doi(text)
     return normalize_doi(text)
-
-
-def _local_normalize_doi(text: str) -> str | None:
-    t = text.strip()
-    t = re.sub(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*|info:doi/)", "", t, flags=re.IGNORECASE)
-    t = t.strip().lower()
-    return t if re.match(r"^10\.\d{4,9}/\S+$", t) else None
 
 
 # -- text ------------------------------------------------------------------------------------
@@ -119,6 +109,9 @@ def _text(el: etree._Element | None) -> str:
     """
     if el is None:
         return ""
+    if not len(el):  # the common case, no markup inside: skip the tree walk
+        t = el.text
+        return " ".join(t.split()) if t else ""
     parts: list[str] = []
     _collect(el, parts, top=True)
     return " ".join("".join(parts).split())
@@ -145,6 +138,14 @@ def _first_text(el: etree._Element, path: str) -> str | None:
     if found is None:
         return None
     t = _text(found)
+    return t or None
+
+
+def _plain(el: etree._Element) -> str | None:
+    """An element's stripped text, or None when empty (for identifiers and codes)."""
+    t = el.text
+    if t:
+        t = t.strip()
     return t or None
 
 
@@ -215,45 +216,56 @@ def _ymd(el: etree._Element | None) -> date | None:
 
 
 # -- record parts ----------------------------------------------------------------------------
+# Each part walks its element's children once and dispatches on the tag: far cheaper than one
+# ElementPath `find` per field, and the parser's speed is a requirement (docs/benchmarks.md).
+
+
+def _author(a: etree._Element) -> Author:
+    # LastName, ForeName, Initials and Suffix are plain #PCDATA in the DTD (no markup inside),
+    # so their text is read directly; CollectiveName and Affiliation may hold markup.
+    last = fore = initials = collective = suffix = orcid = None
+    affs: list[str] = []
+    for c in a:
+        tag = c.tag
+        if tag == "LastName":
+            last = _plain(c)
+        elif tag == "ForeName":
+            fore = _plain(c)
+        elif tag == "Initials":
+            initials = _plain(c)
+        elif tag == "AffiliationInfo":
+            for x in c:
+                if x.tag == "Affiliation" and (t := _text(x)):
+                    affs.append(t)
+        elif tag == "CollectiveName":
+            collective = _text(c) or None
+        elif tag == "Suffix":
+            suffix = _plain(c)
+        elif tag == "Affiliation":  # pre-2013 records put it directly on Author
+            t = _text(c)
+            if t and t not in affs:
+                affs.append(t)
+        elif tag == "Identifier" and (c.get("Source") or "").upper() == "ORCID" and c.text:
+            orcid = c.text.strip().rsplit("/", 1)[-1]
+    if last and suffix:
+        last = f"{last} {suffix}"
+    return Author(last, fore, initials, collective, affs, orcid)
 
 
 def _authors(author_list: etree._Element | None) -> list[Author]:
     if author_list is None:
         return []
-    out: list[Author] = []
-    for a in author_list.iterfind("Author"):
-        if a.get("ValidYN", "Y") == "N":  # an author name the journal later corrected
-            continue
-        affs = [t for t in (_text(x) for x in a.iterfind("AffiliationInfo/Affiliation")) if t]
-        old_aff = _first_text(a, "Affiliation")  # pre-2013 records put it directly on Author
-        if old_aff and old_aff not in affs:
-            affs.append(old_aff)
-        orcid = None
-        for ident in a.iterfind("Identifier"):
-            if (ident.get("Source") or "").upper() == "ORCID" and ident.text:
-                orcid = ident.text.strip().rsplit("/", 1)[-1]
-        last = _first_text(a, "LastName")
-        suffix = _first_text(a, "Suffix")
-        if last and suffix:
-            last = f"{last} {suffix}"
-        out.append(
-            Author(
-                last_name=last,
-                fore_name=_first_text(a, "ForeName"),
-                initials=_first_text(a, "Initials"),
-                collective_name=_first_text(a, "CollectiveName"),
-                affiliations=affs,
-                orcid=orcid,
-            )
-        )
-    return out
+    # ValidYN="N" marks an author name the journal later corrected: not an author.
+    return [_author(a) for a in author_list if a.tag == "Author" and a.get("ValidYN", "Y") != "N"]
 
 
 def _abstract(abstract: etree._Element | None) -> tuple[str, list[AbstractSection]]:
     if abstract is None:
         return "", []
     sections: list[AbstractSection] = []
-    for at in abstract.iterfind("AbstractText"):
+    for at in abstract:
+        if at.tag != "AbstractText":
+            continue  # CopyrightInformation is not part of the abstract
         text = _text(at)
         label = (at.get("Label") or "").strip()
         if text or label:
@@ -262,39 +274,44 @@ def _abstract(abstract: etree._Element | None) -> tuple[str, list[AbstractSectio
     return whole, sections
 
 
-def _mesh(citation: etree._Element) -> list[MeshHeading]:
+def _mesh(heading_list: etree._Element | None) -> list[MeshHeading]:
+    if heading_list is None:
+        return []
     out: list[MeshHeading] = []
-    for mh in citation.iterfind("MeshHeadingList/MeshHeading"):
-        d = mh.find("DescriptorName")
-        if d is None:
+    for mh in heading_list:
+        if mh.tag != "MeshHeading":
             continue
-        quals = [
-            MeshQualifier(name=_text(q), ui=q.get("UI"), major=q.get("MajorTopicYN") == "Y")
-            for q in mh.iterfind("QualifierName")
-        ]
-        out.append(
-            MeshHeading(
-                descriptor=_text(d), ui=d.get("UI"), major=d.get("MajorTopicYN") == "Y", qualifiers=quals
-            )
-        )
+        heading: MeshHeading | None = None
+        quals: list[MeshQualifier] = []
+        for c in mh:
+            # DescriptorName and QualifierName are plain #PCDATA: no markup to flatten.
+            if c.tag == "QualifierName":
+                quals.append(MeshQualifier(_plain(c) or "", c.get("UI"), c.get("MajorTopicYN") == "Y"))
+            elif c.tag == "DescriptorName":
+                heading = MeshHeading(_plain(c) or "", c.get("UI"), c.get("MajorTopicYN") == "Y")
+        if heading is not None:
+            heading.qualifiers = quals
+            out.append(heading)
     return out
 
 
-def _notices(citation: etree._Element) -> list[Notice]:
+def _notices(cc_list: etree._Element | None) -> list[Notice]:
+    if cc_list is None:
+        return []
     out: list[Notice] = []
-    for cc in citation.iterfind("CommentsCorrectionsList/CommentsCorrections"):
+    for cc in cc_list:
         kind = NOTICE_REFTYPES.get(cc.get("RefType") or "")
-        if kind is None:
+        if kind is None or cc.tag != "CommentsCorrections":
             continue
-        ref = _first_text(cc, "RefSource")
+        ref = pmid = None
+        for c in cc:
+            if c.tag == "RefSource":
+                ref = _text(c) or None
+            elif c.tag == "PMID":
+                pmid = _plain(c)
         m = _DOI_IN_TEXT.search(ref or "")
         out.append(
-            Notice(
-                kind=kind,
-                ref_source=ref,
-                pmid=(cc.findtext("PMID") or "").strip() or None,
-                doi=_normalize_doi(m.group(1)) if m else None,
-            )
+            Notice(kind=kind, ref_source=ref, pmid=pmid, doi=_normalize_doi(m.group(1)) if m else None)
         )
     return out
 
@@ -340,57 +357,114 @@ def _is_retracted(pub_types: Iterable[str], notices: Iterable[Notice]) -> bool:
 
 def parse_article(record: etree._Element) -> Paper:
     """One `PubmedArticle` element as a Paper (raises PubmedParseError when unreadable)."""
-    citation = record.find("MedlineCitation")
+    citation = id_list = None
+    for c in record:
+        if c.tag == "MedlineCitation":
+            citation = c
+        elif c.tag == "PubmedData":
+            # The article's own ArticleIdList only: ReferenceList/Reference/ArticleIdList
+            # lists what it cites.
+            for d in c:
+                if d.tag == "ArticleIdList":
+                    id_list = d
     if citation is None:
         raise PubmedParseError("PubmedArticle has no MedlineCitation")
-    pmid = _pmid(citation, "PMID")
-    article = citation.find("Article")
+    pmid = article = mesh_list = cc_list = None
+    medline_ta = linking = None
+    keywords: dict[str, None] = {}
+    for c in citation:
+        tag = c.tag
+        if tag == "PMID":
+            pmid = _plain(c)
+        elif tag == "Article":
+            article = c
+        elif tag == "MeshHeadingList":
+            mesh_list = c
+        elif tag == "CommentsCorrectionsList":
+            cc_list = c
+        elif tag == "KeywordList":
+            for kw in c:
+                if kw.tag == "Keyword" and (t := _text(kw)):
+                    keywords.setdefault(t, None)
+        elif tag == "MedlineJournalInfo":
+            for d in c:
+                if d.tag == "MedlineTA":
+                    medline_ta = _plain(d)
+                elif d.tag == "ISSNLinking":
+                    linking = _plain(d)
+    if not pmid:
+        raise PubmedParseError("record has no PMID")
     if article is None:
         raise PubmedParseError("MedlineCitation has no Article")
-    id_list = record.find("PubmedData/ArticleIdList")
-    # The article's own ArticleIdList only: ReferenceList/Reference/ArticleIdList are citations.
-    doi = _elocation_doi(article) or _normalize_doi(_article_id(id_list, "doi"))
-    title = _first_text(article, "ArticleTitle") or _first_text(article, "VernacularTitle") or ""
-    abstract, sections = _abstract(article.find("Abstract"))
-    journal = article.find("Journal")
+
+    title = vernacular = language = journal_title = journal_iso = None
+    doi = epub = None
+    abstract_el = author_list = None
     issns: list[str] = []
+    pub_types: list[str] = []
     pub_date = pub_text = None
-    journal_title = journal_iso = None
-    if journal is not None:
-        issns = [i.text.strip() for i in journal.iterfind("ISSN") if i.text and i.text.strip()]
-        journal_title = _first_text(journal, "Title")
-        journal_iso = _first_text(journal, "ISOAbbreviation")
-        pub_date, pub_text = parse_pub_date(journal.find("JournalIssue/PubDate"))
-    linking = (citation.findtext("MedlineJournalInfo/ISSNLinking") or "").strip()
+    for c in article:
+        tag = c.tag
+        if tag == "ArticleTitle":
+            title = _text(c)
+        elif tag == "VernacularTitle":
+            vernacular = _text(c)
+        elif tag == "ELocationID":
+            # ValidYN defaults to "Y" in the DTD, which is not loaded: a missing attribute is "Y".
+            if doi is None and c.get("EIdType") == "doi" and c.get("ValidYN", "Y") == "Y":
+                doi = _normalize_doi(_text(c))
+        elif tag == "Abstract":
+            abstract_el = c
+        elif tag == "AuthorList":
+            author_list = c
+        elif tag == "Language":
+            if language is None:
+                language = _plain(c)
+        elif tag == "PublicationTypeList":
+            pub_types = [t for t in (_plain(p) for p in c) if t]
+        elif tag == "ArticleDate":
+            if epub is None and c.get("DateType", "Electronic") == "Electronic":
+                epub = _ymd(c)
+        elif tag == "Journal":
+            for d in c:
+                dtag = d.tag
+                if dtag == "ISSN":
+                    if v := _plain(d):
+                        issns.append(v)
+                elif dtag == "Title":
+                    journal_title = _text(d) or None
+                elif dtag == "ISOAbbreviation":
+                    journal_iso = _text(d) or None
+                elif dtag == "JournalIssue":
+                    for e in d:
+                        if e.tag == "PubDate":
+                            pub_date, pub_text = parse_pub_date(e)
+    if doi is None:
+        doi = _normalize_doi(_article_id(id_list, "doi"))
     if linking and linking not in issns:
         issns.append(linking)
-    epub = None
-    for ad in article.iterfind("ArticleDate"):
-        if ad.get("DateType", "Electronic") == "Electronic":
-            epub = _ymd(ad)
-            break
-    pub_types = [t for t in (_text(p) for p in article.iterfind("PublicationTypeList/PublicationType")) if t]
-    notices = _notices(citation)
+    abstract, sections = _abstract(abstract_el)
+    notices = _notices(cc_list)
     return Paper(
         source="pubmed",
         source_key=pmid,
-        title=title,
+        title=title or vernacular or "",
         doi=doi,
         pmid=pmid,
         pmcid=_article_id(id_list, "pmc"),
         abstract=abstract,
         abstract_sections=sections,
-        authors=_authors(article.find("AuthorList")),
-        journal=journal_title or (citation.findtext("MedlineJournalInfo/MedlineTA") or None),
+        authors=_authors(author_list),
+        journal=journal_title or medline_ta,
         journal_iso=journal_iso,
         issns=issns,
         pub_date=pub_date,
         pub_date_text=pub_text,
         epub_date=epub,
         publication_types=pub_types,
-        mesh=_mesh(citation),
-        keywords=_keywords(citation),
-        language=(article.findtext("Language") or "").strip() or None,
+        mesh=_mesh(mesh_list),
+        keywords=list(keywords),
+        language=language,
         url=PUBMED_URL.format(pmid=pmid),
         notices=notices,
         is_retracted=_is_retracted(pub_types, notices),

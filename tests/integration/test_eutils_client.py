@@ -248,12 +248,28 @@ def test_window_at_the_cap_is_split_by_days(tmp_path: Path) -> None:
     corpus = tiny_corpus(12_000, days=4)  # 3,000 a day: the 4-day window exceeds 9,999
     with EutilsReplay(corpus) as replay, make_client(replay, tmp_path, rate=2000.0, batch_size=2000) as c:
         results = list(c.search_windows("lupus", START, START + timedelta(days=3)))
-        assert [(r.mindate, r.maxdate, r.count) for r in results] == [
-            (START, START + timedelta(days=1), 6000),
-            (START + timedelta(days=2), START + timedelta(days=3), 6000),
+        assert [(r.mindate, r.maxdate, r.count, len(r.ids)) for r in results] == [
+            (START, START + timedelta(days=1), 6000, 6000),
+            (START + timedelta(days=2), START + timedelta(days=3), 6000, 6000),
         ]
+        replay.server.requests.clear()
         got = pmids(list(c.fetch_window("lupus", START, START + timedelta(days=3))))
+        # the whole window, then its two parts; EFetch stays ceil(12,000 / 2,000), by POST
+        assert len(replay.requests_to("esearch")) == 3
+        assert [r.method for r in replay.requests_to("efetch")] == ["POST"] * 6
     assert len(got) == len(set(got)) == 12_000
+
+
+def test_uneven_windows_are_cut_again(tmp_path: Path) -> None:
+    # CONSTRUCTED: 11,000 records on the first of 10 days, 100 on each of the others.
+    corpus = tiny_corpus(11_000, days=1) + tiny_corpus(900, days=9, first_pmid=60_000_000)
+    corpus = [
+        CorpusRecord(r.pmid, r.crdt + timedelta(days=1), r.xml) if int(r.pmid) >= 60_000_000 else r
+        for r in corpus
+    ]
+    with EutilsReplay(corpus) as replay, make_client(replay, tmp_path, rate=2000.0, batch_size=1000) as c:
+        got = pmids(list(c.fetch_window("lupus", START, START + timedelta(days=9))))
+    assert len(got) == len(set(got)) == 11_900
 
 
 def test_a_single_day_over_the_cap_is_paged_past_9999(tmp_path: Path) -> None:

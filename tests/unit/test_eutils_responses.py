@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date
 from email.utils import formatdate
 from pathlib import Path
@@ -18,7 +19,7 @@ from lupus_alerts.eutils import (
     esearch_params,
     parse_esearch,
     retry_after_seconds,
-    split_days,
+    split_days_into,
 )
 
 EUTILS = Path(__file__).parent.parent / "fixtures" / "eutils"
@@ -107,22 +108,26 @@ def test_esearch_params_use_creation_date_and_history() -> None:
 
 
 @pytest.mark.parametrize(
-    ("start", "end"),
+    ("start", "end", "parts"),
     [
-        (date(2024, 1, 1), date(2024, 1, 2)),
-        (date(2020, 1, 1), date(2024, 12, 31)),
-        (date(2024, 2, 1), date(2024, 2, 4)),
+        (date(2024, 1, 1), date(2024, 1, 2), 2),
+        (date(2020, 1, 1), date(2024, 12, 31), 7),
+        (date(2024, 2, 1), date(2024, 2, 4), 3),
+        (date(2024, 2, 1), date(2024, 2, 3), 10),  # more parts than days: one day each
     ],
 )
-def test_split_days_covers_the_range_without_overlap(start: date, end: date) -> None:
-    (a0, a1), (b0, b1) = split_days(start, end)
-    assert a0 == start and b1 == end
-    assert (b0 - a1).days == 1 and a0 <= a1 < b0 <= b1
+def test_split_days_into_covers_the_range_without_gaps_or_overlap(start: date, end: date, parts: int) -> None:
+    got = split_days_into(start, end, parts)
+    assert got[0][0] == start and got[-1][1] == end
+    assert len(got) == min(parts, (end - start).days + 1)
+    for (_a0, a1), (b0, _b1) in itertools.pairwise(got):
+        assert (b0 - a1).days == 1
+    sizes = [(b - a).days + 1 for a, b in got]
+    assert max(sizes) - min(sizes) <= 1
 
 
-def test_a_single_day_cannot_be_split() -> None:
-    with pytest.raises(ValueError):
-        split_days(date(2024, 1, 1), date(2024, 1, 1))
+def test_one_part_is_the_whole_range() -> None:
+    assert split_days_into(date(2024, 1, 1), date(2024, 1, 9), 1) == [(date(2024, 1, 1), date(2024, 1, 9))]
 
 
 def test_retry_after_in_seconds_and_http_date() -> None:
