@@ -46,7 +46,7 @@ LABELLED = REPO / "include" / "lupus_alerts" / "data" / "labelled"
 SOURCE = LABELLED / "source"
 Records = list[dict[str, Any]]
 SPLITS_FILE = SOURCE / "splits.tsv"
-DEFAULT_XML = Path("/work/shared/fixtures/pubmed/fatcat_pubmedsample_2019.xml")
+DEFAULT_XML = REPO / "tests" / "fixtures" / "pubmed" / "fatcat_pubmedsample_2019.xml"
 SEED = 20261127
 DEV_FRACTION = 0.54
 
