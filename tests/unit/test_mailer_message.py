@@ -69,9 +69,11 @@ def test_wire_format_has_crlf_and_short_lines() -> None:
 
 
 def test_headers_for_bulk_mail_and_one_click_unsubscribe() -> None:
-    msg = mailer.build_message(
+    built = mailer.build_message(
         _digest(), settings=SETTINGS, unsubscribe_url="https://a.example/unsubscribe?token=7.abc", now=NOW
     )
+    assert mailer.recipients(built) == ["zoe@example.org"]
+    msg = _roundtrip(built)  # as a receiving client reads it (folded lines unfolded)
     assert (
         msg["List-Unsubscribe"] == "<https://a.example/unsubscribe?token=7.abc>, "
         "<mailto:unsubscribe@lupus-alerts.example.org?subject=unsubscribe>"
@@ -82,8 +84,8 @@ def test_headers_for_bulk_mail_and_one_click_unsubscribe() -> None:
     assert msg["From"] == "Lupus Alerts <digest@lupus-alerts.example.org>"
     assert msg["Reply-To"] == "editors@lupus-alerts.example.org"
     assert msg["Date"] == "Fri, 27 Nov 2026 09:00:00 +0000"
-    assert mailer.recipients(msg) == ["zoe@example.org"]
-    assert _roundtrip(msg)["To"].addresses[0].display_name == "Zoë O'Brien, MD"
+    assert msg["To"].addresses[0].display_name == "Zoë O'Brien, MD"
+    assert msg["To"].addresses[0].addr_spec == "zoe@example.org"
 
 
 def test_message_id_is_deterministic_per_subscriber_and_period() -> None:
@@ -119,7 +121,7 @@ def test_outbox_writes_eml_html_and_index_idempotently(tmp_path: Path) -> None:
     [eml] = list(tmp_path.glob("*.eml"))
     assert eml.stem == msg["Message-ID"].strip("<>")
     assert eml.read_bytes() == msg.as_bytes()
-    assert eml.with_suffix(".html").read_text(encoding="utf-8").startswith("<html>")
+    assert eml.with_suffix(".html").read_text(encoding="utf-8") == _digest().html
     index = (tmp_path / "index.html").read_text(encoding="utf-8")
     assert eml.name in index and "Lupus digest" in index
     assert out.was_sent(msg["Message-ID"]) and not out.was_sent("<other@x>")
@@ -128,6 +130,37 @@ def test_outbox_writes_eml_html_and_index_idempotently(tmp_path: Path) -> None:
 def test_outbox_file_names_cannot_escape_the_directory(tmp_path: Path) -> None:
     assert "/" not in mailer.outbox_name("<../../etc/passwd@x>")
     assert mailer.outbox_name("<a/b\\c@x>") == "a_b_c@x"
+
+
+def test_fast_serialisation_equals_what_the_standard_generator_writes() -> None:
+    msg = mailer.build_message(_digest(), settings=SETTINGS, unsubscribe_url="https://a/u?token=1.x", now=NOW)
+    from email.generator import BytesGenerator
+    from io import BytesIO
+
+    buf = BytesIO()
+    BytesGenerator(buf, policy=policy.compat32.clone(linesep="\r\n")).flatten(msg)
+    std = email.message_from_bytes(buf.getvalue(), policy=policy.default)
+    fast = _roundtrip(msg)
+    assert [(k, str(v).strip()) for k, v in std.items()] == [(k, str(v).strip()) for k, v in fast.items()]
+    assert [p.get_content() for p in std.iter_parts()] == [p.get_content() for p in fast.iter_parts()]
+    decoded = [p.get_content().replace("\r\n", "\n") for p in fast.iter_parts()]
+    assert decoded == [_digest().text, _digest().html]
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "<script>alert(1)</script>",
+        '"><img onerror=alert(1)>',
+        "Lupus 🦋 digest: naïve B cells",
+        "x" * 5000,
+        "é" * 3000,
+    ],
+)
+def test_any_subject_text_survives_the_wire(title: str) -> None:
+    built = mailer.build_message(_digest(subject=title), settings=SETTINGS, unsubscribe_url="u", now=NOW)
+    assert max(len(line) for line in built.as_bytes().split(b"\r\n")) <= 998
+    assert _roundtrip(built)["Subject"] == title
 
 
 def test_one_recipient_per_message(tmp_path: Path) -> None:
