@@ -71,7 +71,8 @@ SECTION_FACTORS = {
     "": 0.6,  # text before the first heading
 }
 # In an unstructured abstract the first and last sentences play objective and conclusion.
-UNSTRUCTURED_ENDS = 1.0
+UNSTRUCTURED_FIRST = 0.7
+UNSTRUCTURED_LAST = 1.0
 UNSTRUCTURED_MIDDLE = 0.6
 MAX_TOPICS = 3  # "most papers get one to three labels"
 SECTION_NAMES = {
@@ -277,7 +278,9 @@ def _sentence_factors(doc: Doc) -> list[float]:
     n = len(doc.sent_start)
     if any(doc.sent_labels):
         return [SECTION_FACTORS.get(lab, 1.0) for lab in doc.sent_labels]
-    return [UNSTRUCTURED_ENDS if s in (0, n - 1) else UNSTRUCTURED_MIDDLE for s in range(n)]
+    return [
+        UNSTRUCTURED_LAST if s == n - 1 else UNSTRUCTURED_FIRST if s == 0 else UNSTRUCTURED_MIDDLE for s in range(n)
+    ]
 
 
 def _quote_list(items: list[str]) -> str:
@@ -340,11 +343,17 @@ class Classifier:
         for kw in paper.keywords:
             self._score_keyword(acc, kw)
         self._score_mesh(acc, paper)
+        # One publication type per label counts ("Clinical Trial" and "Randomized Controlled
+        # Trial" on one record say the same thing): the most specific, i.e. the last listed best.
+        best_pt: dict[str, tuple[float, str]] = {}
         for pt in paper.publication_types:
             for lid, w in self._pubtypes.get(pt.lower(), ()):
-                c = w * PUBTYPE_FACTOR
-                acc[lid].raw += c
-                acc[lid].parts.append((3, c, f"publication type {pt}"))
+                if lid not in best_pt or w >= best_pt[lid][0]:
+                    best_pt[lid] = (w, pt)
+        for lid, (w, pt) in best_pt.items():
+            c = w * PUBTYPE_FACTOR
+            acc[lid].raw += c
+            acc[lid].parts.append((3, c, f"publication type {pt}"))
         if paper.journal and not relevance.is_lupus_journal(paper.journal):
             seen: set[str] = set()
             for hit in self._journals.find(Doc.from_text(paper.journal)):

@@ -221,6 +221,8 @@ _OTHER_DISEASES = [
     "lymphoma",
     "asthma",
     "atopic dermatitis",
+    "dermatitis",
+    "rosacea",
 ]
 
 TITLE_WEIGHT = 3.0
@@ -307,11 +309,55 @@ def _redefines_sle(hits: list[Hit[tuple[str, str]]]) -> bool:
     return any(h.payloads[0][0] == "trap" and h.payloads[0][1] in _SLE_REDEFINED for h in hits)
 
 
-def _scan(doc: Doc, hits: list[Hit[tuple[str, str]]], *, context: bool, redefined: bool) -> _Mentions:
-    """Sort the lupus mentions in `doc`; with `context`, discount exclusions and comparisons.
+_SLE_DEFINED = re.compile(r"\(SLEs?\)")
+_WORD = re.compile(r"[A-Za-z]+")
 
-    `redefined` says that "SLE" means something else in this record (the encephalitis, the
-    slit lamp), so only spelled-out mentions of lupus count.
+
+def sle_expansion(text: str) -> str | None:
+    """What an author defined "(SLE)" as, when it is not lupus ("sea-level equivalent (SLE)").
+
+    The words just before "(SLE)" whose initials spell S, L, E are the definition; if they do
+    not include "lupus", the abbreviation means something else in this record.
+    """
+    for m in _SLE_DEFINED.finditer(text):
+        words = _WORD.findall(text[max(0, m.start() - 80) : m.start()])
+        for n in (3, 4):  # "slit lamp examination", "St Louis encephalitis", "the ... of"
+            cand = words[-n:]
+            if (
+                len(cand) == n
+                and "".join(w[0] for w in cand if len(w) > 2 or w[0].isupper()).lower() == "sle"
+            ):
+                if not any(w.lower() in ("lupus", "erythematosus") for w in cand):
+                    return " ".join(cand)
+                return None
+    return None
+
+
+# Words that make a two-letter abbreviation mean lupus: "kidney failure from LN", "DLE lesions".
+_KIDNEY_WORDS = frozenset(
+    {"kidney", "renal", "dialysis", "haemodialysis", "hemodialysis", "nephritis", "glomerular", "proteinuria"}
+)
+_SKIN_WORDS = frozenset(
+    {"skin", "cutaneous", "rash", "lesions", "lesion", "scarring", "alopecia", "dermatology"}
+)
+_WEAK_CONTEXT = {"LN": _KIDNEY_WORDS, "CLE": _SKIN_WORDS, "DLE": _SKIN_WORDS}
+
+
+def _scan(
+    doc: Doc,
+    hits: list[Hit[tuple[str, str]]],
+    *,
+    context: bool,
+    redefined: bool,
+    organ_words: frozenset[str] = frozenset(),
+) -> _Mentions:
+    """Sort the lupus mentions in `doc`.
+
+    Comparisons ("IgG4-RD compared with SLE") are discounted everywhere; with `context`
+    (abstracts), exclusions and negations too. `redefined` says that "SLE" means something else
+    in this record (the encephalitis, the slit lamp), so only spelled-out mentions of lupus
+    count. `organ_words` are the record's words: "LN" beside kidney words, "CLE"/"DLE" beside
+    skin words, are read as lupus.
     """
     out = _Mentions()
     if not hits:
@@ -334,14 +380,16 @@ def _scan(doc: Doc, hits: list[Hit[tuple[str, str]]], *, context: bool, redefine
             if is_negated(doc, h):
                 out.negated += 1
                 continue
-            if other_by_sentence is None:
-                other_by_sentence = {}
-                for o in _OTHER.find(doc):
-                    other_by_sentence[o.sentence] = other_by_sentence.get(o.sentence, 0) + 1
-            if _is_comparison(doc, h, other_by_sentence.get(h.sentence, 0)):
-                out.compared += 1
-                continue
-        if kind == "weak":
+        if other_by_sentence is None:
+            other_by_sentence = {}
+            for o in _OTHER.find(doc):
+                other_by_sentence[o.sentence] = other_by_sentence.get(o.sentence, 0) + 1
+        if _is_comparison(doc, h, other_by_sentence.get(h.sentence, 0)):
+            out.compared += 1
+            continue
+        if kind == "weak" and _WEAK_CONTEXT.get(phrase, frozenset()) & organ_words:
+            out.core.append(doc.tokens[h.start])
+        elif kind == "weak":
             out.weak.append(doc.tokens[h.start])
         elif kind == "drug":
             out.drugs.append(phrase)
@@ -395,24 +443,16 @@ def assess(
         raw += JOURNAL_WEIGHT
         evidence.append(f"published in {journal}, a lupus journal")
 
-    best_mesh: tuple[bool, str] | None = None
-    for m in mesh:
-        name, ui, major = _mesh_name_major(m)
-        is_lupus_heading = name.lower() in LUPUS_MESH or bool(ui and ui in LUPUS_MESH_UIS)
-        if is_lupus_heading and (best_mesh is None or (major and not best_mesh[0])):
-            best_mesh = (major, name)
-    if best_mesh:
-        raw += MESH_MAJOR_WEIGHT if best_mesh[0] else MESH_MINOR_WEIGHT
-        evidence.append(f"MeSH {best_mesh[1]}" + (" (major topic)" if best_mesh[0] else ""))
-
     title_doc = Doc.from_text(title or "")
     abstract_doc = Doc.from_sections([("", abstract)])
     kw_docs = [(kw, Doc.from_text(kw)) for kw in keywords]
     title_hits = _PHRASES.find(title_doc)
     abstract_hits = _PHRASES.find(abstract_doc) if abstract else []
     kw_hits_all = [(kw, d, _PHRASES.find(d)) for kw, d in kw_docs]
-    redefined = _redefines_sle(title_hits) or _redefines_sle(abstract_hits)
-    t = _scan(title_doc, title_hits, context=False, redefined=redefined)
+    expansion = sle_expansion(f"{title} {abstract}")
+    redefined = _redefines_sle(title_hits) or _redefines_sle(abstract_hits) or expansion is not None
+    organ_words = frozenset(title_doc.lower) | frozenset(abstract_doc.lower)
+    t = _scan(title_doc, title_hits, context=False, redefined=redefined, organ_words=organ_words)
     traps = list(t.traps)
     if t.core:
         raw += TITLE_WEIGHT
@@ -422,6 +462,16 @@ def assess(
     if t.drugs and not t.core:
         raw += DRUG_TITLE_WEIGHT
         evidence.append(f"{_most_telling(t.drugs)} in the title")
+
+    best_mesh: tuple[bool, str] | None = None
+    for m in mesh:
+        name, ui, major = _mesh_name_major(m)
+        is_lupus_heading = name.lower() in LUPUS_MESH or bool(ui and ui in LUPUS_MESH_UIS)
+        if is_lupus_heading and (best_mesh is None or (major and not best_mesh[0])):
+            best_mesh = (major, name)
+    if best_mesh:
+        raw += MESH_MAJOR_WEIGHT if best_mesh[0] else MESH_MINOR_WEIGHT
+        evidence.append(f"MeSH {best_mesh[1]}" + (" (major topic)" if best_mesh[0] else ""))
 
     kw_hits: list[str] = []
     for kw, kw_doc, hits in kw_hits_all:
@@ -433,7 +483,7 @@ def assess(
         raw += KEYWORD_WEIGHT
         evidence.append(f"keyword '{kw_hits[0]}'")
 
-    a = _scan(abstract_doc, abstract_hits, context=True, redefined=redefined)
+    a = _scan(abstract_doc, abstract_hits, context=True, redefined=redefined, organ_words=organ_words)
     traps.extend(a.traps)
     n_core = len(a.core)
     if n_core:
@@ -458,9 +508,11 @@ def assess(
     if not is_lupus:
         # Say why the mentions that were found did not count.
         evidence.extend(dict.fromkeys(_TRAPS[trap] for trap in traps))
+        if expansion:
+            evidence.append(f"'SLE' here means {expansion}")
         if a.excluded:
             evidence.append("lupus is mentioned only as an exclusion criterion")
-        if a.compared:
+        if a.compared or t.compared:
             evidence.append("lupus is mentioned only as a comparison group or in a list of diseases")
         if a.differential or t.differential:
             evidence.append("lupus is mentioned only as a differential diagnosis or misdiagnosis")
