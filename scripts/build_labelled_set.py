@@ -432,6 +432,34 @@ def label_counts(records: list[dict[str, Any]]) -> Counter[str]:
     return c
 
 
+GUIDELINES = REPO / "docs" / "annotation-guidelines.md"
+COUNTS_START, COUNTS_END = "<!-- labelled:counts -->", "<!-- /labelled:counts -->"
+
+
+def counts_markdown(dev: Records, test: Records) -> str:
+    """The per-label, per-split table the guidelines document shows."""
+    cd, ct = label_counts(dev), label_counts(test)
+    rows = ["| label | dev | test |", "|---|---:|---:|"]
+    rows += [f"| `{lab}` | {cd[lab]} | {ct[lab]} |" for lab in LABELS]
+    rows += [f"| lupus papers | {cd['lupus']} | {ct['lupus']} |"]
+    rows += [f"| not lupus | {cd['not lupus']} | {ct['not lupus']} |"]
+    rows += [f"| **papers** | **{len(dev)}** | **{len(test)}** |"]
+    real = sum(r["provenance"].startswith("real: ") for r in dev + test)
+    rows += ["", f"{real} records are real, {len(dev) + len(test) - real} constructed."]
+    return "\n".join(rows)
+
+
+def update_guidelines(dev: Records, test: Records, path: Path = GUIDELINES) -> None:
+    """Rewrite the counts section of the guidelines between its markers (if present)."""
+    text = path.read_text(encoding="utf-8")
+    if COUNTS_START not in text or COUNTS_END not in text:
+        return
+    head, rest = text.split(COUNTS_START, 1)
+    _, tail = rest.split(COUNTS_END, 1)
+    body = f"{COUNTS_START}\n{counts_markdown(dev, test)}\n{COUNTS_END}"
+    path.write_text(head + body + tail, encoding="utf-8")
+
+
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     """One JSON object per line, keys in a stable order, non-ASCII kept readable."""
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
@@ -475,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         write_jsonl(LABELLED / "dev.jsonl", dev)
         if not getattr(args, "dev_only", False):
             write_jsonl(LABELLED / "test.jsonl", test)
+            update_guidelines(dev, test)
     return 0
 
 
