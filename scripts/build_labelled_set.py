@@ -233,7 +233,8 @@ def extract_real(xml_path: Path) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 # build
 
-_SECTION_RE = re.compile(r"(?:^|(?<=\s))([A-Z][A-Z &/]{2,40}):\s")
+# Upper- or title-case section labels ("RESULTS:", "Results:"); only known labels count.
+_SECTION_RE = re.compile(r"(?:^|(?<=\s))([A-Z][A-Za-z &/]{2,40}):\s")
 _CATEGORY = {
     "BACKGROUND": "BACKGROUND",
     "INTRODUCTION": "BACKGROUND",
@@ -247,6 +248,11 @@ _CATEGORY = {
     "DESIGN": "METHODS",
     "PATIENTS AND METHODS": "METHODS",
     "PATIENTS": "METHODS",
+    "PARTICIPANTS": "METHODS",
+    "SETTING": "METHODS",
+    "MEASUREMENTS": "METHODS",
+    "STUDY DESIGN": "METHODS",
+    "METHODS AND RESULTS": "METHODS",
     "CASE PRESENTATION": "METHODS",
     "CASE REPORT": "METHODS",
     "FINDINGS": "RESULTS",
@@ -260,14 +266,16 @@ _CATEGORY = {
 
 def sections_of(abstract: str) -> list[dict[str, str]]:
     """Split a "LABEL: text LABEL: text" abstract into sections; [] when it is unstructured."""
-    marks = [m for m in _SECTION_RE.finditer(abstract) if m.group(1).strip() in _CATEGORY]
+    marks = [m for m in _SECTION_RE.finditer(abstract) if m.group(1).strip().upper() in _CATEGORY]
     if not marks or marks[0].start() != 0:
         return []
     out = []
     for i, m in enumerate(marks):
         end = marks[i + 1].start() if i + 1 < len(marks) else len(abstract)
         label = m.group(1).strip()
-        out.append({"text": abstract[m.end() : end].strip(), "label": label, "category": _CATEGORY[label]})
+        out.append(
+            {"text": abstract[m.end() : end].strip(), "label": label, "category": _CATEGORY[label.upper()]}
+        )
     return out
 
 
