@@ -217,14 +217,30 @@ def test_every_record_has_a_frozen_split_matching_its_file(sets: dict[str, list[
             assert frozen.get(r["source_key"]) == split, r["source_key"]
 
 
-def test_committed_files_are_what_the_build_script_produces() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "build_labelled_set", REPO / "scripts" / "build_labelled_set.py"
-    )
+def _builder() -> Any:
+    script = REPO / "scripts" / "build_labelled_set.py"
+    spec = importlib.util.spec_from_file_location("build_labelled_set", script)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    dev, test, problems = module.build()
+    return module
+
+
+def test_structured_abstracts_get_sections_and_unstructured_ones_none() -> None:
+    sections_of = _builder().sections_of
+    got = sections_of("Background: Why. METHODS AND RESULTS: We did it. CONCLUSIONS: So.")
+    assert [(s["label"], s["category"], s["text"]) for s in got] == [
+        ("Background", "BACKGROUND", "Why."),
+        ("METHODS AND RESULTS", "METHODS", "We did it."),
+        ("CONCLUSIONS", "CONCLUSIONS", "So."),
+    ]
+    # A colon after an abbreviation mid-text is not a section; nor is prose without labels.
+    assert sections_of("Patients with SLE: a cohort. Results were good.") == []
+    assert sections_of("Lupus is common. RESULTS: late label only.") == []
+
+
+def test_committed_files_are_what_the_build_script_produces() -> None:
+    dev, test, problems = _builder().build()
     assert problems == []
     assert dev == _load("dev")
     assert test == _load("test")
