@@ -106,6 +106,7 @@ def test_etag_round_trip_second_poll_is_304_and_changes_nothing(server: _Scoped,
 
     first = poll_feed(settings, engine, feed, now=NOW)
     assert (first.status, first.http_status, first.items, first.dois, first.new) == ("ok", 200, 2, 2, 2)
+    assert first.warnings == []  # the response's Content-Type reached feedparser
     assert _paper_dois(engine) == {"10.1136/lupus-2099-001001", "10.1136/lupus-2099-001002"}
     assert _state(engine, "lsm")["etag"] == feed_etag(body)
 

@@ -445,3 +445,11 @@ def test_parse_date_text(text: str, expected: date | None) -> None:
 
 def test_html_to_text_drops_control_characters_and_collapses_space() -> None:
     assert html_to_text("a\x00b\x07  c&nbsp;&nbsp;d<br/>e") == "ab c d\ne"
+
+
+def test_response_headers_are_used_whatever_their_case() -> None:
+    data = _rss("<title>Lupus</title><link>https://x.org/1</link>")
+    for headers in ({"Content-Type": "application/rss+xml; charset=utf-8"}, {"content-type": "text/xml"}):
+        assert parse_feed_bytes(data, headers=headers).warnings == []
+    wrong = parse_feed_bytes(data, headers={"Content-Type": "text/html"})
+    assert wrong.bozo and "NonXMLContentType" in wrong.warnings[0]
