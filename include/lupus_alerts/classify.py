@@ -177,7 +177,10 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
     """
     path = Path(path) if path else TAXONOMY_PATH
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # The C loader, when PyYAML was built with libyaml, reads the file ten times faster.
+        data = yaml.load(
+            path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        )
     except (OSError, yaml.YAMLError) as e:
         raise TaxonomyError(f"{path}: cannot read taxonomy: {e}") from e
     if not isinstance(data, dict) or not isinstance(data.get("labels"), dict):
@@ -279,7 +282,8 @@ def _sentence_factors(doc: Doc) -> list[float]:
     if any(doc.sent_labels):
         return [SECTION_FACTORS.get(lab, 1.0) for lab in doc.sent_labels]
     return [
-        UNSTRUCTURED_LAST if s == n - 1 else UNSTRUCTURED_FIRST if s == 0 else UNSTRUCTURED_MIDDLE for s in range(n)
+        UNSTRUCTURED_LAST if s == n - 1 else UNSTRUCTURED_FIRST if s == 0 else UNSTRUCTURED_MIDDLE
+        for s in range(n)
     ]
 
 
@@ -478,7 +482,8 @@ class Classifier:
         )
         if not rel.is_lupus:
             return Classification(False, rel.score, rel.evidence, [])
-        topics = [TopicLabel(s.label, s.score, s.evidence[:4]) for s in self.decide(self.scores(paper))]
+        chosen = sorted(self.decide(self.scores(paper)), key=lambda s: -s.score)
+        topics = [TopicLabel(s.label, s.score, s.evidence[:4]) for s in chosen]
         return Classification(True, rel.score, rel.evidence, topics)
 
     def decide(
