@@ -303,3 +303,33 @@ def test_a_huge_max_papers_still_fits_gmails_limit(engine, settings):
     d = build(engine, settings, sub, 150)
     assert len(d.html.encode("utf-8")) <= D.HTML_BUDGET_BYTES
     assert d.paper_count + d.overflow == 150 and d.overflow > 0
+
+
+@pytest.mark.slow
+def test_cli_preview_renders_without_advancing_anything(sqlite_url, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    store.upgrade(sqlite_url)
+    engine = store.make_engine(sqlite_url)
+    try:
+        seed_paper(engine, 1, {"nephrology": 0.9}, title="Preview me")
+        sub = subs.add(engine, email="p@example.org", from_beginning=True)
+        cfg = tmp_path / "lupus-alerts.yaml"
+        cfg.write_text(f"store_url: {sqlite_url}\n", encoding="utf-8")
+        out = tmp_path / "preview.html"
+        exe = Path(sys.executable).with_name("lupus-alerts")
+        args = [str(exe), "--config", str(cfg), "digest", "preview", "--subscriber", "P@example.org"]
+        env = {"PATH": "/usr/bin:/bin", "LUPUS_ALERTS_SECRET": SECRET}
+        r = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "Preview me" in out.read_text(encoding="utf-8")
+        assert "1 new paper" in r.stderr
+        r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 0 and "Preview me" in r.stdout
+        assert subs.get(engine, sub.id) == sub  # cursors untouched
+        with engine.connect() as c:
+            assert c.execute(sa.select(sa.func.count()).select_from(store.deliveries)).scalar() == 0
+    finally:
+        engine.dispose()
