@@ -16,12 +16,13 @@ Decisions and the publisher formats are documented in docs/feeds.md.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -155,7 +156,7 @@ def parse_feed_bytes(
     """
     if len(data) > max_bytes:
         raise FeedTooLargeError(f"feed body is {len(data)} bytes, over the {max_bytes}-byte cap")
-    refuse_unsafe_xml(data)
+    refuse_unsafe_xml(data, headers)
     seen_at = seen_at or datetime.now(UTC).replace(tzinfo=None)
     if filter_relevance is None:
         filter_relevance = feed is not None and not feed.all_lupus
@@ -218,34 +219,65 @@ def parse_feed_bytes(
 
 _ENTITY_DECL = re.compile(rb"<!\s*ENTITY", re.IGNORECASE)
 _DOCTYPE = re.compile(rb"<!\s*DOCTYPE", re.IGNORECASE)
+_XML_DECL_ENCODING = re.compile(rb"""^\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
+_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]{1,40})", re.IGNORECASE)
+# Byte patterns of "<?" / "<" that give away an encoding that is not ASCII-compatible.
+_SIGNATURES = (
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\xfe\xff", "utf-16-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\x00<", "utf-16-be"),
+    (b"<\x00", "utf-16-le"),
+    (b"\x4c\x6f\xa7\x94", "cp037"),  # "<?xm" in EBCDIC
+)
 
 
-def refuse_unsafe_xml(data: bytes) -> None:
-    """Raise `UnsafeFeedError` if the document declares entities (in any common encoding).
+_ASCII = bytes(range(128))
+_ASCII_TEXT = _ASCII.decode("ascii")
+
+
+def refuse_unsafe_xml(data: bytes, headers: Mapping[str, str] | None = None) -> None:
+    """Raise `UnsafeFeedError` if the document declares entities, in whatever encoding.
 
     No feed needs its own entities, and declarations are how billion-laughs bombs and external
     entity reads work, so any DOCTYPE that declares one is refused (defusedxml's default). The
-    scan is a regex over bytes: linear time, no parser, no allocation beyond the input.
+    scan is a regex over the bytes (linear time, no parser); a document in an encoding that is
+    not ASCII-compatible (UTF-16/32 by signature; UTF-7, EBCDIC, ... by declaration or HTTP
+    charset) is also scanned as a decoded copy, since feedparser converts it before parsing.
     """
-    candidates = [data]
-    # UTF-16/32 documents hide ASCII markup between NUL bytes; scan a decoded view of those.
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or data[:4] in (b"\x00<\x00?", b"<\x00?\x00"):
-        for enc in ("utf-16", "utf-16-le", "utf-16-be"):
-            try:
-                candidates.append(data.decode(enc).encode("utf-8", "replace"))
-                break
-            except UnicodeDecodeError:
-                continue
-    elif b"\x00\x00" in data[:8]:
-        for enc in ("utf-32", "utf-32-le", "utf-32-be"):
-            try:
-                candidates.append(data.decode(enc).encode("utf-8", "replace"))
-                break
-            except UnicodeDecodeError:
-                continue
-    for blob in candidates:
-        if _DOCTYPE.search(blob) and _ENTITY_DECL.search(blob):
+    for view in _ascii_views(data, headers):
+        if _DOCTYPE.search(view) and _ENTITY_DECL.search(view):
             raise UnsafeFeedError("feed declares XML entities in its DOCTYPE (possible entity bomb): refused")
+
+
+def _ascii_views(data: bytes, headers: Mapping[str, str] | None) -> Iterator[bytes]:
+    yield data
+    encodings: list[str] = [enc for sig, enc in _SIGNATURES if data.startswith(sig)][:1]
+    if m := _XML_DECL_ENCODING.match(data):
+        encodings.append(m.group(1).decode("ascii"))
+    for key, value in (headers or {}).items():
+        if key.lower() == "content-type" and (m := _CHARSET.search(value)):
+            encodings.append(m.group(1))
+    seen: set[str] = set()
+    for name in encodings:
+        try:
+            codec = codecs.lookup(name)
+        except LookupError:
+            continue  # feedparser will not decode with an unknown codec either
+        if codec.name in seen:
+            continue
+        seen.add(codec.name)
+        # ASCII-compatible means every ASCII byte decodes to itself (UTF-8, Latin-n, cp125x):
+        # then the raw scan already saw the markup. UTF-7 and EBCDIC fail this.
+        try:
+            ascii_compatible = _ASCII.decode(codec.name, errors="replace") == _ASCII_TEXT
+        except (UnicodeError, LookupError, TypeError):
+            ascii_compatible = False
+        if not ascii_compatible:
+            yield data.decode(codec.name, errors="replace").encode("utf-8", errors="replace")
 
 
 def _entry_to_paper(

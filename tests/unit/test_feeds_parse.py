@@ -15,6 +15,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lupus_alerts import feeds
 from lupus_alerts.config import FeedConfig
@@ -300,6 +302,26 @@ def test_entity_bomb_refused_quickly_with_bounded_memory(encoding: str) -> None:
     assert peak < 5 * len(data) + 1_000_000
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-be", "utf-32-le", "utf-7", "cp037"])
+def test_entity_bomb_refused_in_encodings_that_are_not_ascii_compatible(encoding: str) -> None:
+    data = _bomb(encoding=encoding)
+    if encoding == "utf-7":
+        # Python's encoder writes "<" directly; an attacker would use the "+ADw-" form.
+        data = data.replace(b"<!", b"+ADw-!")
+    assert b"<!ENTITY" not in data  # a plain byte scan alone would miss it
+    with pytest.raises(UnsafeFeedError):
+        parse_feed_bytes(data)
+
+
+def test_entity_bomb_refused_when_only_http_charset_names_the_encoding() -> None:
+    doc = _bomb().decode("utf-8").split("\n", 1)[1]  # no XML declaration
+    with pytest.raises(UnsafeFeedError):
+        parse_feed_bytes(
+            doc.encode("utf-7").replace(b"<!", b"+ADw-!"),
+            headers={"Content-Type": "application/xml; charset=UTF-7"},
+        )
+
+
 def test_real_xmlbomb_fixture_refused_under_one_second() -> None:
     data = (FIXTURES / "feeds-malformed" / "xmlbomb.xml").read_bytes()
     t0 = time.perf_counter()
@@ -453,3 +475,17 @@ def test_response_headers_are_used_whatever_their_case() -> None:
         assert parse_feed_bytes(data, headers=headers).warnings == []
     wrong = parse_feed_bytes(data, headers={"Content-Type": "text/html"})
     assert wrong.bozo and "NonXMLContentType" in wrong.warnings[0]
+
+
+_WILEY = (FIXTURES / "feeds" / "wiley_chembiochem_easy-wiley_reserialized.rss.xml").read_bytes()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cut=st.integers(min_value=0, max_value=len(_WILEY)), noise=st.binary(max_size=64))
+def test_any_truncation_or_garbage_yields_a_result_never_an_exception(cut: int, noise: bytes) -> None:
+    # Malformed input is reported (bozo + warning), never raised; only refusals raise.
+    result = parse_feed_bytes(_WILEY[:cut] + noise)
+    assert result.items >= len(result.papers)
+    assert all(p.title or p.doi for p in result.papers)
+    if result.bozo:
+        assert result.warnings
