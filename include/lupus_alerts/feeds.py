@@ -404,7 +404,8 @@ def extract_doi(entry: Mapping[str, Any], *, extra: Mapping[str, list[str]] | No
             return doi
     texts = [entry.get("summary", "") or ""] + [c.get("value", "") for c in entry.get("content", []) or []]
     for text in texts:
-        if text and (doi := find_doi(_text(text))):
+        # The raw HTML, not its text: a DOI may be only in an href (find_doi reads HTML).
+        if text and (doi := find_doi(text)):
             return doi
     return None
 
@@ -944,8 +945,12 @@ def _fetch_and_parse(
         outcome.http_status = fetched.status
         outcome.final_url = fetched.final_url
         outcome.bytes = len(fetched.body)
-        outcome.etag = fetched.headers.get("ETag") or etag
-        outcome.last_modified = fetched.headers.get("Last-Modified") or last_modified
+        if fetched.not_modified:  # a 304 may refresh the validators; otherwise they stand
+            outcome.etag = fetched.headers.get("ETag") or etag
+            outcome.last_modified = fetched.headers.get("Last-Modified") or last_modified
+        else:  # validators belong to the representation just received, absent ones included
+            outcome.etag = fetched.headers.get("ETag")
+            outcome.last_modified = fetched.headers.get("Last-Modified")
         for status, location in fetched.redirects:
             if status in (301, 308):
                 outcome.warnings.append(

@@ -213,11 +213,24 @@ def _rss(*items: str) -> bytes:
             "10.1000/in.text",
         ),
         (
+            "<title>a</title><link>https://x.org/p/1</link>"
+            '<description>&lt;a href="https://doi.org/10.1000/href"&gt;full text&lt;/a&gt;</description>',
+            "10.1000/href",
+        ),
+        (
             "<title>a</title><dc:identifier>hwp:master-id:x;1</dc:identifier><link>https://x.org/p/1</link>",
             None,
         ),
     ],
-    ids=["prism-first", "dc-identifier", "guid-before-link", "doi-org-link", "text-search", "none"],
+    ids=[
+        "prism-first",
+        "dc-identifier",
+        "guid-before-link",
+        "doi-org-link",
+        "text-search",
+        "href-in-html",
+        "none",
+    ],
 )
 def test_doi_found_in_documented_order(item: str, doi: str | None) -> None:
     (paper,) = parse_feed_bytes(_rss(item)).papers
