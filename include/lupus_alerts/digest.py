@@ -38,15 +38,17 @@ if TYPE_CHECKING:
 
 # Caps that keep a 50-paper digest under Gmail's 102 KB clipping limit whatever the records
 # hold (tests/unit/test_digest_render.py renders a worst case).
-SNIPPET_MAX_CHARS = 260
+SNIPPET_MAX_CHARS = 300
 SNIPPET_MAX_SENTENCES = 3
 TITLE_MAX_CHARS = 200
 JOURNAL_MAX_CHARS = 70
 AUTHOR_MAX_CHARS = 30
-MAX_BADGES = 4
-EVIDENCE_PER_BADGE = 2
-EVIDENCE_MAX_CHARS = 60
-EVIDENCE_LINE_MAX_CHARS = 120
+MAX_BADGES = 3
+# The listed topic shows two pieces of evidence, the other badges one each.
+EVIDENCE_PRIMARY = 2
+EVIDENCE_OTHER = 1
+EVIDENCE_MAX_CHARS = 80
+EVIDENCE_LINE_MAX_CHARS = 160
 # Gmail clips a message body over 102 KB; a digest that would exceed this (a very large
 # max_papers) is re-rendered compact, then with fewer papers shown (the rest summarised).
 HTML_BUDGET_BYTES = 100 * 1024
@@ -534,7 +536,7 @@ def _evidence(classification: dict[str, Any] | None) -> dict[str, tuple[str, ...
     for t in (classification or {}).get("topics") or ():
         if isinstance(t, dict) and t.get("label"):
             ev = [truncate_words(str(e), EVIDENCE_MAX_CHARS) for e in (t.get("evidence") or ()) if e]
-            out[str(t["label"])] = tuple(ev[:EVIDENCE_PER_BADGE])
+            out[str(t["label"])] = tuple(ev[:EVIDENCE_PRIMARY])
     return out
 
 
@@ -545,7 +547,12 @@ def paper_view(c: Candidate, best: str) -> PaperView:
     evidence = _evidence(c.classification)
     others = sorted((t for t in c.topics if t != best), key=lambda t: (-c.topics[t], order.get(t, 99), t))
     badges = [
-        BadgeView(label=t, name=topic_short_name(t), evidence=evidence.get(t, ()), primary=(t == best))
+        BadgeView(
+            label=t,
+            name=topic_short_name(t),
+            evidence=evidence.get(t, ())[: EVIDENCE_PRIMARY if t == best else EVIDENCE_OTHER],
+            primary=(t == best),
+        )
         for t in (([best] if best != GENERAL_LABEL else []) + others)[:MAX_BADGES]
     ]
     journal = r.get("journal_iso") or r.get("journal") or ""
