@@ -276,6 +276,11 @@ def abstract_sections(paper: Paper) -> list[tuple[str, str]]:
     return out
 
 
+def _docs(paper: Paper) -> tuple[Doc, Doc]:
+    """The title and the abstract (by section), tokenised once for relevance and labels."""
+    return Doc.from_text(paper.title or ""), Doc.from_sections(abstract_sections(paper))
+
+
 def _sentence_factors(doc: Doc) -> list[float]:
     """How much each abstract sentence counts, by its section or (unstructured) its place."""
     n = len(doc.sent_start)
@@ -337,13 +342,13 @@ class Classifier:
 
     def scores(self, paper: Paper) -> dict[str, LabelScore]:
         """Every label's score and evidence for `paper`, before thresholds (used for tuning)."""
+        return self._scores(paper, *_docs(paper))
+
+    def _scores(self, paper: Paper, title_doc: Doc, abstract_doc: Doc) -> dict[str, LabelScore]:
         acc = {lid: _Acc() for lid in self.taxonomy.ids}
-        self._score_text(
-            acc, Doc.from_text(paper.title or ""), "the title", TITLE_FACTOR, context=False, rank=0
-        )
-        sections = abstract_sections(paper)
-        if sections:
-            self._score_text(acc, Doc.from_sections(sections), "the abstract", 1.0, context=True, rank=4)
+        self._score_text(acc, title_doc, "the title", TITLE_FACTOR, context=False, rank=0)
+        if abstract_doc.tokens:
+            self._score_text(acc, abstract_doc, "the abstract", 1.0, context=True, rank=4)
         for kw in paper.keywords:
             self._score_keyword(acc, kw)
         self._score_mesh(acc, paper)
@@ -473,16 +478,19 @@ class Classifier:
 
     def classify(self, paper: Paper) -> Classification:
         """Decide whether `paper` is about lupus and, if so, which subspecialties, with evidence."""
-        rel = relevance.assess(
+        title_doc, abstract_doc = _docs(paper)
+        rel = relevance.assess_docs(
             paper.title or "",
             paper.abstract or "",
+            title_doc,
+            abstract_doc,
             journal=paper.journal,
             mesh=paper.mesh,
             keywords=paper.keywords,
         )
         if not rel.is_lupus:
             return Classification(False, rel.score, rel.evidence, [])
-        chosen = sorted(self.decide(self.scores(paper)), key=lambda s: -s.score)
+        chosen = sorted(self.decide(self._scores(paper, title_doc, abstract_doc)), key=lambda s: -s.score)
         topics = [TopicLabel(s.label, s.score, s.evidence[:4]) for s in chosen]
         return Classification(True, rel.score, rel.evidence, topics)
 

@@ -62,6 +62,7 @@ NEG_TERMINATORS = frozenset(
 NEG_AFTER = frozenset({"excluded", "absent", "ineligible", "ruled"})
 EXCLUSION_SENTENCE = frozenset({"excluded", "exclusion", "exclude", "excluding", "ineligible"})
 NEG_WINDOW = 5
+CACHE_SIZE = 200_000  # distinct tokens remembered per phrase set (their candidate phrases)
 NEG_AFTER_WINDOW = 4
 
 
@@ -162,6 +163,7 @@ class PhraseSet(Generic[P]):
         self._exact: dict[str, list[_Entry[P]]] = {}
         self._exact_cs: dict[str, list[_Entry[P]]] = {}
         self._prefix: dict[int, dict[str, list[_Entry[P]]]] = {}
+        self._cache: dict[str, tuple[_Entry[P], ...]] = {}
         for phrase, payload in entries:
             self.add(phrase, payload)
 
@@ -173,6 +175,7 @@ class PhraseSet(Generic[P]):
         if entry is not None:
             entry.payloads.append(payload)
             return
+        self._cache.clear()
         entry = _Entry(phrase, words, prefix, cs, [payload])
         self._entries[key] = entry
         if prefix[0]:
@@ -185,47 +188,58 @@ class PhraseSet(Generic[P]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def _candidates(self, token: str, low: str) -> tuple[_Entry[P], ...]:
+        """Entries whose first word matches `token` (exactly, case-sensitively or by prefix)."""
+        cands: list[_Entry[P]] = []
+        cands += self._exact.get(low, ())
+        cands += self._exact_cs.get(token, ())
+        for length, table in self._prefix.items():
+            if len(low) >= length:
+                cands += table.get(low[:length], ())
+        # longest phrases first, so the first full match at a position is the one kept
+        cands.sort(key=lambda e: -len(e.words))
+        return tuple(cands)
+
     def find(self, doc: Doc) -> list[Hit[P]]:
         """Leftmost-longest, non-overlapping matches of the phrases in `doc`."""
         hits: list[Hit[P]] = []
         tokens, lower, sent = doc.tokens, doc.lower, doc.sent
         n = len(tokens)
-        exact, exact_cs, prefix = self._exact, self._exact_cs, self._prefix
+        cache = self._cache
         i = 0
         while i < n:
-            low = lower[i]
-            cands = exact.get(low)
-            cs = exact_cs.get(tokens[i])
-            if cs:
-                cands = cs if cands is None else cands + cs
-            for length, table in prefix.items():
-                if len(low) >= length:
-                    more = table.get(low[:length])
-                    if more:
-                        cands = more if cands is None else cands + more
+            tok = tokens[i]
+            cands = cache.get(tok)
+            if cands is None:
+                if len(cache) >= CACHE_SIZE:
+                    cache.clear()  # a crude bound: the working vocabulary refills it quickly
+                cands = cache[tok] = self._candidates(tok, lower[i])
+            if not cands:
+                i += 1
+                continue
             best: list[_Entry[P]] = []
             best_end = i
-            if cands:
-                for e in cands:
-                    end = i + len(e.words)
-                    if end < best_end or end > n or sent[end - 1] != sent[i]:
-                        continue
+            for e in cands:
+                nw = len(e.words)
+                end = i + nw
+                if end < best_end:
+                    break  # sorted longest first: nothing longer is left
+                if end > n or sent[end - 1] != sent[i]:
+                    continue
+                if nw > 1:
                     src = tokens if e.case_sensitive else lower
                     ok = True
-                    for k in range(len(e.words)):
+                    for k in range(1, nw):
                         w = src[i + k]
-                        if e.prefix[k]:
-                            if not w.startswith(e.words[k]):
-                                ok = False
-                                break
-                        elif w != e.words[k]:
+                        if (not w.startswith(e.words[k])) if e.prefix[k] else (w != e.words[k]):
                             ok = False
                             break
-                    if ok:
-                        if end > best_end:
-                            best, best_end = [e], end
-                        else:  # same span, another phrase ("pathogen*" and "pathogenes*")
-                            best.append(e)
+                    if not ok:
+                        continue
+                if end > best_end:
+                    best, best_end = [e], end
+                else:  # same span, another phrase ("pathogen*" and "pathogenes*")
+                    best.append(e)
             if best:
                 payloads = (
                     tuple(best[0].payloads) if len(best) == 1 else tuple(p for e in best for p in e.payloads)

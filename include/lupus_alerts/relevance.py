@@ -436,6 +436,28 @@ def assess(
     `mesh` holds `MeshHeading`s, paper-schema dicts or bare descriptor names. A record in a
     lupus journal is a lupus paper by definition.
     """
+    return assess_docs(
+        title,
+        abstract,
+        Doc.from_text(title or ""),
+        Doc.from_sections([("", abstract)]),
+        journal=journal,
+        mesh=mesh,
+        keywords=keywords,
+    )
+
+
+def assess_docs(
+    title: str,
+    abstract: str,
+    title_doc: Doc,
+    abstract_doc: Doc,
+    *,
+    journal: str | None = None,
+    mesh: Sequence[Any] = (),
+    keywords: Sequence[str] = (),
+) -> Relevance:
+    """`assess` on already tokenised title and abstract (the classifier tokenises them once)."""
     evidence: list[str] = []
     raw = 0.0
 
@@ -443,8 +465,6 @@ def assess(
         raw += JOURNAL_WEIGHT
         evidence.append(f"published in {journal}, a lupus journal")
 
-    title_doc = Doc.from_text(title or "")
-    abstract_doc = Doc.from_sections([("", abstract)])
     kw_docs = [(kw, Doc.from_text(kw)) for kw in keywords]
     title_hits = _PHRASES.find(title_doc)
     abstract_hits = _PHRASES.find(abstract_doc) if abstract else []
