@@ -394,7 +394,13 @@ class Classifier:
             if not context and is_negated(doc, hit):
                 continue
             sf = factors[hit.sentence] if factors else 1.0
+            # one contribution per label per mention: "diagnostic" matches both "diagnostic"
+            # and "diagnos*"; the heavier cue speaks for it
+            per_label: dict[str, tuple[float, str]] = {}
             for lid, w, phrase in hit.payloads:
+                if lid not in per_label or w > per_label[lid][0]:
+                    per_label[lid] = (w, phrase)
+            for lid, (w, phrase) in per_label.items():
                 shown = matched_text(doc, hit) if "*" in phrase else phrase
                 per = found.setdefault(lid, {})
                 cur = per.get(shown)
