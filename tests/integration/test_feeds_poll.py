@@ -7,6 +7,7 @@ bodies, redirects, the size cap, the User-Agent, and one feed failing while the 
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -319,3 +320,26 @@ def test_body_cut_off_mid_transfer_is_an_error_and_keeps_old_validators(
     state = _state(sqlite_engine, "f")
     assert state["etag"] is None and state["consecutive_failures"] == 1
     assert poll_feed(_settings(feed), sqlite_engine, feed, now=NOW).items == 10
+
+
+def test_poll_feeds_never_exceeds_the_concurrency_bound(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    body = make_feed(1)
+    in_flight = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def slow(req):  # type: ignore[no-untyped-def]
+        with lock:
+            in_flight["now"] += 1
+            in_flight["max"] = max(in_flight["max"], in_flight["now"])
+        time.sleep(0.15)
+        with lock:
+            in_flight["now"] -= 1
+        return Response(200, body, {"Content-Type": "application/rss+xml"})
+
+    feeds = []
+    for i in range(6):
+        server.route(f"/f{i}.xml", slow)
+        feeds.append(_feed(f"f{i}", f"{server.url}/f{i}.xml"))
+    outcomes = poll_feeds(_settings(*feeds), sqlite_engine, concurrency=2, now=NOW)
+    assert [o.status for o in outcomes] == ["ok"] * 6
+    assert in_flight["max"] == 2
