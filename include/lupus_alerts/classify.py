@@ -113,9 +113,10 @@ _INLINE_HEADING = re.compile(
 # "a 16-year-old girl", "13-year-old", "a 9 year old boy": a child in a case report.
 _AGE = re.compile(r"\b(\d{1,2})[- ](?:year|yr)s?[- ](?:old\b|boy\b|girl\b)", re.I)
 # WHO INN stems of drug classes used in lupus: monoclonal antibodies (-mab), fusion proteins
-# (-cept), kinase inhibitors (-tinib), mTOR/calcineurin inhibitors (-limus). A word with one of
-# these endings names a drug, so a paper about a new biologic is recognised without a list.
-DRUG_STEMS = ("mab", "cept", "tinib", "limus")
+# (-cept), kinase inhibitors (-tinib), mTOR/calcineurin inhibitors (-limus), thalidomide
+# analogues and cereblon modulators (-domide). A word with one of these endings names a drug,
+# so a paper about a new agent is recognised without a list.
+DRUG_STEMS = ("mab", "cept", "tinib", "limus", "domide")
 DRUG_STEM_MIN_LEN = 7
 DRUG_STEM_WEIGHT = 0.8
 DRUG_STEM_LABEL = "therapeutics"
