@@ -49,6 +49,7 @@ ACCEPT = (
     "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.1"
 )
 _CHUNK = 64 * 1024
+MAX_SOURCE_KEY = 1024  # store.paper_sources.source_key
 
 DC_NS = "http://purl.org/dc/elements/1.1/"
 # PRISM has been published under several namespace URIs; publishers use all of them.
@@ -349,6 +350,9 @@ def _entry_to_paper(
     ]
 
     source_key = guid or link or _fallback_key(title, online_text)
+    if len(source_key) > MAX_SOURCE_KEY:
+        # paper_sources.source_key is bounded; a hash of an over-long guid is just as stable.
+        source_key = "sha1:" + hashlib.sha1(source_key.encode()).hexdigest()
     return Paper(
         source=source,
         source_key=source_key,

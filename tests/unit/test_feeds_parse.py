@@ -262,6 +262,12 @@ def test_item_without_guid_or_link_gets_a_stable_key() -> None:
     assert a.papers[0].source_key.startswith("sha1:")
 
 
+def test_over_long_guid_becomes_a_bounded_stable_key() -> None:
+    item = f"<title>x</title><guid>https://x.org/a?{'q' * 2000}</guid>"
+    first, again = parse_feed_bytes(_rss(item)).papers[0], parse_feed_bytes(_rss(item)).papers[0]
+    assert first.source_key == again.source_key and len(first.source_key) <= 1024
+
+
 def test_feed_config_names_source_and_journal() -> None:
     r = _parse_fixture("constructed_sage_lupus.rss.xml", feed=_feed(id="lupus", name="Lupus", all_lupus=True))
     assert {p.source for p in r.papers} == {"feed:lupus"}
