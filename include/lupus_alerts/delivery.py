@@ -28,8 +28,11 @@ the row becomes `unconfirmed` — at most once, never twice, and visible to the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -289,21 +292,29 @@ def send_due(
     subscriber_ids: Iterable[int] | None = None,
     now: datetime | None = None,
     transport: mailer.Transport | None = None,
+    transport_factory: Callable[[], mailer.Transport] | None = None,
+    connections: int = 1,
     build: Callable[..., Any] | None = None,
 ) -> DeliveryStats:
     """Send every pending digest of these subscribers (all subscribers when None).
 
     Pending means queued or failed_transient, of any period (so a 4xx from an earlier run is
     retried), plus rows left in `sending` by a crash, which are resolved without a blind resend.
-    `transport` defaults to the configured one (mail.mode) and is closed here if made here;
+    `transport` is used as given (one connection); otherwise `connections` transports are made
+    with `transport_factory` (default: the configured one, mail.mode) and closed here, each in
+    its own thread over its share of the rows, so rendering overlaps the SMTP round trips.
     `build` defaults to `digest.build_digest`. One recipient's failure never stops the others.
-    Raises DeliveryError before touching the ledger if links cannot be signed.
+    Raises DeliveryError before touching the ledger if links cannot be signed, and
+    mailer.TransportError (after the other connections finish their rows) if the server is
+    unreachable.
     """
     now = _naive(now) if now else store.utcnow()
     try:
         secret = tokens.get_secret()
     except tokens.MissingSecret as e:
         raise DeliveryError(str(e)) from e
+    if connections < 1 or (transport is not None and connections != 1):
+        raise ValueError("connections must be >= 1, and 1 when a transport instance is given")
     if build is None:
         from lupus_alerts.digest import build_digest as build
     from lupus_alerts import subscribers as subs_mod
@@ -317,15 +328,18 @@ def send_due(
         rows = _pending_rows(conn, ids)
         if day is not None and ids:
             stats.already_sent = _already_done(conn, ids, day, exclude={r.subscriber_id for r in rows})
-    own_transport = transport is None
-    if transport is None:
-        transport = mailer.transport_from_settings(settings)
-    try:
-        for row in rows:
+    stop = threading.Event()
+
+    def work(part: list[Any], tr: mailer.Transport) -> DeliveryStats:
+        st = DeliveryStats()
+        for row in part:
+            if stop.is_set():
+                break
             try:
-                _deliver_one(engine, settings, transport, row, build, subs_mod, secret, now, stats, windows)
+                _deliver_one(engine, settings, tr, row, build, subs_mod, secret, now, st, windows)
             except mailer.TransportError:
-                raise  # the mail server is unreachable: stop, Airflow retries the task
+                stop.set()  # the mail server is unreachable: stop, Airflow retries the task
+                raise
             except Exception as e:
                 # Raised before the row was claimed (rendering, the store): nothing went out, so
                 # the row stays retryable, and one digest's bug does not stop everyone else's.
@@ -338,8 +352,8 @@ def send_due(
                     error=f"{type(e).__name__}: {e}",
                     expect=CLAIMABLE_STATES,
                 )
-                stats.failed_transient += 1
-                stats.errors.append(
+                st.failed_transient += 1
+                st.errors.append(
                     {
                         "subscriber_id": row.subscriber_id,
                         "email": None,
@@ -348,11 +362,34 @@ def send_due(
                         "state": FAILED_TRANSIENT,
                     }
                 )
-    finally:
-        if own_transport:
-            close = getattr(transport, "close", None)
-            if close is not None:
-                close()
+        return st
+
+    if transport is not None:
+        stats.merge(work(rows, transport))
+    else:
+        factory = transport_factory or (lambda: mailer.transport_from_settings(settings))
+        n = max(1, min(connections, len(rows)))
+        transports = [factory() for _ in range(n)]
+        try:
+            if n == 1:
+                stats.merge(work(rows, transports[0]))
+            else:
+                with ThreadPoolExecutor(n, thread_name_prefix="digest-send") as pool:
+                    futures = [pool.submit(work, rows[i::n], transports[i]) for i in range(n)]
+                errors: list[BaseException] = []
+                for f in futures:
+                    exc = f.exception()
+                    if exc is None:
+                        stats.merge(f.result())
+                    else:
+                        errors.append(exc)
+                if errors:
+                    raise errors[0]
+        finally:
+            for tr in transports:
+                close = getattr(tr, "close", None)
+                if close is not None:
+                    close()
     log.info("digests sent: %s", {k: v for k, v in dataclasses.asdict(stats).items() if k != "errors"})
     return stats
 
@@ -547,17 +584,69 @@ def _resolve_crashed(
     return False
 
 
+# Statements built once: constructing SQLAlchemy expressions costs more than running them on
+# SQLite, and a run executes these two or three times per subscriber.
+_CLAIM = (
+    sa.update(D)
+    .where(D.c.id == sa.bindparam("b_id"), D.c.state.in_(CLAIMABLE_STATES))
+    .values(state=SENDING, attempts=D.c.attempts + 1, updated_at=sa.bindparam("b_now"))
+)
+
+
+def _advance(reset_failures: bool) -> sa.Update:
+    a_to, u_to = sa.bindparam("b_a_to", type_=sa.BigInteger), sa.bindparam("b_u_to", type_=sa.BigInteger)
+    values: dict[str, Any] = {
+        # Never backward: an old row confirmed late must not rewind a newer digest's cursor.
+        "cursor": sa.case((S.c.cursor < a_to, a_to), else_=S.c.cursor),
+        "update_cursor": sa.case((S.c.update_cursor < u_to, u_to), else_=S.c.update_cursor),
+        "updated_at": sa.bindparam("b_now"),
+    }
+    if reset_failures:
+        # Bounces are counted consecutively: a delivered digest clears the count.
+        values["permanent_failures"] = 0
+    return sa.update(S).where(S.c.id == sa.bindparam("b_sid")).values(**values)
+
+
+_ADVANCE = {True: _advance(True), False: _advance(False)}
+_BOUNCE = (
+    sa.update(S)
+    .where(S.c.id == sa.bindparam("b_sid"))
+    .values(
+        permanent_failures=S.c.permanent_failures + 1,
+        status=sa.case(
+            (
+                sa.and_(S.c.status == "active", S.c.permanent_failures + 1 >= sa.bindparam("b_limit")),
+                "bounced",
+            ),
+            else_=S.c.status,
+        ),
+        updated_at=sa.bindparam("b_now"),
+    )
+)
+
+
+@functools.cache
+def _finish_stmt(expect: tuple[str, ...], sent: bool, with_count: bool) -> sa.Update:
+    values: dict[str, Any] = {
+        "state": sa.bindparam("b_state"),
+        "updated_at": sa.bindparam("b_now"),
+        "smtp_code": sa.bindparam("b_code", type_=sa.Integer),
+        "last_error": sa.bindparam("b_error", type_=sa.Text),
+    }
+    if sent:
+        values["sent_at"] = sa.bindparam("b_now")
+    if with_count:
+        values["paper_count"] = sa.bindparam("b_count")
+    return sa.update(D).where(D.c.id == sa.bindparam("b_id"), D.c.state.in_(expect)).values(**values)
+
+
 def _claim(engine: Engine, row: Any, now: datetime) -> bool:
     """queued|failed_transient -> sending, committed before any byte goes to the mail server.
 
     Conditional on the state, so of two concurrent runs exactly one wins the row.
     """
     with engine.begin() as conn:
-        res = conn.execute(
-            sa.update(D)
-            .where(D.c.id == row.id, D.c.state.in_(CLAIMABLE_STATES))
-            .values(state=SENDING, attempts=D.c.attempts + 1, updated_at=now)
-        )
+        res = conn.execute(_CLAIM, {"b_id": row.id, "b_now": now})
     return res.rowcount == 1
 
 
@@ -576,41 +665,27 @@ def _finish(
 ) -> bool:
     """Move the row to `state` (only from `expect`) and, in the same transaction, update the
     subscriber: cursors to the row's range end (`advance`), failure count and bounce (`bounce`)."""
-    values: dict[str, Any] = {"state": state, "updated_at": now, "smtp_code": code, "last_error": error}
-    if state == SENT:
-        values["sent_at"] = now
+    stmt = _finish_stmt(tuple(expect), state == SENT, paper_count is not None)
+    params = {"b_id": row.id, "b_state": state, "b_now": now, "b_code": code, "b_error": error}
     if paper_count is not None:
-        values["paper_count"] = paper_count
+        params["b_count"] = paper_count
     with engine.begin() as conn:
-        res = conn.execute(
-            sa.update(D).where(D.c.id == row.id, D.c.state.in_(tuple(expect))).values(**values)
-        )
-        if res.rowcount != 1:
+        if conn.execute(stmt, params).rowcount != 1:
             return False
         sid = row.subscriber_id
-        if advance:
-            from lupus_alerts import subscribers as subs_mod
-
-            subs_mod.advance_cursors(conn, sid, cursor=int(row.announce_to), update_cursor=int(row.update_to))
-        if state == SENT:
-            # Bounces are counted consecutively: a delivered digest clears the count.
+        if advance or state == SENT:
             conn.execute(
-                sa.update(S).where(S.c.id == sid, S.c.permanent_failures != 0).values(permanent_failures=0)
+                _ADVANCE[state == SENT],
+                {
+                    "b_sid": sid,
+                    "b_now": now,
+                    # Without `advance` (never the case for SENT today) the cursors stay put.
+                    "b_a_to": int(row.announce_to) if advance else 0,
+                    "b_u_to": int(row.update_to) if advance else 0,
+                },
             )
         if bounce is not None:
-            limit = bounce.mail.max_permanent_failures
-            conn.execute(
-                sa.update(S)
-                .where(S.c.id == sid)
-                .values(
-                    permanent_failures=S.c.permanent_failures + 1,
-                    status=sa.case(
-                        (sa.and_(S.c.status == "active", S.c.permanent_failures + 1 >= limit), "bounced"),
-                        else_=S.c.status,
-                    ),
-                    updated_at=now,
-                )
-            )
+            conn.execute(_BOUNCE, {"b_sid": sid, "b_now": now, "b_limit": bounce.mail.max_permanent_failures})
     return True
 
 

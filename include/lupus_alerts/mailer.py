@@ -22,6 +22,7 @@ import html as html_lib
 import os
 import re
 import smtplib
+import socket
 import ssl
 import tempfile
 import threading
@@ -29,7 +30,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
-from email.header import Header
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, formataddr, getaddresses, parseaddr
@@ -150,8 +150,21 @@ def _check_header(name: str, value: str) -> str:
 
 
 def _encode_words(text: str) -> str:
-    """RFC 2047 encoded words for non-ASCII text, folded under 78 columns."""
-    return Header(text, "utf-8", header_name="Subject").encode(maxlinelen=76, linesep="\r\n")
+    """RFC 2047 "B" encoded words for any text, one per folded line (each under 76 columns).
+
+    Chunks end on character boundaries, as RFC 2047 requires (email.header is ten times slower).
+    """
+    words: list[str] = []
+    chunk = bytearray()
+    for ch in text:
+        b = ch.encode("utf-8")
+        if len(chunk) + len(b) > 45:  # 45 bytes -> 60 base64 chars + 12 of framing
+            words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=")
+            chunk = bytearray()
+        chunk += b
+    if chunk or not words:
+        words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=")
+    return "\r\n ".join(words)
 
 
 def _format_address(name: str | None, addr: str) -> str:
@@ -175,7 +188,9 @@ def _text_part(content: str, subtype: str, cte: str) -> Message:
     part["Content-Transfer-Encoding"] = cte
     data = content.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
     if cte == "base64":
-        encoded = base64.encodebytes(data)
+        # One C call, then 76-column lines (base64.encodebytes loops in Python per 57 bytes).
+        flat = binascii.b2a_base64(data, newline=False)
+        encoded = b"\n".join(flat[i : i + 76] for i in range(0, len(flat), 76)) + b"\n"
     else:
         encoded = binascii.b2a_qp(data, istext=True)
         if not encoded.endswith(b"\n"):
@@ -392,6 +407,10 @@ class SmtpTransport:
                     self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
                 )
             try:
+                # Without TCP_NODELAY the tail of each message waits for the server's delayed ACK
+                # (Nagle), about 40 ms per message: 25 messages/s instead of hundreds.
+                if smtp.sock is not None:
+                    smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 smtp.ehlo()
                 if self.use_tls and not self.use_ssl:
                     smtp.starttls(context=ctx)

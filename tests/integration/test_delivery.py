@@ -134,6 +134,28 @@ def test_many_digests_share_one_smtp_connection(engine, settings, sink) -> None:
     )
 
 
+def test_parallel_connections_send_each_digest_once(engine, settings, sink) -> None:
+    for i in range(20):
+        sub(engine, email=f"reader{i}@example.org")
+    sink.handler.rcpt_codes["reader7@example.org"] = [550]
+    add_papers(engine, [["nephrology"]])
+    plan = delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    stats = delivery.send_due(
+        engine,
+        settings,
+        day=DAY,
+        subscriber_ids=plan.due,
+        now=NOW,
+        transport_factory=lambda: smtp(sink),
+        connections=3,
+    )
+    assert (stats.sent, stats.failed_permanent) == (19, 1)
+    got = sorted(m.rcpt_tos[0] for m in sink.handler.messages)
+    assert got == sorted(f"reader{i}@example.org" for i in range(20) if i != 7)
+    assert sink.handler.connections == 3
+    assert {r.state for r in ledger(engine)} == {"sent", "failed_permanent"}
+
+
 # --- crash and rerun at each ledger state ---------------------------------------------------
 
 
