@@ -7,6 +7,9 @@ and the classifier are good enough: that is intended.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -46,9 +49,6 @@ def test_every_label_is_measured_on_the_test_split(test_report) -> None:
 
 
 def test_thresholds_artefact_was_tuned_on_dev_only() -> None:
-    import hashlib
-    import json
-
     art = json.loads((DATA_DIR / THRESHOLDS_FILE).read_text(encoding="utf-8"))
     test_sha = hashlib.sha256((LABELLED / "test.jsonl").read_bytes()).hexdigest()
     assert art["dev_sha256"] != test_sha
@@ -58,21 +58,13 @@ def test_thresholds_artefact_was_tuned_on_dev_only() -> None:
 
 
 def test_tuning_script_reproduces_the_committed_artefact_from_dev() -> None:
-    import importlib.util
-
     script = Path(__file__).resolve().parents[2] / "scripts" / "tune_classifier.py"
     spec = importlib.util.spec_from_file_location("tune_classifier", script)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     dev = LABELLED / "dev.jsonl"
-    art = json_load(DATA_DIR / THRESHOLDS_FILE)
+    art = json.loads((DATA_DIR / THRESHOLDS_FILE).read_text(encoding="utf-8"))
     fresh = mod.tune(dev)
     assert fresh["dev_sha256"] == art["dev_sha256"], "dev.jsonl changed: rerun scripts/tune_classifier.py"
     assert fresh["thresholds"] == art["thresholds"]
-
-
-def json_load(path: Path):
-    import json
-
-    return json.loads(path.read_text(encoding="utf-8"))
