@@ -33,6 +33,20 @@ LUPUS_MESH = {
     "lupus vasculitis, central nervous system": "D020945",
 }
 LUPUS_MESH_UIS = frozenset(LUPUS_MESH.values())
+# MeSH descriptors of the look-alikes. When one is a major topic and the lupus descriptor is
+# not, the lupus heading records a differential diagnosis (lupus vulgaris "mimicking discoid
+# lupus"), not the subject.
+TRAP_MESH = frozenset(
+    {
+        "lupus vulgaris",
+        "tuberculosis, cutaneous",
+        "lupus coagulation inhibitor",
+        "wolves",
+        "encephalitis, st. louis",
+        "encephalitis virus, st. louis",
+        "sarcoidosis",
+    }
+)
 
 # What a mention is: "lupus" (spelled out), "abbrev" (SLE and friends: count alone), "weak"
 # (LN, CLE, DLE: count only beside another lupus mention) or a trap (means something else).
@@ -487,11 +501,17 @@ def assess_docs(
         evidence.append(f"{_most_telling(t.drugs)} in the title")
 
     best_mesh: tuple[bool, str] | None = None
+    trap_major: str | None = None
     for m in mesh:
         name, ui, major = _mesh_name_major(m)
         is_lupus_heading = name.lower() in LUPUS_MESH or bool(ui and ui in LUPUS_MESH_UIS)
         if is_lupus_heading and (best_mesh is None or (major and not best_mesh[0])):
             best_mesh = (major, name)
+        if major and name.lower() in TRAP_MESH:
+            trap_major = name
+    if best_mesh and trap_major and not best_mesh[0]:
+        evidence.append(f"MeSH {trap_major} is the major topic; {best_mesh[1]} is not")
+        best_mesh = None
     if best_mesh:
         raw += MESH_MAJOR_WEIGHT if best_mesh[0] else MESH_MINOR_WEIGHT
         evidence.append(f"MeSH {best_mesh[1]}" + (" (major topic)" if best_mesh[0] else ""))
@@ -539,6 +559,8 @@ def assess_docs(
             evidence.append("lupus is mentioned only as a comparison group or in a list of diseases")
         if a.differential or t.differential:
             evidence.append("lupus is mentioned only as a differential diagnosis or misdiagnosis")
+        if (t.drugs or a.drugs) and title and _OTHER.find(title_doc):
+            evidence.append("a lupus drug, but the title names another disease")
         if a.negated:
             evidence.append("lupus is mentioned only as absent ('no', 'without')")
         if not evidence:

@@ -164,3 +164,45 @@ def test_no_lupus_at_all() -> None:
     r = assess("Statins and cardiovascular outcomes in type 2 diabetes", "A cohort study.")
     assert not r.is_lupus
     assert r.evidence == ["no mention of lupus erythematosus"]
+
+
+def test_lupus_mesh_beside_a_major_trap_descriptor_does_not_count() -> None:
+    # NLM indexes the misdiagnosis too: "Lupus Erythematosus, Discoid" (minor) on a lupus
+    # vulgaris case whose major topic is Lupus Vulgaris.
+    mesh = [
+        MeshHeading("Lupus Vulgaris", major=True),
+        MeshHeading("Tuberculosis, Cutaneous", major=True),
+        MeshHeading("Lupus Erythematosus, Discoid", ui="D008179"),
+    ]
+    r = assess(
+        "Lupus vulgaris of the cheek, a diagnostic pitfall",
+        "A plaque was treated for two years as discoid lupus erythematosus before culture grew "
+        "Mycobacterium tuberculosis.",
+        mesh=mesh,
+    )
+    assert not r.is_lupus
+    assert (
+        "MeSH Tuberculosis, Cutaneous is the major topic; Lupus Erythematosus, Discoid is not" in r.evidence
+    )
+
+
+def test_sle_defined_as_something_else_is_not_lupus() -> None:
+    r = assess(
+        "Antarctic contribution to sea level, SLE projections to 2300",
+        "We project the contribution in sea-level equivalent (SLE). The median reaches 1.2 m SLE.",
+    )
+    assert not r.is_lupus
+    assert "'SLE' here means sea level equivalent" in r.evidence
+
+
+def test_lupus_only_drug_in_another_disease_is_not_lupus() -> None:
+    r = assess(
+        "Anifrolumab in diffuse cutaneous systemic sclerosis, a phase 2 trial",
+        "Patients with systemic sclerosis received anifrolumab or placebo.",
+    )
+    assert not r.is_lupus
+    assert "a lupus drug, but the title names another disease" in r.evidence
+    assert assess(
+        "Anifrolumab and the interferon gene signature",
+        "Responses to anifrolumab were higher with a high signature.",
+    ).is_lupus
