@@ -285,6 +285,7 @@ class EutilsClient:
         self.session.headers.setdefault("User-Agent", f"{tool} (python-requests)")
         self._sleep = sleep
         self.requests_made = 0  # attempts, retries included (what NCBI saw)
+        self.calls: dict[str, int] = {}  # successful calls per endpoint ("esearch", "efetch")
 
     @classmethod
     def from_settings(cls, settings: PubMedSettings, **overrides: Any) -> EutilsClient:
@@ -368,10 +369,13 @@ class EutilsClient:
             if resp.status_code != 200:
                 raise EutilsHTTPError(resp.status_code, url, body)
             try:
-                return check(body)
+                result = check(body)
             except TruncatedBody as e:
                 last = e
                 continue
+            name = endpoint.removesuffix(".fcgi")
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return result
         assert last is not None
         raise last
 

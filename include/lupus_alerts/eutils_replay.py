@@ -87,14 +87,17 @@ class EutilsReplay:
 
     def __init__(
         self,
-        corpus: Iterable[CorpusRecord],
+        corpus: Iterable[CorpusRecord] | SyntheticCorpus,
         *,
         server: ReplayServer | None = None,
         enforce_rate: float | None = None,
         esearch_cap: int = ESEARCH_CAP,
     ) -> None:
+        # A synthetic corpus renders each record's XML on request, so a large one costs no memory.
+        self._render = corpus.render if isinstance(corpus, SyntheticCorpus) else None
+        records = corpus.records if isinstance(corpus, SyntheticCorpus) else corpus
         # Newest PMID first, like PubMed's default "most recent" order.
-        self.records = sorted(corpus, key=lambda r: int(r.pmid), reverse=True)
+        self.records = sorted(records, key=lambda r: int(r.pmid), reverse=True)
         self._by_pmid = {r.pmid: r for r in self.records}
         self.server = server or ReplayServer()
         self._own_server = server is None
@@ -241,7 +244,7 @@ class EutilsReplay:
         for pmid in ids:
             rec = self._by_pmid.get(pmid)
             if rec is not None:
-                parts.append(rec.xml)
+                parts.append(self._render(pmid) if self._render else rec.xml)
                 parts.append(b"\n")
         parts.append(EFETCH_FOOTER)
         return Response(200, b"".join(parts), {"Content-Type": "text/xml; charset=UTF-8"})
@@ -288,6 +291,38 @@ def _template(xml: bytes) -> bytes:
     return etree.tostring(el, encoding="unicode").encode("utf-8")
 
 
+class SyntheticCorpus:
+    """`n` CONSTRUCTED records: fixture records repeated under new PMIDs and DOIs (10.99999/...).
+
+    Their content is real PubMed XML; only identifiers are rewritten, so the store never merges
+    them. XML is rendered on demand (`render`), so 50,000 records cost a few MB, not 500.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[str | os.PathLike[str]],
+        n: int,
+        *,
+        start: date,
+        per_day: int = 500,
+        first_pmid: int = 90_000_000,
+    ) -> None:
+        self.templates = [_template(xml) for p in sources for _pmid, xml in article_records(p)]
+        self.first_pmid = first_pmid
+        self.records = [
+            CorpusRecord(str(first_pmid + i), start + timedelta(days=i // per_day), b"") for i in range(n)
+        ]
+
+    def render(self, pmid: str) -> bytes:
+        """The XML of synthetic record `pmid`."""
+        i = int(pmid) - self.first_pmid
+        return self.templates[i % len(self.templates)].replace(b"@@PMID@@", pmid.encode())
+
+    def materialise(self) -> list[CorpusRecord]:
+        """Every record with its XML (for small corpora)."""
+        return [CorpusRecord(r.pmid, r.crdt, self.render(r.pmid)) for r in self.records]
+
+
 def synthetic_corpus(
     sources: Sequence[str | os.PathLike[str]],
     n: int,
@@ -296,17 +331,8 @@ def synthetic_corpus(
     per_day: int = 500,
     first_pmid: int = 90_000_000,
 ) -> list[CorpusRecord]:
-    """`n` CONSTRUCTED records: fixture records repeated under new PMIDs and DOIs (10.99999/...).
-
-    Their content is real PubMed XML; only identifiers are rewritten, so dedupe never merges them.
-    """
-    templates = [_template(xml) for p in sources for _pmid, xml in article_records(p)]
-    out = []
-    for i in range(n):
-        pmid = str(first_pmid + i)
-        xml = templates[i % len(templates)].replace(b"@@PMID@@", pmid.encode())
-        out.append(CorpusRecord(pmid, start + timedelta(days=i // per_day), xml))
-    return out
+    """`n` CONSTRUCTED records with their XML (see SyntheticCorpus)."""
+    return SyntheticCorpus(sources, n, start=start, per_day=per_day, first_pmid=first_pmid).materialise()
 
 
 def efetch_document(records: Iterable[bytes | CorpusRecord]) -> bytes:

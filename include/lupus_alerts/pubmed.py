@@ -95,7 +95,10 @@ def _normalize_doi(text: str | None) -> str | None:
     """Normalise a DOI with the project's rules (lupus_alerts.doi), so sources agree on keys."""
     if not text:
         return None
-    return normalize_doi(text)
+    # Lower-casing first changes nothing in the result (DOIs are case-insensitive and the
+    # canonical form is lower case) but lets normalize_doi take its fast path for the plain
+    # DOIs PubMed carries.
+    return normalize_doi(text.strip().lower())
 
 
 # -- text ------------------------------------------------------------------------------------
@@ -174,17 +177,28 @@ def _safe_date(year: int, month: int | None, day: int | None) -> date | None:
             return None
 
 
+def _date_parts(el: etree._Element) -> dict[str, str]:
+    """Child tag -> stripped text, for the small date elements (one pass, no ElementPath)."""
+    parts: dict[str, str] = {}
+    for c in el:
+        t = c.text
+        if t:
+            parts[c.tag] = t.strip()
+    return parts
+
+
 def parse_pub_date(el: etree._Element | None) -> tuple[date | None, str | None]:
     """A PubDate (Year/Month/Day, Season, or MedlineDate) as (best date, original text)."""
     if el is None:
         return None, None
-    medline = el.findtext("MedlineDate")
+    parts = _date_parts(el)
+    medline = parts.get("MedlineDate")
     if medline:
         return parse_medline_date(medline), " ".join(medline.split())
-    year = (el.findtext("Year") or "").strip()
-    month = (el.findtext("Month") or "").strip()
-    day = (el.findtext("Day") or "").strip()
-    season = (el.findtext("Season") or "").strip()
+    year = parts.get("Year", "")
+    month = parts.get("Month", "")
+    day = parts.get("Day", "")
+    season = parts.get("Season", "")
     text = " ".join(p for p in (year, month or season, day) if p) or None
     if not year.isdigit():
         return None, text
@@ -208,11 +222,12 @@ def parse_medline_date(text: str) -> date | None:
 def _ymd(el: etree._Element | None) -> date | None:
     if el is None:
         return None
-    year = (el.findtext("Year") or "").strip()
+    parts = _date_parts(el)
+    year = parts.get("Year", "")
     if not year.isdigit():
         return None
-    day = (el.findtext("Day") or "").strip()
-    return _safe_date(int(year), _month(el.findtext("Month")), int(day) if day.isdigit() else None)
+    day = parts.get("Day", "")
+    return _safe_date(int(year), _month(parts.get("Month")), int(day) if day.isdigit() else None)
 
 
 # -- record parts ----------------------------------------------------------------------------
@@ -228,11 +243,11 @@ def _author(a: etree._Element) -> Author:
     for c in a:
         tag = c.tag
         if tag == "LastName":
-            last = _plain(c)
+            last = c.text.strip() if c.text else None
         elif tag == "ForeName":
-            fore = _plain(c)
+            fore = c.text.strip() if c.text else None
         elif tag == "Initials":
-            initials = _plain(c)
+            initials = c.text.strip() if c.text else None
         elif tag == "AffiliationInfo":
             for x in c:
                 if x.tag == "Affiliation" and (t := _text(x)):
@@ -279,19 +294,19 @@ def _mesh(heading_list: etree._Element | None) -> list[MeshHeading]:
         return []
     out: list[MeshHeading] = []
     for mh in heading_list:
-        if mh.tag != "MeshHeading":
+        # The DTD fixes MeshHeading as (DescriptorName, QualifierName*), and both are plain
+        # #PCDATA: read them by position, without a tag test per child (this loop is hot).
+        if not len(mh) or mh[0].tag != "DescriptorName":
             continue
-        heading: MeshHeading | None = None
-        quals: list[MeshQualifier] = []
-        for c in mh:
-            # DescriptorName and QualifierName are plain #PCDATA: no markup to flatten.
-            if c.tag == "QualifierName":
-                quals.append(MeshQualifier(_plain(c) or "", c.get("UI"), c.get("MajorTopicYN") == "Y"))
-            elif c.tag == "DescriptorName":
-                heading = MeshHeading(_plain(c) or "", c.get("UI"), c.get("MajorTopicYN") == "Y")
-        if heading is not None:
-            heading.qualifiers = quals
-            out.append(heading)
+        d = mh[0]
+        t = d.text
+        heading = MeshHeading(t.strip() if t else "", d.get("UI"), d.get("MajorTopicYN") == "Y")
+        if len(mh) > 1:
+            heading.qualifiers = [
+                MeshQualifier(q.text.strip() if q.text else "", q.get("UI"), q.get("MajorTopicYN") == "Y")
+                for q in mh.iterchildren("QualifierName")
+            ]
+        out.append(heading)
     return out
 
 
@@ -319,10 +334,21 @@ def _notices(cc_list: etree._Element | None) -> list[Notice]:
 def _article_id(id_list: etree._Element | None, id_type: str) -> str | None:
     if id_list is None:
         return None
-    for aid in id_list.iterfind("ArticleId"):
+    for aid in id_list.iterchildren("ArticleId"):
         if aid.get("IdType") == id_type and aid.text and aid.text.strip():
             return aid.text.strip()
     return None
+
+
+def _article_ids(id_list: etree._Element | None) -> dict[str, str]:
+    """IdType -> value for an ArticleIdList, first of each type (one pass)."""
+    ids: dict[str, str] = {}
+    if id_list is not None:
+        for aid in id_list.iterchildren("ArticleId"):
+            t = aid.text
+            if t and (t := t.strip()):
+                ids.setdefault(aid.get("IdType") or "", t)
+    return ids
 
 
 def _elocation_doi(parent: etree._Element) -> str | None:
@@ -439,8 +465,9 @@ def parse_article(record: etree._Element) -> Paper:
                     for e in d:
                         if e.tag == "PubDate":
                             pub_date, pub_text = parse_pub_date(e)
+    ids = _article_ids(id_list)
     if doi is None:
-        doi = _normalize_doi(_article_id(id_list, "doi"))
+        doi = _normalize_doi(ids.get("doi"))
     if linking and linking not in issns:
         issns.append(linking)
     abstract, sections = _abstract(abstract_el)
@@ -451,7 +478,7 @@ def parse_article(record: etree._Element) -> Paper:
         title=title or vernacular or "",
         doi=doi,
         pmid=pmid,
-        pmcid=_article_id(id_list, "pmc"),
+        pmcid=ids.get("pmc"),
         abstract=abstract,
         abstract_sections=sections,
         authors=_authors(author_list),
@@ -702,7 +729,7 @@ def ingest_window(
     success the `pubmed` watermark advances to `end` (when `record`).
 
     Returns {"search_start", "search_end", "hits", "fetched", "parsed", "deleted", "problems",
-    "problem_count", "new", "updated", "unchanged", "merged", "notices_new", "requests", "batches"}
+    "problem_count", "new", "updated", "unchanged", "merged", "notices_new", "requests", "calls", "batches"}
     (the upsert counts are `merge.UpsertStats`').
     """
     from lupus_alerts.eutils import EutilsClient, count_records
@@ -730,6 +757,7 @@ def ingest_window(
         "batches": 0,
     }
     requests_before = c.requests_made
+    calls_before = dict(c.calls)
     fetched_at = utcnow()
     try:
         for body in c.prefetch_window(settings.pubmed.query, s.date(), e.date()):
@@ -753,6 +781,7 @@ def ingest_window(
                     summary[key] += _stat(stats, key)
     finally:
         summary["requests"] = c.requests_made - requests_before
+        summary["calls"] = {k: v - calls_before.get(k, 0) for k, v in c.calls.items()}
         if own:
             c.close()
     if record:
