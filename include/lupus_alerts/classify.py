@@ -4,9 +4,10 @@ Each label in `data/taxonomy.yaml` lists weighted text cues, MeSH descriptors, p
 types and journal words. A paper's score for a label adds up what was found, weighted by where
 it was found:
 
-- the title counts double; abstract sentences count by section (background half, the rest
-  in full); negated mentions ("no renal involvement") and those in exclusion criteria ("patients
-  with lupus nephritis were excluded") are ignored;
+- the title counts double; abstract sentences count by section (objective and conclusions in
+  full, results and methods about half, background less) or, unstructured, by place (the last
+  sentence in full); negated mentions ("no renal involvement") and those in exclusion criteria
+  ("patients with lupus nephritis were excluded") are ignored;
 - MeSH descriptors count more when NLM marked them a major topic; qualifiers on a lupus
   descriptor ("Lupus Erythematosus, Systemic/drug therapy") point to a label too;
 - repeated mentions of one cue add a little, not in proportion.
@@ -75,13 +76,6 @@ UNSTRUCTURED_FIRST = 0.7
 UNSTRUCTURED_LAST = 1.0
 UNSTRUCTURED_MIDDLE = 0.6
 MAX_TOPICS = 3  # "most papers get one to three labels"
-SECTION_NAMES = {
-    "BACKGROUND": "background",
-    "OBJECTIVE": "objective",
-    "METHODS": "methods",
-    "RESULTS": "results",
-    "CONCLUSIONS": "conclusions",
-}
 # Abstract section headings as authors write them, mapped to NLM's categories.
 _HEADING_CATEGORY = {
     "background": "BACKGROUND",
@@ -98,6 +92,12 @@ _HEADING_CATEGORY = {
     "design": "METHODS",
     "patients and methods": "METHODS",
     "materials and methods": "METHODS",
+    "setting": "METHODS",
+    "patients": "METHODS",
+    "participants": "METHODS",
+    "interventions": "METHODS",
+    "measurements": "METHODS",
+    "main outcome measures": "METHODS",
     "results": "RESULTS",
     "findings": "RESULTS",
     "conclusion": "CONCLUSIONS",
@@ -260,8 +260,8 @@ def abstract_sections(paper: Paper) -> list[tuple[str, str]]:
         out = []
         for s in paper.abstract_sections:
             cat = (s.category or "").upper()
-            if not cat and s.label:
-                cat = _HEADING_CATEGORY.get(s.label.strip().lower(), "")
+            if cat not in SECTION_FACTORS or not cat:  # e.g. NLM's "UNASSIGNED"
+                cat = _HEADING_CATEGORY.get((s.label or "").strip().lower(), "")
             out.append((cat if cat in SECTION_FACTORS else "", s.text))
         return out
     text = paper.abstract or ""
