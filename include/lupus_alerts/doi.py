@@ -43,6 +43,9 @@ _FREE_TEXT_CANDIDATE = re.compile(
     re.IGNORECASE,
 )
 _MAX_PASSES = 8
+# Already canonical and made only of characters no step below would touch: returned as is.
+# (Most DOIs the store sees were normalised before; this keeps re-checking them cheap.)
+_PLAIN_CANONICAL = re.compile(r"10\.\d{4,9}(?:\.\d+)*/[a-z0-9\-._;()/:<>]*[a-z0-9]")
 
 
 def normalize_doi(text: str | None) -> str | None:
@@ -54,6 +57,8 @@ def normalize_doi(text: str | None) -> str | None:
     """
     if not isinstance(text, str):
         return None
+    if _PLAIN_CANONICAL.fullmatch(text):
+        return text
     current = text
     # Entities and percent-escapes can be nested ("&amp;lt;", "%2526"), and decoding one layer
     # can reveal another, so decode until nothing changes; that fixed point is what makes the

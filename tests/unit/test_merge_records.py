@@ -173,3 +173,21 @@ def test_merge_records_of_one_record_keeps_its_content() -> None:
 def test_merge_records_needs_a_record() -> None:
     with pytest.raises(ValueError):
         merge_records([])
+
+
+def test_paper_dict_is_exactly_to_dict() -> None:
+    from lupus_alerts.merge import paper_dict
+    from lupus_alerts.models import Classification, MeshQualifier, TopicLabel
+
+    pm = _pubmed(
+        mesh=[
+            MeshHeading(
+                "Lupus Nephritis", "D008181", qualifiers=[MeshQualifier("drug therapy", "Q000188", True)]
+            )
+        ],
+        notices=[Notice("erratum_in", pmid="1")],
+        classification=Classification(True, 0.9, ["mesh"], [TopicLabel("renal", 0.8, ["nephritis"])]),
+        authors=[Author(collective_name="SLICC", affiliations=["Somewhere"])],
+    )
+    for p in (pm, _feed(), Paper(source="s", source_key="k", title="t")):
+        assert paper_dict(p) == p.to_dict()
