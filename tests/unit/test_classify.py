@@ -16,6 +16,7 @@ import pytest
 
 from lupus_alerts.classify import (
     MAX_TOPICS,
+    TAXONOMY_PATH,
     Classifier,
     TaxonomyError,
     abstract_sections,
@@ -91,6 +92,28 @@ def test_known_mesh_uis_are_the_real_ones() -> None:
     assert uis["Child"] == "D002648"
     assert uis["Adolescent"] == "D000293"
     assert uis["Infant"] == "D007223"
+
+
+def test_mesh_uis_agree_with_real_pubmed_records() -> None:
+    # Every descriptor or qualifier of the taxonomy that also appears in the real PubMed XML
+    # fixtures must carry the UI NLM gives it there (about fifty of them do).
+    import yaml
+
+    seen: dict[str, str] = {}
+    for xml in (Path(__file__).parent.parent / "fixtures" / "pubmed").glob("*.xml"):
+        text = xml.read_text(encoding="utf-8", errors="replace")
+        seen.update(
+            (name, ui)
+            for ui, name in re.findall(
+                r'<(?:DescriptorName|QualifierName)[^>]*UI="([DQ]\d+)"[^>]*>([^<]+)<', text
+            )
+        )
+    raw = yaml.safe_load(TAXONOMY_PATH.read_text(encoding="utf-8"))
+    ours = {m["descriptor"]: m["ui"] for d in raw["labels"].values() for m in d["mesh"]}
+    ours.update({q: spec["ui"] for q, spec in raw["qualifiers"].items()})
+    checked = {name: ui for name, ui in ours.items() if name in seen}
+    assert len(checked) >= 40
+    assert {name: seen[name] for name in checked} == checked
 
 
 def test_taxonomy_cues_include_the_clinical_abbreviations() -> None:
