@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -59,6 +59,15 @@ class DemoError(Exception):
     """The demo could not run (a DAG run failed, Airflow could not start, ...)."""
 
 
+@dataclass(frozen=True)
+class CaughtMail:
+    """One message the local SMTP catcher accepted."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+
+
 @dataclass
 class DemoServers:
     """The sample servers a demo run points at."""
@@ -66,8 +75,9 @@ class DemoServers:
     eutils_url: str
     feed_urls: dict[str, str]
     operator_smtp_port: int
-    operator_mail: list[bytes] = field(default_factory=list)
-    eutils_requests: Any = None
+    mail: list[CaughtMail] = field(default_factory=list)  # everything sent to the SMTP catcher
+    eutils: Any = None  # the EutilsReplay
+    feed_server: Any = None  # the ReplayServer serving the feeds (tests add items to it)
 
 
 # -- sample data and servers -------------------------------------------------------------------
@@ -102,11 +112,12 @@ def sample_servers(today: date) -> Iterator[DemoServers]:
     from lupus_alerts.feeds_replay import serve_feed
     from lupus_alerts.replay import ReplayServer
 
-    caught: list[bytes] = []
+    caught: list[CaughtMail] = []
 
     class _Catcher:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            caught.append(envelope.original_content or envelope.content)
+            content = envelope.original_content or envelope.content
+            caught.append(CaughtMail(envelope.mail_from, list(envelope.rcpt_tos), content))
             return "250 OK"
 
     with ExitStack() as stack:
@@ -121,7 +132,7 @@ def sample_servers(today: date) -> Iterator[DemoServers]:
         smtp = Controller(_Catcher(), hostname="127.0.0.1", port=port)
         smtp.start()
         stack.callback(smtp.stop)
-        yield DemoServers(eutils.base_url, urls, port, caught, eutils)
+        yield DemoServers(eutils.base_url, urls, port, caught, eutils, feeds)
 
 
 def free_port() -> int:
@@ -243,45 +254,51 @@ def init_airflow(env: Mapping[str, str]) -> None:
 def run_dag(
     dag_id: str, env: Mapping[str, str], *, logical_date: datetime | None, log_path: Path
 ) -> dict[str, Any]:
-    """Run one DAG with `dag.test()` in a fresh process; returns its run id, state and task states.
+    """Run one DAG with `dag.test()` in a fresh process; returns its run id, state and task states."""
+    return run_dags([(dag_id, logical_date)], env, log_path=log_path)[0]
+
+
+def run_dags(
+    runs: Sequence[tuple[str, datetime | None]], env: Mapping[str, str], *, log_path: Path
+) -> list[dict[str, Any]]:
+    """Run DAGs one after the other with `dag.test()` in one fresh process, logging to `log_path`.
 
     A separate process keeps Airflow's global settings (AIRFLOW_HOME, the ORM) out of the
-    caller, and its log out of the console.
+    caller, and its log out of the console; several runs share one process because Airflow's
+    start-up, not the runs, is most of the time. Returns one result per run: dag_id, run_id,
+    state and the states of each task's instances. Raises DemoError if a run could not be made.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    args = [sys.executable, "-m", "lupus_alerts.demo", "_dagtest", dag_id]
-    if logical_date is not None:
-        args.append(logical_date.isoformat())
+    args = [sys.executable, "-m", "lupus_alerts.demo", "_dagtest"]
+    args += [f"{dag_id}@{when.isoformat() if when else ''}" for dag_id, when in runs]
     with log_path.open("w", encoding="utf-8") as log:
         proc = subprocess.run(
             args, env=dict(env), stdout=log, stderr=subprocess.STDOUT, check=False, timeout=900
         )
     text = log_path.read_text(encoding="utf-8", errors="replace")
     marker = "LUPUS_DAGTEST_RESULT "
-    lines = [ln for ln in text.splitlines() if ln.startswith(marker)]
-    if proc.returncode != 0 or not lines:
-        raise DemoError(
-            f"dag.test of {dag_id} failed (exit {proc.returncode}); see {log_path}:\n{text[-3000:]}"
-        )
-    return json.loads(lines[-1].removeprefix(marker))
+    results = [json.loads(ln.removeprefix(marker)) for ln in text.splitlines() if ln.startswith(marker)]
+    if proc.returncode != 0 or len(results) != len(runs):
+        raise DemoError(f"dag.test failed (exit {proc.returncode}); see {log_path}:\n{text[-3000:]}")
+    return results
 
 
-def _dagtest_main(dag_id: str, logical_date: str | None) -> int:
-    """Child process of `run_dag`: dag.test() one DAG and print its result as one JSON line."""
+def _dagtest_main(specs: Sequence[str]) -> int:
+    """Child process of `run_dags`: dag.test() each "dag_id@logical_date" and print its result."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         print(f"import errors: {bag.import_errors}", file=sys.stderr)
         return 1
-    dag = bag.dags[dag_id]
-    when = datetime.fromisoformat(logical_date) if logical_date else None
-    dr = dag.test(logical_date=when) if when is not None else dag.test(logical_date=None)
-    tasks: dict[str, list[str]] = {}
-    for ti in sorted(dr.get_task_instances(), key=lambda t: (t.task_id, t.map_index)):
-        tasks.setdefault(ti.task_id, []).append(str(ti.state))
-    result = {"dag_id": dag_id, "run_id": dr.run_id, "state": str(dr.state), "tasks": tasks}
-    print("LUPUS_DAGTEST_RESULT " + json.dumps(result), flush=True)
+    for spec in specs:
+        dag_id, _, when = spec.partition("@")
+        dr = bag.dags[dag_id].test(logical_date=datetime.fromisoformat(when) if when else None)
+        tasks: dict[str, list[str]] = {}
+        for ti in sorted(dr.get_task_instances(), key=lambda t: (t.task_id, t.map_index)):
+            tasks.setdefault(ti.task_id, []).append(str(ti.state))
+        result = {"dag_id": dag_id, "run_id": dr.run_id, "state": str(dr.state), "tasks": tasks}
+        print("LUPUS_DAGTEST_RESULT " + json.dumps(result), flush=True)
     return 0
 
 
@@ -381,25 +398,22 @@ def run_demo(root: Path, airflow_home: Path, *, today: datetime | None = None) -
         open_store(load_settings(config_path))
         add_demo_subscribers(config_path, now.date())
         t0 = time.monotonic()
-        print("running lupus_ingest with dag.test() ...", flush=True)
-        ingest = run_dag("lupus_ingest", env, logical_date=now, log_path=root / "logs" / "lupus_ingest.log")
-        print("running lupus_digest with dag.test() ...", flush=True)
-        digest = run_dag("lupus_digest", env, logical_date=now, log_path=root / "logs" / "lupus_digest.log")
+        print("running lupus_ingest, then lupus_digest, with dag.test() ...", flush=True)
+        ingest, digest = run_dags(
+            [("lupus_ingest", now), ("lupus_digest", now)], env, log_path=root / "logs" / "dag_test.log"
+        )
         elapsed = time.monotonic() - t0
         (root / "operator-mail").mkdir(parents=True, exist_ok=True)
-        for n, msg in enumerate(servers.operator_mail, 1):
-            (root / "operator-mail" / f"alert-{n}.eml").write_bytes(msg)
+        for n, msg in enumerate(servers.mail, 1):
+            (root / "operator-mail" / f"alert-{n}.eml").write_bytes(msg.content)
         print()
         print(summarize(config_path, ingest, digest))
         print(
-            f"operator alerts (SmtpNotifier on failed tasks): {len(servers.operator_mail)} email(s) "
+            f"operator alerts (SmtpNotifier on failed tasks): {len(servers.mail)} email(s) "
             f"in {root / 'operator-mail'}"
         )
-        print(f"task logs: {root / 'logs'}/  (both DAGs ran in {elapsed:.0f} s)")
-    if ingest["state"] not in ("success", "DagRunState.SUCCESS") or digest["state"] not in (
-        "success",
-        "DagRunState.SUCCESS",
-    ):
+        print(f"Airflow log of both runs: {root / 'logs' / 'dag_test.log'}  ({elapsed:.0f} s)")
+    if ingest["state"] != "success" or digest["state"] != "success":
         print("a DAG run did not succeed; see the logs above", file=sys.stderr)
         return 1
     return 0
@@ -412,10 +426,10 @@ def run_live(airflow_home: Path, config: Path) -> int:
     open_store(load_settings(config))  # a config error stops here, naming file and field
     env = airflow_env(airflow_home, config)
     init_airflow(env)
-    logs = REPO / "data" / "logs"
+    log_path = REPO / "data" / "logs" / "dag_test.log"
     now = datetime.now(UTC)
-    ingest = run_dag("lupus_ingest", env, logical_date=now, log_path=logs / "lupus_ingest.log")
-    digest = run_dag("lupus_digest", env, logical_date=now, log_path=logs / "lupus_digest.log")
+    print(f"running lupus_ingest, then lupus_digest, on {config} (log: {log_path}) ...", flush=True)
+    ingest, digest = run_dags([("lupus_ingest", now), ("lupus_digest", now)], env, log_path=log_path)
     print(summarize(config, ingest, digest))
     return 0 if ingest["state"] == "success" and digest["state"] == "success" else 1
 
@@ -517,7 +531,7 @@ def _wait_for_login(airflow_home: Path, proc: subprocess.Popen[Any], port: int, 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_dagtest"]:
-        return _dagtest_main(argv[1], argv[2] if len(argv) > 2 else None)
+        return _dagtest_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m lupus_alerts.demo", description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
