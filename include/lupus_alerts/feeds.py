@@ -22,6 +22,7 @@ import hashlib
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -859,11 +860,29 @@ def poll_feed(
     outcome, parsed = _fetch_and_parse(
         settings, feed, session=session, etag=etag, last_modified=last_modified, now=now
     )
-    if parsed is not None and parsed.papers:
-        stats = merge.upsert_papers(engine, parsed.papers, now=now)
-        outcome.new, outcome.updated = int(stats.new), int(stats.updated)
-    _save_state(engine, feed, outcome, state, now)
+    with _writer_lock(engine):
+        if parsed is not None and parsed.papers:
+            stats = merge.upsert_papers(engine, parsed.papers, now=now)
+            outcome.new, outcome.updated = int(stats.new), int(stats.updated)
+        _save_state(engine, feed, outcome, state, now)
     return outcome
+
+
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> contextlib.AbstractContextManager[object]:
+    """Serialise this process's writes to a SQLite store.
+
+    SQLite admits one writer at a time and makes the others wait in its busy handler, which
+    sleeps in growing steps (up to 100 ms); with several polling threads that idles the whole
+    pool. A lock hands the store over at once. Other databases need no lock.
+    """
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    with _SQLITE_WRITERS_GUARD:
+        return _SQLITE_WRITERS.setdefault(engine, threading.Lock())
 
 
 def poll_feeds(
