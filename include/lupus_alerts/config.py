@@ -18,20 +18,27 @@ CONFIG_ENV = "LUPUS_ALERTS_CONFIG"
 STORE_URL_ENV = "LUPUS_ALERTS_STORE_URL"
 DEFAULT_CONFIG_NAME = "lupus-alerts.yaml"
 
-# Finds lupus in the lupus-erythematosus sense, and keeps out lupus vulgaris (cutaneous TB),
-# lupus pernio (sarcoidosis) and Canis lupus. Reasoning in docs/pubmed-query.md.
+# Finds lupus in the lupus-erythematosus sense (SLE, nephritis, cutaneous/discoid, neonatal,
+# drug-induced, neuropsychiatric, lupus-related antiphospholipid syndrome), indexed or not yet
+# indexed, and keeps out lupus vulgaris (cutaneous TB), lupus pernio (sarcoidosis) and Canis
+# lupus unless the paper is indexed or titled as lupus erythematosus. Reasoning in
+# docs/pubmed-query.md.
 DEFAULT_PUBMED_QUERY = (
-    '("Lupus Erythematosus, Systemic"[Mesh] OR "Lupus Nephritis"[Mesh]'
+    '(("Lupus Erythematosus, Systemic"[Mesh] OR "Lupus Nephritis"[Mesh]'
     ' OR "Lupus Erythematosus, Cutaneous"[Mesh] OR "Lupus Erythematosus, Discoid"[Mesh]'
-    ' OR "Lupus Vasculitis, Central Nervous System"[Mesh]'
-    ' OR "systemic lupus"[tiab] OR "lupus erythematosus"[tiab] OR "lupus nephritis"[tiab]'
-    ' OR "cutaneous lupus"[tiab] OR "discoid lupus"[tiab] OR "neonatal lupus"[tiab]'
-    ' OR "drug-induced lupus"[tiab] OR "drug induced lupus"[tiab]'
+    ' OR "Lupus Vasculitis, Central Nervous System"[Mesh] OR "Lupus Coagulation Inhibitor"[Mesh]'
+    ' OR "lupus erythematosus"[tiab] OR "systemic lupus"[tiab] OR "lupus nephritis"[tiab]'
+    ' OR "cutaneous lupus"[tiab] OR "discoid lupus"[tiab] OR "chilblain lupus"[tiab]'
+    ' OR "neonatal lupus"[tiab] OR "drug-induced lupus"[tiab] OR "drug induced lupus"[tiab]'
     ' OR "neuropsychiatric lupus"[tiab] OR NPSLE[tiab] OR "lupus anticoagulant"[tiab]'
-    ' OR "lupus-like"[tiab] OR "lupus flare"[tiab] OR "childhood-onset lupus"[tiab]'
-    ' OR "juvenile lupus"[tiab] OR "lupus patients"[tiab] OR "lupus pregnancy"[tiab])'
-    ' NOT ("Lupus Vulgaris"[Mesh] OR "lupus vulgaris"[tiab] OR "lupus pernio"[tiab]'
+    ' OR "lupus-like"[tiab] OR "lupus flare"[tiab] OR "lupus flares"[tiab] OR "lupus-prone"[tiab]'
+    ' OR "childhood-onset lupus"[tiab] OR "juvenile lupus"[tiab] OR "pediatric lupus"[tiab]'
+    ' OR "lupus patients"[tiab] OR "lupus pregnancy"[tiab]'
+    ' OR (("Antiphospholipid Syndrome"[Mesh] OR antiphospholipid[tiab]) AND lupus[tiab]))'
+    ' NOT (("Lupus Vulgaris"[Mesh] OR "lupus vulgaris"[tiab] OR "lupus pernio"[tiab]'
     ' OR "Wolves"[Mesh] OR "Canis lupus"[tiab])'
+    ' NOT ("Lupus Erythematosus, Systemic"[Mesh] OR "Lupus Erythematosus, Cutaneous"[Mesh]'
+    ' OR "lupus erythematosus"[ti] OR "systemic lupus"[ti] OR "lupus nephritis"[ti])))'
 )
 
 

@@ -404,9 +404,10 @@ class EutilsClient:
             usehistory=usehistory,
             retmode=retmode,
         )
-        # Long queries exceed URL limits; ESearch accepts POST like EFetch.
+        # Long queries (the default is ~1,200 characters) exceed URL limits once encoded; ESearch
+        # accepts POST like EFetch.
         result: SearchResult = self._request(
-            "esearch.fcgi", params, post=len(term) > 1500, check=parse_esearch
+            "esearch.fcgi", params, post=len(term) > 500, check=parse_esearch
         )
         result.mindate, result.maxdate = mindate, maxdate
         return result
