@@ -144,7 +144,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_demo_config(root: Path, servers: DemoServers, *, mail_mode: str = "outbox") -> Path:
+def write_demo_config(
+    root: Path, servers: DemoServers, *, mail_mode: str = "outbox", schedule: Mapping[str, str] | None = None
+) -> Path:
     """Write `root/lupus-alerts.yaml` pointing at the sample servers; returns its path."""
     feeds = [
         {"id": fid, "name": name, "publisher": pub, "url": servers.feed_urls[fid], "all_lupus": all_lupus}
@@ -160,6 +162,8 @@ def write_demo_config(root: Path, servers: DemoServers, *, mail_mode: str = "out
         "digest": {"public_base_url": "http://localhost:8080/lupus-alerts", "max_papers": 25},
         "mail": {"mode": mail_mode, "outbox_dir": "outbox", "rate_per_second": 100},
     }
+    if schedule:
+        config["schedule"] = dict(schedule)
     root.mkdir(parents=True, exist_ok=True)
     path = root / "lupus-alerts.yaml"
     header = "# Written by `python -m lupus_alerts.demo`: the demo's sample servers on localhost.\n"

@@ -40,9 +40,11 @@ class World:
         self.engine = pipeline.open_store(self.settings)
         self.runs: dict[str, dict[str, Any]] = {}
 
-    def run(self, tag: str, *runs: tuple[str, datetime]) -> list[dict[str, Any]]:
+    def run(
+        self, tag: str, *runs: tuple[str, datetime], env: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         """dag.test() these runs in order, in one Airflow process (as `make demo` does)."""
-        results = demo.run_dags(list(runs), self.env, log_path=self.root / "logs" / f"{tag}.log")
+        results = demo.run_dags(list(runs), env or self.env, log_path=self.root / "logs" / f"{tag}.log")
         for n, r in enumerate(results):
             self.runs[f"{tag}.{n}"] = r
         return results
@@ -286,3 +288,21 @@ def test_a_paper_arriving_later_goes_out_in_the_next_digest(world: World) -> Non
         text = _text_of(m)
         assert "anti-CD38 therapy in refractory lupus nephritis" in text
         assert "Voclosporin added to mycophenolate" not in text  # already sent yesterday
+
+
+def test_failure_alerts_with_the_mail_server_down_do_not_break_the_run(world: World) -> None:
+    before = len(world.servers.mail)
+    down = dict(world.env)
+    down["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
+        {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": demo.free_port(),
+            "extra": {"disable_ssl": True, "disable_tls": True, "timeout": 2, "retry_limit": 1},
+        }
+    )
+    (result,) = world.run("smtp-down", ("lupus_ingest", LOGICAL + timedelta(days=2)), env=down)
+    assert result["state"] == SUCCESS
+    assert "failed" in result["tasks"]["poll_feed"]  # the notifier ran, could not send, and said so
+    assert "Failed to run task callback" in (world.root / "logs" / "smtp-down.log").read_text()
+    assert len(world.servers.mail) == before

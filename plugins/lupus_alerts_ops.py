@@ -1,0 +1,147 @@
+"""Operator pages in the Airflow UI: the health of every journal feed and the last ingest runs.
+
+A FastAPI app mounted on Airflow's API server at `/lupus-ops/` (`fastapi_apps`), linked from the
+UI's Browse menu (`external_views`, shown in an iframe). Plugin apps are not authenticated by
+Airflow, so every route requires a logged-in Airflow user (`requires_authenticated()`: the UI's
+session cookie or a bearer token). The public unsubscribe app is a separate plugin
+(plugins/lupus_alerts_plugin.py).
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any, ClassVar
+
+from airflow.api_fastapi.core_api.security import requires_authenticated
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import Depends, FastAPI
+from fastapi.responses import HTMLResponse
+
+URL_PREFIX = "/lupus-ops"
+RECENT_RUNS = 10
+# Kept in a module variable so tests can override exactly this dependency.
+REQUIRE_LOGIN = requires_authenticated()
+
+app = FastAPI(
+    title="Lupus Alerts operations",
+    description="Feed health and recent ingest runs (read-only).",
+    dependencies=[Depends(REQUIRE_LOGIN)],
+)
+
+
+def health_data() -> dict[str, Any]:
+    """Feeds (configured, with their stored state) and the most recent ingest runs, or the error."""
+    from lupus_alerts import pipeline
+    from lupus_alerts.config import ConfigError
+
+    try:
+        settings = pipeline.load_settings(None)
+        engine = pipeline.open_store(settings)
+    except ConfigError as e:
+        return {"error": str(e), "feeds": [], "runs": []}
+    return {"error": None, "feeds": pipeline.feed_health(engine, settings), "runs": _recent_runs(engine)}
+
+
+def _recent_runs(engine: Any) -> list[dict[str, Any]]:
+    import sqlalchemy as sa
+
+    from lupus_alerts import pipeline, store
+
+    t = store.ingest_runs
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(t.c.run_id, sa.func.max(t.c.finished_at).label("finished_at"))
+            .group_by(t.c.run_id)
+            .order_by(sa.desc("finished_at"))
+            .limit(RECENT_RUNS)
+        ).all()
+    out = []
+    for run_id, finished in rows:
+        recs = pipeline.run_records(engine, run_id)
+        announce = next((r["stats"] for r in recs if r["source"] == pipeline.ANNOUNCE_SOURCE), None) or {}
+        out.append(
+            {
+                "run_id": run_id,
+                "finished_at": finished.isoformat(timespec="seconds") if finished else None,
+                "new_papers": announce.get("new_papers"),
+                "failed": [r["source"] for r in recs if r["error"]],
+            }
+        )
+    return out
+
+
+@app.get("/api/health")
+def health_json() -> dict[str, Any]:
+    """The same data as the page, as JSON (for monitoring)."""
+    return health_data()
+
+
+@app.get("/", response_class=HTMLResponse)
+def health_page() -> str:
+    """Feed health and recent runs as a small HTML page."""
+    data = health_data()
+    if data["error"]:
+        return _page(f"<p class='bad'>Configuration problem: {escape(data['error'])}</p>")
+    feed_rows = "".join(
+        "<tr class='{cls}'><td>{name}<br><small>{fid}</small></td><td>{status}</td><td>{success}</td>"
+        "<td>{polled}</td><td>{http}</td><td>{items}</td><td>{fails}</td><td>{error}</td></tr>".format(
+            cls="bad" if f["status"] == "failing" else "",
+            name=escape(f["name"]),
+            fid=escape(f["feed_id"]),
+            status=escape(f["status"]),
+            success=escape(f["last_success_at"] or "never"),
+            polled=escape(f["last_polled_at"] or "never"),
+            http=escape(str(f["http_status"] or "")),
+            items=escape(str(f["items_last"] if f["items_last"] is not None else "")),
+            fails=f["consecutive_failures"],
+            error=escape(f["last_error"] or f["last_warning"] or ""),
+        )
+        for f in data["feeds"]
+    )
+    run_rows = "".join(
+        "<tr class='{cls}'><td>{rid}</td><td>{fin}</td><td>{new}</td><td>{failed}</td></tr>".format(
+            cls="bad" if r["failed"] else "",
+            rid=escape(r["run_id"]),
+            fin=escape(r["finished_at"] or ""),
+            new=escape(str(r["new_papers"] if r["new_papers"] is not None else "")),
+            failed=escape(", ".join(r["failed"]) or "none"),
+        )
+        for r in data["runs"]
+    )
+    body = (
+        "<h1>Journal feeds</h1><table><tr><th>feed</th><th>status</th><th>last success</th>"
+        "<th>last polled</th><th>HTTP</th><th>items</th><th>failures in a row</th><th>last error</th></tr>"
+        f"{feed_rows}</table><h1>Recent ingest runs</h1><table><tr><th>run</th><th>finished (UTC)</th>"
+        f"<th>new papers</th><th>failed sources</th></tr>{run_rows}</table>"
+        "<p><small>A failing feed: check its URL in lupus-alerts.yaml and the log of its "
+        "<code>lupus_ingest.poll_feed</code> task. Runbook: docs/operations.md.</small></p>"
+    )
+    return _page(body)
+
+
+def _page(body: str) -> str:
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
+        "tr.bad td{background:#fde8e8}p.bad{color:#a00}h1{font-size:1.2em}"
+    )
+    head = f"<meta charset='utf-8'><title>Lupus feed health</title><style>{style}</style>"
+    return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"
+
+
+class LupusAlertsOpsPlugin(AirflowPlugin):
+    """Registers the operations app and its link in the UI."""
+
+    name = "lupus_alerts_ops"
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
+        {"app": app, "url_prefix": URL_PREFIX, "name": "Lupus feed health"}
+    ]
+    external_views: ClassVar[list[dict[str, str]]] = [
+        {
+            "name": "Lupus feed health",
+            "href": f"{URL_PREFIX}/",
+            "url_route": "lupus-feed-health",
+            "destination": "nav",
+            "category": "browse",
+        }
+    ]
