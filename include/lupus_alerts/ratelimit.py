@@ -2,10 +2,12 @@
 
 NCBI allows 3 requests a second per IP without an API key and 10 with one. Airflow may run
 several PubMed tasks at once on one worker (each a separate process), so an in-process limiter
-is not enough. The schedule lives in a small file: each caller takes an exclusive `flock` on
-it, reads the time the next request may start, books that slot (pushing the next slot one
-interval further) and releases the lock before sleeping until its slot. Slots are handed out in
-lock order, so callers never need to retry and the rate holds however many processes share it.
+is not enough. The schedule lives in a small file holding the earliest time the next request
+may start. A caller takes an exclusive `flock` on it; if that time has come, it writes
+now + interval and goes ahead at once, otherwise it releases the lock and sleeps until then
+and tries again. Because a start is stamped at the moment it is granted (not booked ahead and
+slept towards), a caller the OS wakes late cannot end up closer to its successor: the grants
+are one interval apart however many threads and processes share the file.
 
 Across machines, the Airflow pool `ncbi` bounds concurrency (see docs/pubmed.md).
 """
@@ -28,8 +30,8 @@ NCBI_RATE_WITH_KEY = 10.0
 # Spacing is a little wider than 1/rate: requests arrive at NCBI with network jitter, and two
 # slots exactly 1/rate apart can land inside one second. 3% costs little and keeps us under.
 SAFETY_MARGIN = 1.03
-# A booked slot further ahead than this is stale (a clock jump, a killed process with a huge
-# queue): it is ignored rather than obeyed.
+# A stored time further ahead than this is stale (the wall clock jumped back): it is ignored
+# rather than obeyed.
 MAX_BOOKED_AHEAD_S = 300.0
 _FMT = struct.Struct("<d")
 
@@ -61,8 +63,12 @@ class RateLimiter:
         # the thread lock just avoids needless file opens contending within one process.
         self._local = threading.Lock()
 
-    def book(self) -> float:
-        """Reserve the next free slot and return its start time (on `clock`'s scale)."""
+    def try_acquire(self) -> tuple[bool, float]:
+        """Take the next request's turn if it is due: (True, start time) or (False, seconds to wait).
+
+        The start time is stamped under the lock at the moment of the grant, so the stamps of
+        all callers are at least one interval apart whatever the scheduler does afterwards.
+        """
         with self._local:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
@@ -72,20 +78,22 @@ class RateLimiter:
                 nxt = _FMT.unpack(raw)[0] if len(raw) == _FMT.size else 0.0
                 if nxt - now > MAX_BOOKED_AHEAD_S:
                     nxt = 0.0
-                slot = max(now, nxt)
-                os.pwrite(fd, _FMT.pack(slot + self.interval), 0)
-                return slot
+                if now < nxt:
+                    return False, nxt - now
+                os.pwrite(fd, _FMT.pack(now + self.interval), 0)
+                return True, now
             finally:
                 os.close(fd)  # closing releases the flock
 
     def acquire(self) -> float:
-        """Wait for this caller's slot; return the seconds waited."""
-        slot = self.book()
-        wait = slot - self._clock()
-        if wait > 0:
-            self._sleep(wait)
-            return wait
-        return 0.0
+        """Wait until this caller may send; return the granted start time (on `clock`'s scale)."""
+        while True:
+            ok, value = self.try_acquire()
+            if ok:
+                return value
+            # Several waiters wake together and one wins; the others sleep one interval more.
+            # Waking a touch late is harmless: the start is stamped on the grant, not the slot.
+            self._sleep(value)
 
 
 def ncbi_limiter(api_key: str | None, *, directory: str | os.PathLike[str] | None = None) -> RateLimiter:
