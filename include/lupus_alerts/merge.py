@@ -185,8 +185,18 @@ def paper_dict(p: Paper) -> dict[str, Any]:
     return _plain(p)
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 _SCALARS = (str, int, float, bool, type(None))
+_SCALAR_ANNOTATIONS = {
+    "str",
+    "str | None",
+    "int",
+    "int | None",
+    "float",
+    "float | None",
+    "bool",
+    "bool | None",
+}
+_SERIALIZERS: dict[type, Any] = {}
 
 
 def _plain(value: Any) -> Any:
@@ -199,22 +209,38 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if cls is date or cls is datetime:
         return value.isoformat()
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
+    fn = _SERIALIZERS.get(cls)
+    if fn is None:
         if not dataclasses.is_dataclass(value):
             return value.isoformat() if isinstance(value, date) else value
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(value))
-    out = {}
-    for n in names:
-        v = getattr(value, n)
-        # inline the common cases: one function call per field is most of the cost
-        if type(v) in _SCALARS:
-            out[n] = v
-        elif type(v) is list and not v:
-            out[n] = []
+        fn = _SERIALIZERS[cls] = _compile_serializer(cls)
+    return fn(value)
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _compile_serializer(cls: type) -> Any:
+    # One generated function per dataclass: fields annotated as plain scalars are copied
+    # directly, everything else goes through _plain. A call per field is most of the cost of
+    # the generic version, and every stored record goes through here.
+    parts = []
+    for f in dataclasses.fields(cls):
+        ann = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        access = f"o.{f.name}"
+        if ann in _SCALAR_ANNOTATIONS:
+            expr = access
+        elif ann.startswith("list["):
+            expr = f"[_plain(x) for x in {access}] if {access} else []"
+        elif ann in ("date | None", "datetime | None"):
+            expr = f"_iso({access})"
         else:
-            out[n] = _plain(v)
-    return out
+            expr = f"_plain({access})"
+        parts.append(f"{f.name!r}: {expr}")
+    namespace: dict[str, Any] = {"_plain": _plain, "_iso": _iso}
+    exec(f"def serialize(o):\n    return {{{', '.join(parts)}}}\n", namespace)
+    return namespace["serialize"]
 
 
 # -- merging records ----------------------------------------------------------------------
@@ -302,6 +328,18 @@ def merge_records(records: Sequence[Paper]) -> Paper:
         is_retracted=any(r.is_retracted for r in recs) or any(n.kind == "retraction_in" for n in notices),
         fetched_at=max(fetched) if fetched else None,
         classification=None,
+    )
+
+
+def _merges_to_itself(p: Paper) -> bool:
+    """Whether merge_records([p]) == p: nothing for the merge to sort, deduplicate or derive."""
+    return (
+        p.classification is None
+        and len(p.notices) <= 1
+        and (p.is_retracted or not any(n.kind == "retraction_in" for n in p.notices))
+        and len({k.casefold() for k in p.keywords}) == len(p.keywords)
+        and len(set(p.issns)) == len(p.issns)
+        and p.doi == normalize_doi(p.doi)
     )
 
 
@@ -656,10 +694,14 @@ def _plan_group(
     for pid in pids:
         for srow in sources_by_paper.get(pid, []):
             existing[(srow.source, srow.source_key)] = srow
-    records: dict[tuple[str, str], Paper] = {k: Paper.from_dict(s.record) for k, s in existing.items()}
-    records.update(incoming)
-    merged = merge_records(list(records.values()))
-    merged_dict = paper_dict(merged)
+    if not existing and len(batch_recs) == 1 and _merges_to_itself(batch_recs[0]):
+        # a brand-new paper from one record (half of every batch): skip the merge
+        merged, merged_dict = batch_recs[0], batch_dicts[0]
+    else:
+        records: dict[tuple[str, str], Paper] = {k: Paper.from_dict(s.record) for k, s in existing.items()}
+        records.update(incoming)
+        merged = merge_records(list(records.values()))
+        merged_dict = paper_dict(merged)
     cols = _columns(merged)
     notice_rows = _notice_rows(merged, now)
 
@@ -693,7 +735,16 @@ def _plan_group(
                 {"paper_id": survivor.id, "source": k[0], "source_key": k[1], "record": d}
             )
         elif _comparable(srow.record) != _comparable(d):
-            w.source_updates.append({"_id": srow.id, "paper_id": survivor.id, "record": d})
+            w.source_updates.append(
+                {
+                    "_id": srow.id,
+                    "paper_id": survivor.id,
+                    "source": srow.source,
+                    "source_key": srow.source_key,
+                    "record": d,
+                    "first_seen_at": srow.first_seen_at,
+                }
+            )
         else:
             w.source_touches.append({"_id": srow.id})
 
@@ -735,6 +786,22 @@ def _insert_papers(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     return list(conn.execute(sa.insert(P).returning(P.c.id, sort_by_parameter_order=True), rows).scalars())
 
 
+def _bulk_update(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Update rows by id ("_id"), each with its own values (every row has the same keys)."""
+    if conn.dialect.name != "postgresql":
+        conn.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")), rows)
+        return
+    # psycopg2 runs an executemany UPDATE as one round trip per row; an INSERT .. ON CONFLICT
+    # (id) DO UPDATE is sent as multi-row VALUES pages. The rows exist and are locked FOR UPDATE
+    # by this transaction, so the INSERT branch never runs; rows carry every NOT NULL column.
+    values = [{("id" if k == "_id" else k): v for k, v in r.items()} for r in rows]
+    stmt = postgresql.insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.id], set_={k: stmt.excluded[k] for k in values[0] if k != "id"}
+    )
+    conn.execute(stmt, values)
+
+
 def _insert_ignore(conn: Connection, table: sa.Table) -> Any:
     """INSERT .. ON CONFLICT DO NOTHING in the connection's dialect."""
     if conn.dialect.name == "postgresql":
@@ -744,7 +811,6 @@ def _insert_ignore(conn: Connection, table: sa.Table) -> Any:
 
 def _apply(conn: Connection, w: _Writes, now: datetime, stats: UpsertStats) -> None:
     P, S, T, U = store.papers, store.paper_sources, store.paper_topics, store.paper_updates
-    b = sa.bindparam
 
     # Joined papers first, so the survivor can take over their DOI/PMID without a conflict.
     for survivor, losers in w.merges:
@@ -789,10 +855,7 @@ def _apply(conn: Connection, w: _Writes, now: datetime, stats: UpsertStats) -> N
             w.notices.extend({**n, "paper_id": pid} for n in notices)
 
     if w.paper_updates:
-        conn.execute(
-            sa.update(P).where(P.c.id == b("_id")),
-            w.paper_updates,
-        )
+        _bulk_update(conn, P, w.paper_updates)
     if w.source_inserts:
         conn.execute(
             sa.insert(S).values(first_seen_at=now, last_seen_at=now),
@@ -800,10 +863,10 @@ def _apply(conn: Connection, w: _Writes, now: datetime, stats: UpsertStats) -> N
         )
         stats.sources_new += len(w.source_inserts)
     if w.source_updates:
-        conn.execute(sa.update(S).where(S.c.id == b("_id")).values(last_seen_at=now), w.source_updates)
+        _bulk_update(conn, S, [{**u, "last_seen_at": now} for u in w.source_updates])
         stats.sources_updated += len(w.source_updates)
-    if w.source_touches:
-        conn.execute(sa.update(S).where(S.c.id == b("_id")).values(last_seen_at=now), w.source_touches)
+    for chunk in _in_chunks(t["_id"] for t in w.source_touches):
+        conn.execute(sa.update(S).where(S.c.id.in_(chunk)).values(last_seen_at=now))
     if w.notices:
         # Only rows actually inserted come back, so this counts notices new to the store.
         inserted = conn.execute(_insert_ignore(conn, U).returning(U.c.id), w.notices).all()

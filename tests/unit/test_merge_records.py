@@ -191,3 +191,27 @@ def test_paper_dict_is_exactly_to_dict() -> None:
     )
     for p in (pm, _feed(), Paper(source="s", source_key="k", title="t")):
         assert paper_dict(p) == p.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("paper", "shortcut"),
+    [
+        (_feed(), True),
+        (_pubmed(), True),
+        (_feed(notices=[Notice("erratum_in", pmid="9")]), True),
+        (_feed(keywords=["SLE", "sle"]), False),  # the merge deduplicates keywords
+        (_feed(notices=[Notice("retraction_in", pmid="9")]), False),  # the merge sets is_retracted
+        (_feed(issns=["1", "1"]), False),
+        (_feed(doi="https://doi.org/10.1136/X"), False),
+    ],
+)
+def test_the_upsert_shortcut_for_single_records_agrees_with_merge_records(
+    paper: Paper, shortcut: bool
+) -> None:
+    from lupus_alerts.merge import _merges_to_itself, paper_dict
+
+    assert _merges_to_itself(paper) is shortcut
+    if shortcut:
+        assert paper_dict(merge_records([paper])) == paper_dict(paper)
+    else:
+        assert paper_dict(merge_records([paper])) != paper_dict(paper)
