@@ -122,3 +122,20 @@ def test_eval_without_gold_fields_is_an_error(tmp_path: Path, capsys: pytest.Cap
 def test_missing_file_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["classify", "/nonexistent/papers.jsonl"]) == 1
     assert "cannot read /nonexistent/papers.jsonl" in capsys.readouterr().err
+
+
+def test_real_pubmed_records_only_the_lupus_trial_is_lupus() -> None:
+    # 176 real PubMed records (tests/fixtures/pubmed, provenance in SOURCES.md): one is a lupus
+    # trial (PMID 15968009), the other 175 are not about lupus.
+    from lupus_alerts.pubmed import parse_pubmed_bytes
+
+    xml = Path(__file__).parent.parent / "fixtures" / "pubmed" / "fatcat_pubmedsample_2019.xml"
+    papers, _deleted, _problems = parse_pubmed_bytes(xml.read_bytes())
+    rc, rows, err = run([json.dumps(p.to_dict()) + "\n" for p in papers])
+    assert rc == 0, err
+    lupus = [r for r in rows if r["is_lupus"]]
+    assert [r["pmid"] for r in lupus] == ["15968009"]
+    (trial,) = lupus
+    therapeutics = next(t for t in trial["topics"] if t["label"] == "therapeutics")
+    assert "publication type Randomized Controlled Trial" in therapeutics["evidence"]
+    assert "MeSH Lupus Erythematosus, Systemic (major topic)" in trial["relevance_evidence"]
