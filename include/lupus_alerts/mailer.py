@@ -182,19 +182,26 @@ def _fold_unsubscribe(uris: list[str]) -> str:
     return ",\r\n ".join(f"<{u}>" for u in uris)
 
 
-def _text_part(content: str, subtype: str, cte: str) -> Message:
+def _text_part(content: str, subtype: str) -> Message:
+    """A UTF-8 text part, quoted-printable unless base64 is smaller (mostly non-Latin text).
+
+    QP keeps mostly-ASCII text and HTML readable in a raw view and smaller than base64 (Gmail
+    clips a message over 102 KB). Neither encoding can produce the boundary: QP writes "=" as
+    "=3D", and base64 has no "-".
+    """
     part = Message(policy=_COMPAT)
     part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
-    part["Content-Transfer-Encoding"] = cte
     data = content.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
-    if cte == "base64":
+    encoded = binascii.b2a_qp(data, istext=True)
+    if len(encoded) > len(data) * 4 // 3 + 2:
         # One C call, then 76-column lines (base64.encodebytes loops in Python per 57 bytes).
         flat = binascii.b2a_base64(data, newline=False)
-        encoded = b"\n".join(flat[i : i + 76] for i in range(0, len(flat), 76)) + b"\n"
+        encoded = b"\n".join(flat[i : i + 76] for i in range(0, len(flat), 76))
+        part["Content-Transfer-Encoding"] = "base64"
     else:
-        encoded = binascii.b2a_qp(data, istext=True)
-        if not encoded.endswith(b"\n"):
-            encoded += b"\n"
+        part["Content-Transfer-Encoding"] = "quoted-printable"
+    if not encoded.endswith(b"\n"):
+        encoded += b"\n"
     part.set_payload(encoded.replace(b"\n", b"\r\n").decode("ascii"))
     return part
 
@@ -242,12 +249,7 @@ def build_message(
     boundary = "==lupus-alerts-" + hashlib.sha256(msg["Message-ID"].encode()).hexdigest()[:24] + "=="
     msg["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
     # Text first, HTML last: RFC 2046 orders alternatives from plainest to richest.
-    # Quoted-printable keeps the text part legible in a raw view; base64 is smaller and much
-    # faster to encode for the long-lined, mostly-markup HTML part. Neither part can contain the
-    # boundary: "==" never appears at a line start in QP output, nor anywhere in base64 lines.
-    msg.set_payload(
-        [_text_part(digest.text, "plain", "quoted-printable"), _text_part(digest.html, "html", "base64")]
-    )
+    msg.set_payload([_text_part(digest.text, "plain"), _text_part(digest.html, "html")])
     return msg
 
 

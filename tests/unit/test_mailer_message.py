@@ -163,6 +163,21 @@ def test_any_subject_text_survives_the_wire(title: str) -> None:
     assert _roundtrip(built)["Subject"] == title
 
 
+def test_mostly_ascii_parts_are_quoted_printable_and_non_latin_ones_base64() -> None:
+    html = (
+        '<td style="color:#333"><a href="https://doi.org/10.1/x">Lupus nephritis in adults (café)</a></td>\n'
+    )
+    latin = mailer.build_message(_digest(html=html * 300), settings=SETTINGS, unsubscribe_url="u", now=NOW)
+    assert [p["Content-Transfer-Encoding"] for p in latin.get_payload()] == ["quoted-printable"] * 2
+    greek = "Συστηματικός ερυθηματώδης λύκος και νεφρίτιδα. " * 100
+    other = mailer.build_message(
+        _digest(text=greek, html=f"<p>{greek}</p>"), settings=SETTINGS, unsubscribe_url="u", now=NOW
+    )
+    assert [p["Content-Transfer-Encoding"] for p in other.get_payload()] == ["base64"] * 2
+    parsed = _roundtrip(other)
+    assert [p.get_content().replace("\r\n", "\n") for p in parsed.iter_parts()] == [greek, f"<p>{greek}</p>"]
+
+
 def test_one_recipient_per_message(tmp_path: Path) -> None:
     msg = mailer.build_message(_digest(), settings=SETTINGS, unsubscribe_url="u", now=NOW)
     msg["Cc"] = "someone@example.org"
