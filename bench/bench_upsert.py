@@ -37,7 +37,13 @@ CANDIDATES = 10_000
 BUDGET_S = 2.0
 SEED_VERSION = 1  # bump when the seeded shape changes, to rebuild caches
 T0 = datetime(2026, 1, 1, 6, 0)
-JOURNALS = ("Lupus", "Lupus Science & Medicine", "Arthritis & Rheumatology", "Rheumatology", "Annals of the Rheumatic Diseases")
+JOURNALS = (
+    "Lupus",
+    "Lupus Science & Medicine",
+    "Arthritis & Rheumatology",
+    "Rheumatology",
+    "Annals of the Rheumatic Diseases",
+)
 
 
 # -- the synthetic papers -----------------------------------------------------------------
@@ -217,7 +223,10 @@ def _pg_seed(size: int) -> str:
     with admin.connect() as c:
         exists = c.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
         if exists:
-            ok = c.execute(sa.text("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :n"), {"n": name}).scalar()
+            ok = c.execute(
+                sa.text("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :n"),
+                {"n": name},
+            ).scalar()
             if ok == "complete":
                 admin.dispose()
                 return name
@@ -232,7 +241,10 @@ def _pg_seed(size: int) -> str:
         cur = raw.cursor()
         for start in range(0, size, _CHUNK):
             papers, sources = _seed_rows(start + 1, min(size, start + _CHUNK) + 1)
-            for table, cols, rows in (("papers", _PAPER_COLS, papers), ("paper_sources", _SOURCE_COLS, sources)):
+            for table, cols, rows in (
+                ("papers", _PAPER_COLS, papers),
+                ("paper_sources", _SOURCE_COLS, sources),
+            ):
                 buf = io.StringIO()
                 csv.writer(buf).writerows(rows)
                 buf.seek(0)
@@ -250,7 +262,9 @@ def _pg_seed(size: int) -> str:
     with admin.connect() as c:
         c.exec_driver_sql(f"COMMENT ON DATABASE \"{name}\" IS 'complete'")
     admin.dispose()
-    print(f"  seeded PostgreSQL with {size:,} papers in {time.perf_counter() - t:.0f} s -> {name}", flush=True)
+    print(
+        f"  seeded PostgreSQL with {size:,} papers in {time.perf_counter() - t:.0f} s -> {name}", flush=True
+    )
     return name
 
 
@@ -282,40 +296,60 @@ def _status_kb(field: str) -> int:
     return 0
 
 
-def measure(url: str, size: int) -> dict[str, Any]:
-    """Upsert the candidates into the store at `url` (holding `size` papers); time and memory."""
-    from lupus_alerts import store
+def _timed(engine: Any, candidates: list[Any], day: int) -> tuple[Any, float, float]:
     from lupus_alerts.merge import upsert_papers
 
-    existing = [_pubmed_paper(i) for i in range(1, size + 1, max(1, size // (CANDIDATES // 2)))][: CANDIDATES // 2]
-    new = [(_feed_paper if i % 2 else _pubmed_paper)(size + 1 + i) for i in range(CANDIDATES - len(existing))]
-    candidates = [p for pair in zip(existing, new, strict=True) for p in pair]
+    t, cpu = time.perf_counter(), time.process_time()
+    stats = upsert_papers(engine, candidates, now=T0 + timedelta(days=day))
+    return stats, time.perf_counter() - t, time.process_time() - cpu
+
+
+def measure(url: str, size: int) -> dict[str, Any]:
+    """Upsert the candidates into the store at `url` (holding `size` papers); time and memory.
+
+    A: 5,000 new + 5,000 PubMed records enriching stored feed papers (full merge path).
+    A again: the same 10,000 a second time (all unchanged).
+    B: 5,000 new + 5,000 stored feed items polled again unchanged (a daily feed poll).
+    """
+    from lupus_alerts import store
+
+    half = CANDIDATES // 2
+    step = max(2, size // half)
+    existing = [_pubmed_paper(i) for i in range(1, size + 1, step)][:half]
+    new = [(_feed_paper if i % 2 else _pubmed_paper)(size + 1 + i) for i in range(half)]
+    candidates_a = [p for pair in zip(existing, new, strict=True) for p in pair]
+    repolled = [_feed_paper(i) for i in range(2, size + 1, step)][:half]  # not touched by A
+    new_b = [(_feed_paper if i % 2 else _pubmed_paper)(size + 1 + half + i) for i in range(half)]
+    candidates_b = [p for pair in zip(repolled, new_b, strict=True) for p in pair]
     engine = store.make_engine(url)
     with engine.connect() as conn:  # open the pool's connection outside the timing
         conn.exec_driver_sql("SELECT 1")
     hwm_before = _status_kb("VmHWM")
-    t, cpu = time.perf_counter(), time.process_time()
-    stats = upsert_papers(engine, candidates, now=T0 + timedelta(days=1))
-    elapsed, elapsed_cpu = time.perf_counter() - t, time.process_time() - cpu
+    a, a_s, a_cpu = _timed(engine, candidates_a, 1)
     hwm_after = _status_kb("VmHWM")
-    t = time.perf_counter()
-    again = upsert_papers(engine, candidates, now=T0 + timedelta(days=2))
-    elapsed_again = time.perf_counter() - t
+    again, again_s, _ = _timed(engine, candidates_a, 2)
+    b, b_s, b_cpu = _timed(engine, candidates_b, 3)
     engine.dispose()
     return {
-        "seconds": elapsed,
-        "cpu_seconds": elapsed_cpu,
-        "seconds_again": elapsed_again,
-        "new": stats.new,
-        "updated": stats.updated,
-        "unchanged": stats.unchanged,
+        "seconds": a_s,
+        "cpu_seconds": a_cpu,
+        "new": a.new,
+        "updated": a.updated,
+        "unchanged": a.unchanged,
+        "seconds_again": again_s,
         "again_unchanged": again.unchanged,
+        "seconds_b": b_s,
+        "cpu_seconds_b": b_cpu,
+        "b_new": b.new,
+        "b_unchanged": b.unchanged,
         "rss_growth_mb": (hwm_after - hwm_before) / 1024,
     }
 
 
 def _run_measurement(db: str, size: int) -> dict[str, Any]:
     url = _sqlite_copy(size) if db == "sqlite" else _pg_copy(size)
+    # The copy leaves hundreds of MB of dirty pages; let them reach the disk before timing.
+    os.sync()
     try:
         out = subprocess.run(
             [sys.executable, "-m", "bench.bench_upsert", "--measure", url, "--size", str(size)],
@@ -348,29 +382,44 @@ def main(argv: list[str] | None = None) -> int:
             r = _run_measurement(db, size)
             results.append((db, size, r))
             print(
-                f"{db:10} {size:>9,} stored: {CANDIDATES:,} candidates in {r['seconds']:.2f} s "
-                f"(new {r['new']}, updated {r['updated']}, unchanged {r['unchanged']}); "
-                f"same again {r['seconds_again']:.2f} s ({r['again_unchanged']} unchanged); "
+                f"{db:10} {size:>9,} stored: A {r['seconds']:.2f} s (CPU {r['cpu_seconds']:.2f} s; new "
+                f"{r['new']}, updated {r['updated']}); A again {r['seconds_again']:.2f} s "
+                f"({r['again_unchanged']} unchanged); B {r['seconds_b']:.2f} s "
+                f"(CPU {r['cpu_seconds_b']:.2f} s; new {r['b_new']}, unchanged {r['b_unchanged']}); "
                 f"peak RSS growth {r['rss_growth_mb']:.1f} MB",
                 flush=True,
             )
-    failed = [f"{db} {size:,}" for db, size, r in results if r["seconds"] > BUDGET_S]
+    failed = [f"{db} {size:,}" for db, size, r in results if max(r["seconds"], r["seconds_b"]) > BUDGET_S]
+
+    def ok(sec: float) -> str:
+        return "" if sec <= BUDGET_S else " (over)"
+
     rows = "\n".join(
-        f"| {db} | {size:,} | {r['seconds']:.2f} s | {r['new']:,} / {r['updated']:,} / {r['unchanged']:,} "
-        f"| {r['seconds_again']:.2f} s | {r['rss_growth_mb']:.1f} MB | {'ok' if r['seconds'] <= BUDGET_S else 'OVER'} |"
+        f"| {db} | {size:,} | {r['seconds']:.2f} s{ok(r['seconds'])} | {r['cpu_seconds']:.2f} s "
+        f"| {r['seconds_again']:.2f} s{ok(r['seconds_again'])} | {r['seconds_b']:.2f} s{ok(r['seconds_b'])} "
+        f"| {r['cpu_seconds_b']:.2f} s | {r['rss_growth_mb']:.1f} MB |"
         for db, size, r in results
     )
     body = (
-        f"{CANDIDATES:,} candidates per measurement: half new papers (half feed items, half PubMed records), "
-        "half PubMed records of stored feed papers (same DOI; they add PMID, MeSH and a longer abstract, "
-        "so they take the full merge path). Each measurement starts from a copy of the cached seeded "
-        "store and runs in a fresh process; RSS is the growth of that process's peak during the upsert. "
-        f"\"Same again\" upserts the same 10,000 a second time (all unchanged). Budget: {BUDGET_S:.0f} s.\n\n"
-        "| database | papers stored | upsert 10,000 | new / updated / unchanged | same again | peak RSS growth | budget |\n"
-        "|---|---|---|---|---|---|---|\n" + rows + "\n"
+        f"Each measurement upserts {CANDIDATES:,} candidates into a copy of the cached seeded store, in a "
+        "fresh process (so its peak RSS is the upsert's own). Budget: "
+        f"{BUDGET_S:.0f} s per {CANDIDATES:,}.\n\n"
+        "- **A**: 5,000 new papers (half feed items, half PubMed records) + 5,000 PubMed records of stored "
+        "feed papers (same DOI; they add PMID, MeSH and a longer abstract, so each takes the full merge "
+        "path and rewrites the paper): the heavy case.\n"
+        "- **A again**: the same 10,000 once more (all unchanged).\n"
+        "- **B**: 5,000 new + 5,000 stored feed items polled again unchanged: a daily feed poll.\n\n"
+        "Wall time is what the budget is about; CPU is this process's own (Python + SQLite, which runs "
+        "in-process; PostgreSQL's server work is not in it). The machine's 2 cores are shared with other "
+        "jobs, so wall times are noisy and usually inflated.\n\n"
+        "| database | papers stored | A (wall) | A (CPU) | A again | B (wall) | B (CPU) "
+        "| peak RSS growth (A) |\n"
+        "|---|---|---|---|---|---|---|---|\n" + rows + "\n"
     )
     sizes = ",".join(str(s) for s in args.sizes)
-    cmd = ".venv/bin/python -m bench.bench_upsert" + (f" --sizes {sizes}" if args.sizes != list(SIZES) else "")
+    cmd = ".venv/bin/python -m bench.bench_upsert" + (
+        f" --sizes {sizes}" if args.sizes != list(SIZES) else ""
+    )
     cmd += f" --db {args.db}" if args.db != "both" else ""
     from bench.report import write_section
 
