@@ -49,8 +49,8 @@ class AnnounceStats:
     announce_from: int = 0  # exclusive: the last number before this call
     announce_to: int = 0  # inclusive: the last number this call handed out (== from if none)
     per_topic: dict[str, int] = field(default_factory=dict)  # of the newly announced papers
-    announced_ids: list[int] = field(default_factory=list)
-    update_ids: list[int] = field(default_factory=list)  # paper_updates rows flagged
+    update_from: int = 0  # exclusive, like announce_from, for the "update" counter
+    update_to: int = 0
 
 
 def classify_and_announce(
@@ -156,7 +156,6 @@ def _number(engine: Engine, now: datetime, stats: AnnounceStats) -> None:
             if done != 1:
                 raise AnnounceConflict(f"paper {pid} was announced by a concurrent step")
         stats.announced = len(ids)
-        stats.announced_ids = list(ids)
         topics: Counter[str] = Counter()
         for i in range(0, len(ids), 900):  # under SQLite's bound-parameter limit
             chunk = ids[i : i + 900]
@@ -179,9 +178,10 @@ def _number(engine: Engine, now: datetime, stats: AnnounceStats) -> None:
             .scalars()
             .all()
         )
-        for uid, no in zip(
-            update_ids, store.next_numbers(conn, UPDATE_COUNTER, len(update_ids)), strict=True
-        ):
+        stats.update_from = stats.update_to = store.counter_value(conn, UPDATE_COUNTER)
+        update_numbers = store.next_numbers(conn, UPDATE_COUNTER, len(update_ids))
+        for uid, no in zip(update_ids, update_numbers, strict=True):
             conn.execute(sa.update(U).where(U.c.id == uid, U.c.update_no.is_(None)).values(update_no=no))
+        if update_ids:
+            stats.update_from, stats.update_to = update_numbers.start - 1, update_numbers.stop - 1
         stats.updates_flagged = len(update_ids)
-        stats.update_ids = list(update_ids)

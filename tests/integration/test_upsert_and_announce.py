@@ -245,6 +245,7 @@ def test_retraction_after_announcement_is_flagged_as_an_update(engine: sa.Engine
     assert stats.notices_new == 1
     result = classify_and_announce(engine, clf, now=T0 + timedelta(days=30, minutes=1))
     assert result.announced == 0 and result.updates_flagged == 1
+    assert (result.update_from, result.update_to) == (0, 1)
     (update,) = rows(engine, store.paper_updates)
     assert (update.kind, update.notice_key, update.update_no) == ("retraction_in", "41999999", 1)
     (paper,) = rows(engine, store.papers)

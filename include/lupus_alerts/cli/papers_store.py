@@ -161,7 +161,8 @@ def _print_detail(d: dict[str, Any]) -> None:
     w(f"  store id     {d['id']}\n  DOI          {d['doi'] or '-'}\n  PMID         {d['pmid'] or '-'}\n")
     w(f"  journal      {d['journal'] or '-'}\n  published    {d['pub_date'] or '-'}\n")
     lupus = {True: "yes", False: "no", None: "not classified yet"}[d["is_lupus"]]
-    w(f"  lupus        {lupus} (score {d['relevance_score']})\n")
+    score = f" (score {d['relevance_score']:.2f})" if d["relevance_score"] is not None else ""
+    w(f"  lupus        {lupus}{score}\n")
     if d["relevance_evidence"]:
         w(f"               evidence: {'; '.join(map(str, d['relevance_evidence']))}\n")
     ann = f"#{d['announce_no']} at {d['announced_at']}" if d["announce_no"] else "not announced"
