@@ -307,3 +307,34 @@ def test_erratum_and_concern_after_announcement_are_updates(engine: sa.Engine, k
         now=T0 + timedelta(days=1),
     )
     assert classify_and_announce(engine, KeywordClassifier(), now=T0 + timedelta(days=1)).updates_flagged == 1
+
+
+def test_classify_and_announce_with_the_project_classifier(engine: sa.Engine) -> None:
+    from lupus_alerts.classify import Classifier, load_taxonomy
+
+    upsert_papers(
+        engine,
+        [
+            feed_item(
+                source_key="ln",
+                doi="10.1000/ln",
+                title="Belimumab plus standard therapy in active lupus nephritis",
+                abstract="In biopsy-proven lupus nephritis, renal response improved with belimumab.",
+            ),
+            feed_item(
+                source_key="lv",
+                doi="10.1000/lv",
+                title="Lupus vulgaris: cutaneous tuberculosis in a child",
+                journal="British Journal of Dermatology",
+                abstract="Mycobacterium tuberculosis infection of the skin.",
+            ),
+        ],
+        now=T0,
+    )
+    stats = classify_and_announce(engine, Classifier(load_taxonomy()), now=T0 + timedelta(minutes=1))
+    assert (stats.classified, stats.lupus, stats.not_lupus, stats.announced) == (2, 1, 1, 1)
+    papers = {p.doi: p for p in rows(engine, store.papers)}
+    assert papers["10.1000/ln"].announce_no == 1 and papers["10.1000/lv"].announce_no is None
+    stored_topics = {t.label for t in rows(engine, store.paper_topics)}
+    assert stored_topics == {t["label"] for t in papers["10.1000/ln"].classification["topics"]}
+    assert stats.per_topic == dict.fromkeys(sorted(stored_topics), 1)
