@@ -222,6 +222,8 @@ def airflow_env(
         LUPUS_ALERTS_RETRY_DELAY_S="1",
         AIRFLOW_VAR_LUPUS_ALERTS_OPERATOR_EMAIL="operators@demo.example.org",
         PYTHONUNBUFFERED="1",
+        # `airflow standalone` starts its components as `airflow ...` from PATH: use this venv's.
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     )
     if operator_smtp_port is not None:
         env["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
