@@ -1,0 +1,161 @@
+"""The task functions' own logic: run windows, run bookkeeping, asset counts, feed health, digest days.
+
+Runs on SQLite and PostgreSQL (the `engine` fixture); no Airflow involved.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from lupus_alerts import pipeline, store
+from lupus_alerts.config import settings_from_dict
+
+SETTINGS = settings_from_dict(
+    {
+        "pubmed": {"initial_lookback_days": 3},
+        "feeds": [
+            {"id": "lupus", "name": "Lupus", "publisher": "SAGE", "url": "https://example.org/l.rss"},
+            {"id": "lsm", "name": "Lupus Sci Med", "publisher": "BMJ", "url": "https://example.org/m.rss"},
+        ],
+        "digest": {"timezone": "Pacific/Auckland"},
+    }
+)
+T0 = datetime(2026, 11, 26, 5, 0)
+T1 = datetime(2026, 11, 27, 5, 0)
+
+
+def test_scheduled_run_uses_its_data_interval_whatever_the_watermark(engine) -> None:  # type: ignore[no-untyped-def]
+    pipeline.write_watermark(engine, pipeline.RUN_WATERMARK, datetime(2026, 11, 1))
+    w = pipeline.resolve_window(
+        T0.replace(tzinfo=UTC), T1.replace(tzinfo=UTC), T1 + timedelta(minutes=3), engine, SETTINGS
+    )
+    assert (w.start, w.end, w.origin) == (T0, T1, "data_interval")
+
+
+def test_manual_run_without_interval_starts_at_the_watermark_or_the_lookback(engine) -> None:  # type: ignore[no-untyped-def]
+    run_after = datetime(2026, 11, 27, 14, 30, tzinfo=UTC)
+    fresh = pipeline.resolve_window(None, None, run_after, engine, SETTINGS)
+    assert fresh == pipeline.RunWindow(
+        datetime(2026, 11, 24, 14, 30), datetime(2026, 11, 27, 14, 30), "watermark"
+    )
+    pipeline.write_watermark(engine, pipeline.RUN_WATERMARK, T1)
+    w = pipeline.resolve_window(None, None, run_after.isoformat(), engine, SETTINGS)
+    assert (w.start, w.end) == (T1, datetime(2026, 11, 27, 14, 30))
+    # A zero-width interval (a CronTriggerTimetable run) counts as none.
+    z = pipeline.resolve_window(T1, T1, run_after, engine, SETTINGS)
+    assert z.origin == "watermark"
+
+
+def test_a_run_with_no_time_at_all_is_an_error(engine) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(pipeline.PipelineError):
+        pipeline.resolve_window(None, None, None, engine, SETTINGS)
+
+
+def test_watermark_never_moves_backwards(engine) -> None:  # type: ignore[no-untyped-def]
+    pipeline.write_watermark(engine, "w", T1)
+    pipeline.write_watermark(engine, "w", T0)
+    assert pipeline.read_watermark(engine, "w") == T1
+    pipeline.write_watermark(engine, "w", T1 + timedelta(days=1))
+    assert pipeline.read_watermark(engine, "w") == T1 + timedelta(days=1)
+
+
+def test_record_run_upserts_one_row_per_run_and_source(engine) -> None:  # type: ignore[no-untyped-def]
+    w = pipeline.RunWindow(T0, T1, "data_interval")
+    pipeline.record_run(engine, "r1", "feed:lupus", {"items": 3}, window=w, error="HTTP 503")
+    pipeline.record_run(engine, "r1", "feed:lupus", {"items": 9, "when": T1}, window=w)
+    pipeline.record_run(engine, "r1", "pubmed", {"parsed": 4})
+    rows = pipeline.run_records(engine, "r1")
+    assert [r["source"] for r in rows] == ["feed:lupus", "pubmed"]
+    assert rows[0]["stats"] == {"items": 9, "when": T1.isoformat()} and rows[0]["error"] is None
+    assert rows[0]["window_start"] == T0 and rows[1]["window_start"] is None
+
+
+def _paper(conn: sa.Connection, n: int, announce_no: int | None, labels: list[str]) -> None:
+    now = store.utcnow()
+    pid = conn.execute(
+        sa.insert(store.papers)
+        .values(
+            doi=f"10.5555/t.{n}",
+            title=f"t{n}",
+            record={},
+            first_seen_at=now,
+            updated_at=now,
+            announce_no=announce_no,
+            is_lupus=announce_no is not None,
+            needs_classification=False,
+        )
+        .returning(store.papers.c.id)
+    ).scalar_one()
+    for label in labels:
+        conn.execute(sa.insert(store.paper_topics).values(paper_id=pid, label=label, score=0.9))
+
+
+def test_asset_extra_counts_sources_failures_and_topics_of_this_runs_new_papers(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as c:
+        _paper(c, 1, 1, ["nephrology"])  # announced by an earlier run
+        _paper(c, 2, 2, ["nephrology", "therapeutics"])
+        _paper(c, 3, 3, ["dermatology"])
+        _paper(c, 4, None, ["nephrology"])  # not lupus, never announced
+    pipeline.record_run(engine, "r", "pubmed", {"parsed": 7, "new": 2})
+    pipeline.record_run(engine, "r", "feed:lupus", {"items": 5, "kept": 4})
+    pipeline.record_run(engine, "r", "feed:lsm", {}, error="HTTP 404")
+    pipeline.record_run(engine, "other", "pubmed", {"parsed": 99})
+    extra = pipeline.asset_extra(engine, "r", 1, 3)
+    assert extra["per_source"] == {"feed:lsm": 0, "feed:lupus": 4, "pubmed": 7}
+    assert extra["failed_sources"] == ["feed:lsm"]
+    assert extra["new_papers"] == 2
+    assert extra["per_topic"] == {"dermatology": 1, "nephrology": 1, "therapeutics": 1}
+
+
+def test_feed_health_lists_every_configured_feed_with_its_state(engine) -> None:  # type: ignore[no-untyped-def]
+    now = datetime(2026, 11, 27, 6, 0)
+    with engine.begin() as c:
+        c.execute(
+            sa.insert(store.feed_state).values(
+                feed_id="lsm",
+                url="u",
+                last_status=404,
+                last_error="HTTP 404",
+                last_polled_at=now,
+                last_success_at=now - timedelta(days=2),
+                consecutive_failures=3,
+            )
+        )
+        c.execute(sa.insert(store.feed_state).values(feed_id="gone", url="u"))  # no longer configured
+    rows = pipeline.feed_health(engine, SETTINGS)
+    assert [(r["feed_id"], r["status"]) for r in rows] == [("lupus", "never polled"), ("lsm", "failing")]
+    assert rows[1]["consecutive_failures"] == 3 and rows[1]["last_success_at"] == "2026-11-25T06:00:00"
+    table = pipeline.format_health_table(rows).splitlines()
+    assert table[0].split()[:2] == ["feed", "status"] and len(table) == 4
+    assert "HTTP 404" in table[3]
+
+
+def test_digest_day_is_the_logical_date_else_run_after_in_the_digest_time_zone() -> None:
+    late = datetime(2026, 11, 27, 13, 0, tzinfo=UTC)  # already the 28th in Auckland
+    assert pipeline.digest_day(late, None, SETTINGS) == date(2026, 11, 28)
+    assert pipeline.digest_day(None, late.isoformat(), SETTINGS) == date(2026, 11, 28)
+    early = datetime(2026, 11, 27, 1, 0, tzinfo=timezone(timedelta(hours=-5)))
+    assert pipeline.digest_day(early, late, SETTINGS) == date(2026, 11, 27)
+    with pytest.raises(pipeline.PipelineError):
+        pipeline.digest_day(None, None, SETTINGS)
+
+
+def test_report_adds_up_the_chunks_and_ignores_skipped_ones() -> None:
+    out = pipeline.report_digests(
+        [{"sent": 3, "failed_permanent": 1, "note": "x"}, None, {"sent": 2, "already_sent": 4}],
+        day=date(2026, 11, 27),
+    )
+    assert out == {"day": "2026-11-27", "chunks": 2, "sent": 5, "failed_permanent": 1, "already_sent": 4}
+
+
+def test_schedule_settings_fall_back_to_defaults_when_the_config_is_broken(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schedule:\n  ingest_crn: '0 6 * * *'\n")
+    assert pipeline.schedule_settings(bad).ingest_cron == "0 5 * * *"
+    good = tmp_path / "good.yaml"
+    good.write_text("schedule:\n  ingest_cron: '0 6 * * *'\n")
+    assert pipeline.schedule_settings(good).ingest_cron == "0 6 * * *"
+    assert pipeline.schedule_settings(tmp_path / "missing.yaml").ingest_cron == "0 5 * * *"
