@@ -46,6 +46,8 @@ MIN_TITLE_CHARS = 20
 MIN_TITLE_WORDS = 3
 # PostgreSQL SQLSTATEs that mean "someone else got there first, try again".
 _RETRY_SQLSTATES = {"40001", "40P01"}
+_DOI_MAX = store.papers.c.doi.type.length or 512
+_PMID_MAX = store.papers.c.pmid.type.length or 16
 _IN_CHUNK = 900  # stays under SQLite's bound-parameter limit with room to spare
 _IGNORED_IN_COMPARISON = ("fetched_at", "classification")
 
@@ -403,7 +405,11 @@ def _prepare(batch: Sequence[Paper]) -> list[Paper]:
     out: dict[tuple[str, str], Paper] = {}
     for p in batch:
         pmid = (p.pmid or "").strip() or None
+        if pmid is not None and not (pmid.isdigit() and len(pmid) <= _PMID_MAX):
+            pmid = None  # not a PMID; keeping it would break the batch on PostgreSQL's column limit
         doi = normalize_doi(p.doi)
+        if doi is not None and len(doi) > _DOI_MAX:
+            doi = None
         if doi != p.doi or pmid != p.pmid or p.classification is not None:
             p = dataclasses.replace(p, doi=doi, pmid=pmid, classification=None)
         out[(p.source, p.source_key)] = p

@@ -338,3 +338,12 @@ def test_classify_and_announce_with_the_project_classifier(engine: sa.Engine) ->
     stored_topics = {t.label for t in rows(engine, store.paper_topics)}
     assert stored_topics == {t["label"] for t in papers["10.1000/ln"].classification["topics"]}
     assert stats.per_topic == dict.fromkeys(sorted(stored_topics), 1)
+
+
+def test_identifiers_that_cannot_be_pmids_or_dois_are_dropped_not_fatal(engine: sa.Engine) -> None:
+    stats = upsert_papers(
+        engine, [feed_item(pmid="PMC1234567 (not a PMID)", doi="10.1000/" + "x" * 600)], now=T0
+    )
+    assert stats.new == 1
+    (paper,) = rows(engine, store.papers)
+    assert paper.pmid is None and paper.doi is None
