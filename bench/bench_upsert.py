@@ -361,6 +361,9 @@ def _run_measurement(db: str, size: int) -> dict[str, Any]:
     finally:
         if db == "postgresql":
             _pg_drop_run(size)
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                Path(url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
     return json.loads(out.strip().splitlines()[-1])
 
 
