@@ -347,3 +347,53 @@ def test_identifiers_that_cannot_be_pmids_or_dois_are_dropped_not_fatal(engine: 
     assert stats.new == 1
     (paper,) = rows(engine, store.papers)
     assert paper.pmid is None and paper.doi is None
+
+
+def test_merging_papers_keeps_one_flagged_update_per_notice(engine: sa.Engine) -> None:
+    clf = KeywordClassifier()
+    erratum = Notice("erratum_in", pmid="41999998")
+    # paper A: a feed item, announced, then an erratum arrives and is flagged as update #1
+    upsert_papers(engine, [feed_item(title="HCQ in lupus pregnancy: the PROMISSE cohort")], now=T0)
+    classify_and_announce(engine, clf, now=T0 + timedelta(minutes=1))
+    upsert_papers(
+        engine,
+        [feed_item(title="HCQ in lupus pregnancy: the PROMISSE cohort", notices=[erratum])],
+        now=T0 + timedelta(days=1),
+    )
+    assert classify_and_announce(engine, clf, now=T0 + timedelta(days=1, minutes=1)).updates_flagged == 1
+    # paper B: the PubMed record without DOI, carrying the same erratum from its first arrival
+    upsert_papers(engine, [pubmed_record(doi=None, notices=[erratum])], now=T0 + timedelta(days=2))
+    classify_and_announce(engine, clf, now=T0 + timedelta(days=2, minutes=1))
+    assert len(rows(engine, store.paper_updates)) == 2
+    # the PubMed record gains the DOI: A and B become one paper, with one erratum row, still #1
+    stats = upsert_papers(engine, [pubmed_record(notices=[erratum])], now=T0 + timedelta(days=3))
+    assert stats.merged == 1
+    (update,) = rows(engine, store.paper_updates)
+    (paper,) = rows(engine, store.papers)
+    assert (update.paper_id, update.update_no) == (paper.id, 1)
+    again = classify_and_announce(engine, clf, now=T0 + timedelta(days=3, minutes=1))
+    assert (again.announced, again.updates_flagged) == (0, 0)
+
+
+def test_a_paper_whose_sources_name_a_doi_held_by_another_paper_is_joined_with_it(engine: sa.Engine) -> None:
+    # PubMed corrects the DOI of a record: the paper now has DOI Y, its feed source still says X
+    upsert_papers(engine, [feed_item(doi="10.1177/x")], now=T0)
+    upsert_papers(engine, [pubmed_record(doi="10.1177/x")], now=T0 + timedelta(days=1))
+    upsert_papers(engine, [pubmed_record(doi="10.1177/y")], now=T0 + timedelta(days=2))
+    (paper,) = rows(engine, store.papers)
+    assert paper.doi == "10.1177/y"
+    # another feed then carries DOI X under a different title: a second paper holds X ...
+    upsert_papers(
+        engine,
+        [feed_item("other", doi="10.1177/x", title="A different title for the same lupus paper")],
+        now=T0 + timedelta(days=3),
+    )
+    assert len(rows(engine, store.papers)) == 2
+    # ... until the first paper is touched again: its own source says X, so the two are one
+    stats = upsert_papers(
+        engine, [pubmed_record(doi="10.1177/y", abstract="Revised abstract.")], now=T0 + timedelta(days=4)
+    )
+    assert stats.merged == 1
+    (merged,) = rows(engine, store.papers)
+    assert merged.doi == "10.1177/y" and merged.pmid == "41000001"
+    assert len(rows(engine, store.paper_sources)) == 3
