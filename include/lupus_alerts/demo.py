@@ -45,6 +45,7 @@ DEMO_FEEDS = (
     ("lupus-science-medicine", "Lupus Science & Medicine", "BMJ", "feed_lsm.rdf.xml", True),
     ("arthritis-rheumatology", "Arthritis & Rheumatology", "Wiley", "feed_ar.rss.xml", False),
 )
+UP_SCHEDULE = {"ingest_cron": "0 5 * * *", "digest_fallback_cron": "59 23 * * *"}
 MOVED_FEED = ("annals-rheumatic-diseases", "Annals of the Rheumatic Diseases", "BMJ")
 DEMO_SUBSCRIBERS = (
     {"email": "nephrologist@demo.example.org", "name": "Dr Ada Nephro", "topics": ["nephrology"]},
@@ -444,7 +445,10 @@ def run_up(root: Path, airflow_home: Path, *, port: int = 8080) -> int:
     """`make up`: airflow standalone on localhost:`port` with the DAGs pointed at the sample servers."""
     now = datetime.now(UTC)
     with sample_servers(now.date()) as servers:
-        config_path = write_demo_config(root, servers)
+        # With catchup off, unpausing runs each DAG's most recent past schedule at once. The
+        # fallback digest time is put late in the day so that run is for yesterday's period
+        # (nothing to send) and today's digests wait for the ingest's asset event.
+        config_path = write_demo_config(root, servers, schedule=UP_SCHEDULE)
         env = airflow_env(
             airflow_home,
             config_path,
@@ -471,8 +475,8 @@ def run_up(root: Path, airflow_home: Path, *, port: int = 8080) -> int:
                 start_new_session=True,  # its own process group: stopped as one on Ctrl-C
             )
             try:
-                password = _wait_for_login(airflow_home, proc, port)
-                print(f"Airflow UI: http://localhost:{port}  (user admin, password {password})")
+                login = _wait_for_login(airflow_home, proc, port)
+                print(f"Airflow UI: http://localhost:{port}  (log in as {login})")
                 print("DAGs lupus_ingest and lupus_digest are unpaused; the ingest's first run starts now,")
                 print("and its asset event starts the digest. Feed health: Browse > Lupus feed health.")
                 print(f"Sample servers: E-utilities {servers.eutils_url}, feeds {servers.feed_urls['lupus']}")
@@ -527,7 +531,8 @@ def _wait_for_login(airflow_home: Path, proc: subprocess.Popen[Any], port: int, 
             with urllib.request.urlopen(f"http://localhost:{port}/api/v2/version", timeout=2):
                 pass
             if pw_file.exists():
-                return ", ".join(f"{u}: {p}" for u, p in json.loads(pw_file.read_text()).items())
+                users = json.loads(pw_file.read_text())
+                return ", ".join(f"user {u!r}, password {p!r}" for u, p in users.items())
         except (urllib.error.URLError, OSError, ValueError):
             pass
         time.sleep(2)
