@@ -116,12 +116,40 @@ _AGE = re.compile(r"\b(\d{1,2})[- ](?:year|yr)s?[- ](?:old\b|boy\b|girl\b)", re.
 # (-cept), kinase inhibitors (-tinib), mTOR/calcineurin inhibitors (-limus), thalidomide
 # analogues and cereblon modulators (-domide). A word with one of these endings names a drug,
 # so a paper about a new agent is recognised without a list.
-DRUG_STEMS = ("mab", "cept", "tinib", "limus", "domide")
+DRUG_STEMS = (
+    "mab",  # monoclonal antibodies
+    "cept",  # receptor fusion proteins
+    "tinib",  # kinase inhibitors (baricitinib, deucravacitinib)
+    "limus",  # mTOR and calcineurin inhibitors
+    "domide",  # thalidomide analogues, cereblon modulators (iberdomide)
+    "zomib",  # proteasome inhibitors (bortezomib)
+    "xaban",  # factor Xa inhibitors (rivaroxaban, apixaban)
+    "parin",  # heparins (enoxaparin)
+    "gliflozin",  # SGLT2 inhibitors
+    "leucel",  # autologous cell products (CAR-T)
+    "prazole",  # proton pump inhibitors (a classic cause of drug-induced SCLE)
+    "sartan",  # angiotensin receptor blockers
+    "dronate",  # bisphosphonates
+)
 DRUG_STEM_MIN_LEN = 7
-DRUG_STEM_WEIGHT = 0.8
+DRUG_STEM_WEIGHT = 0.5
 DRUG_STEM_LABEL = "therapeutics"
 NOT_DRUGS = frozenset({"concept", "concepts", "except", "accept", "intercept", "percept", "precept"})
+# A drug named in the title is what the paper is about (guidelines 4.12: "a treatment named in
+# a case report's title"), whatever its weight as a background mention in an abstract.
+DRUG_TITLE_WEIGHT = 1.0
+# Abstracts list the patients' treatment ("on hydroxychloroquine, mycophenolate and
+# prednisone"): a list of drugs says no more about the subject than its strongest member, so
+# every further drug adds only this fraction of its contribution.
+DRUG_LIST_EXTRA = 0.25
+# Study-design words ("a population-based cohort", "randomised, placebo-controlled") say what
+# kind of paper this is, and they are written in the methods; there they count in full, unlike
+# the methods' inclusion criteria and measurements. Background sentences keep their low factor
+# (they describe earlier studies).
+DESIGN_SECTION_FACTOR = 1.0
 PAEDIATRIC_AGE_LIMIT = 18
+DESIGN = "design"  # cue kinds (see Label.designs, Label.drugs)
+DRUG = "drug"
 AGE_WEIGHT = 1.0
 
 
@@ -141,8 +169,10 @@ class Label:
     mesh: tuple[tuple[str, str | None, float], ...]  # (descriptor, ui, weight)
     publication_types: dict[str, float]
     journals: dict[str, float]
-    cues: dict[str, float]
+    cues: dict[str, float]  # every text phrase, including the design words and drugs below
     abbreviations: dict[str, tuple[str, float]]  # abbreviation -> (meaning, weight)
+    designs: frozenset[str] = frozenset()  # cues that name a study design
+    drugs: frozenset[str] = frozenset()  # cues that name a treatment
 
 
 @dataclass(slots=True)
@@ -202,6 +232,12 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
                 str(_req(a, "means", f"{where} abbreviation {abbr!r}")),
                 float(a.get("weight", 1.0)),
             )
+        cues = {str(k): float(v) for k, v in (_req(d, "cues", where) or {}).items()}
+        kinds: dict[str, set[str]] = {"designs": set(), "drugs": set()}
+        for kind, names in kinds.items():
+            for k, v in (d.get(kind) or {}).items():
+                cues[str(k)] = max(float(v), cues.get(str(k), 0.0))
+                names.add(str(k))
         labels[str(lid)] = Label(
             id=str(lid),
             name=str(_req(d, "name", where)),
@@ -211,8 +247,10 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
             mesh=tuple(mesh),
             publication_types={str(k): float(v) for k, v in (d.get("publication_types") or {}).items()},
             journals={str(k): float(v) for k, v in (d.get("journals") or {}).items()},
-            cues={str(k): float(v) for k, v in (_req(d, "cues", where) or {}).items()},
+            cues=cues,
             abbreviations=abbrs,
+            designs=frozenset(kinds["designs"]),
+            drugs=frozenset(kinds["drugs"]),
         )
     qualifiers: dict[str, tuple[str, float]] = {}
     for q, spec in (data.get("qualifiers") or {}).items():
@@ -311,18 +349,19 @@ class Classifier:
         self.thresholds = {lid: self.taxonomy.threshold(lid) for lid in self.taxonomy.ids}
         if thresholds:
             self.thresholds.update(thresholds)
-        # payload: (label, weight, phrase as shown in evidence)
+        # payload: (label, weight, phrase as shown in evidence, kind: "", DESIGN or DRUG)
         # A phrase listed twice for one label (as a cue and as an abbreviation) counts once.
-        best: dict[tuple[Any, str], tuple[float, str]] = {}
+        best: dict[tuple[Any, str], tuple[float, str, str]] = {}
         for lid, lab in self.taxonomy.labels.items():
             pairs = list(lab.cues.items()) + [(a, w) for a, (_means, w) in lab.abbreviations.items()]
             for phrase, w in pairs:
+                kind = DESIGN if phrase in lab.designs else DRUG if phrase in lab.drugs else ""
                 key = (phrase_words(phrase), lid)
-                if key not in best or w > best[key][0]:
-                    best[key] = (w, phrase)
-        self._cues: PhraseSet[tuple[str, float, str]] = PhraseSet()
-        for (_k, lid), (w, phrase) in best.items():
-            self._cues.add(phrase, (lid, w, phrase))
+                if key not in best or w > best[key][0] or (w == best[key][0] and kind):
+                    best[key] = (w, phrase, kind or (best[key][2] if key in best else ""))
+        self._cues: PhraseSet[tuple[str, float, str, str]] = PhraseSet()
+        for (_k, lid), (w, phrase, kind) in best.items():
+            self._cues.add(phrase, (lid, w, phrase, kind))
         self._journals: PhraseSet[tuple[str, float]] = PhraseSet(
             (phrase, (lid, w))
             for lid, lab in self.taxonomy.labels.items()
@@ -383,9 +422,10 @@ class Classifier:
     def _score_text(
         self, acc: dict[str, _Acc], doc: Doc, where: str, factor: float, *, context: bool, rank: int
     ) -> None:
-        # per label: phrase shown -> [contribution of first mention, count]
+        # per label: phrase shown -> [contribution of first mention, count, is a drug]
         found: dict[str, dict[str, list[float]]] = {}
         factors = _sentence_factors(doc) if context else None
+        labels = doc.sent_labels
         hits = self._cues.find(doc)
         if DRUG_STEM_LABEL in acc:
             hits = hits + self._drug_stem_hits(doc, hits)
@@ -397,27 +437,39 @@ class Classifier:
             sf = factors[hit.sentence] if factors else 1.0
             # one contribution per label per mention: "diagnostic" matches both "diagnostic"
             # and "diagnos*"; the heavier cue speaks for it
-            per_label: dict[str, tuple[float, str]] = {}
-            for lid, w, phrase in hit.payloads:
+            per_label: dict[str, tuple[float, str, str]] = {}
+            for lid, w, phrase, kind in hit.payloads:
                 if lid not in per_label or w > per_label[lid][0]:
-                    per_label[lid] = (w, phrase)
-            for lid, (w, phrase) in per_label.items():
+                    per_label[lid] = (w, phrase, kind)
+            for lid, (w, phrase, kind) in per_label.items():
                 shown = matched_text(doc, hit) if "*" in phrase else phrase
                 per = found.setdefault(lid, {})
                 cur = per.get(shown)
-                c = w * factor * sf
+                f = sf
+                if kind == DESIGN and context and (not labels or labels[hit.sentence] != "BACKGROUND"):
+                    f = max(sf, DESIGN_SECTION_FACTOR)
+                if kind == DRUG and not context:
+                    w = max(w, DRUG_TITLE_WEIGHT)
+                c = w * factor * f
                 if cur is None:
-                    per[shown] = [c, 1]
+                    per[shown] = [c, 1, kind == DRUG]
                 else:
                     cur[0] = max(cur[0], c)
                     cur[1] += 1
         for lid, per in found.items():
             total = 0.0
             ranked = []
-            for shown, (c, n) in per.items():
+            drug_parts = []
+            for shown, (c, n, is_drug) in per.items():
                 contribution = c * (1 + REPEAT_BONUS * min(n - 1, REPEAT_CAP))
-                total += contribution
+                if is_drug and context:
+                    drug_parts.append(contribution)
+                else:
+                    total += contribution
                 ranked.append((contribution, shown))
+            if drug_parts:
+                drug_parts.sort(reverse=True)
+                total += drug_parts[0] + DRUG_LIST_EXTRA * sum(drug_parts[1:])
             ranked.sort(key=lambda r: -r[0])
             a = acc[lid]
             a.raw += total
@@ -436,14 +488,14 @@ class Classifier:
                 and i not in covered
                 and w not in NOT_DRUGS
             ):
-                out.append(Hit(w, ((DRUG_STEM_LABEL, DRUG_STEM_WEIGHT, w),), i, i + 1, doc.sent[i]))
+                out.append(Hit(w, ((DRUG_STEM_LABEL, DRUG_STEM_WEIGHT, w, DRUG),), i, i + 1, doc.sent[i]))
         return out
 
     def _score_keyword(self, acc: dict[str, _Acc], keyword: str) -> None:
         doc = Doc.from_text(keyword)
         seen: set[str] = set()
         for hit in self._cues.find(doc):
-            for lid, w, _phrase in hit.payloads:
+            for lid, w, _phrase, _kind in hit.payloads:
                 if lid in seen:
                     continue
                 seen.add(lid)
