@@ -114,7 +114,7 @@ def lupus_ingest() -> None:
         """
         from lupus_alerts import pipeline
 
-        return pipeline.pubmed_ingest(None, window=window, run_id=_ctx("run_id"))
+        return pipeline.fetch_pubmed(None, window=window, run_id=_ctx("run_id"))
 
     @task(map_index_template="{{ task.op_kwargs['feed']['name'] }}", execution_timeout=timedelta(minutes=10))
     def poll_feed(feed: dict[str, str], window: dict[str, Any]) -> dict[str, Any]:

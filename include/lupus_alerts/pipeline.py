@@ -261,7 +261,7 @@ def list_feeds(config: Settings | str | None) -> list[dict[str, str]]:
     return [{"id": f.id, "name": f.name} for f in settings.feeds]
 
 
-def pubmed_ingest(config: Settings | str | None, *, window: Mapping[str, str], run_id: str) -> dict[str, Any]:
+def fetch_pubmed(config: Settings | str | None, *, window: Mapping[str, str], run_id: str) -> dict[str, Any]:
     """Task `fetch_pubmed`: search PubMed for the window and fetch, parse and upsert the records.
 
     `pubmed.ingest_window` owns the E-utilities conversation (history server, batches of

@@ -242,7 +242,7 @@ def test_every_task_body_called_again_as_a_cleared_task_changes_nothing(world: W
         run_after=LOGICAL,
         run_id=run_id,
     )
-    pipeline.pubmed_ingest(world.config, window=window, run_id=run_id)
+    pipeline.fetch_pubmed(world.config, window=window, run_id=run_id)
     for fid, *_ in demo.DEMO_FEEDS:
         pipeline.poll_feed(world.config, feed_id=fid, run_id=run_id, window=window)
     with pytest.raises(pipeline.FeedPollFailed):
