@@ -335,6 +335,46 @@ def test_unknown_biologic_is_recognised_by_its_inn_stem(clf: Classifier) -> None
     assert clf.scores(paper("A new concept of lupus", ""))["therapeutics"].raw == 0
 
 
+def test_drug_named_in_the_title_is_a_therapeutics_label(clf: Classifier) -> None:
+    # guidelines 4.12: a treatment named in a case report's title makes it a treatment paper
+    c = clf.classify(paper("Azathioprine for refractory lupus myocarditis", "A 34-year-old woman improved."))
+    assert "therapeutics" in labels(c)
+    assert topic(c, "therapeutics").evidence[0].startswith("'azathioprine'")
+
+
+def test_a_list_of_background_drugs_counts_about_as_much_as_one(clf: Classifier) -> None:
+    title = "Clinical features of serositis in systemic lupus erythematosus"
+    one = clf.scores(paper(title, "Patients were receiving hydroxychloroquine. Serositis was common."))
+    many = clf.scores(
+        paper(
+            title,
+            "Patients were receiving hydroxychloroquine, mycophenolate, azathioprine, tacrolimus "
+            "and methotrexate. Serositis was common.",
+        )
+    )
+    # five drugs summed would be about four times one; as a list they add a quarter each
+    assert many["therapeutics"].raw < one["therapeutics"].raw * 2
+    assert many["therapeutics"].score < clf.thresholds["therapeutics"]
+
+
+def test_study_design_words_in_the_methods_count_in_full(clf: Classifier) -> None:
+    title = "Outcomes of systemic lupus erythematosus in Sweden"
+
+    def in_section(text: str, section: str) -> Paper:
+        return paper(title, abstract_sections=[AbstractSection(text, section, section)])
+
+    def raw(text: str, section: str) -> float:
+        return clf.scores(in_section(text, section))["epidemiology"].raw
+
+    design = "A population-based study of 4,000 patients."
+    # a design word in the methods weighs as much as in the conclusions...
+    assert raw(design, "METHODS") == pytest.approx(raw(design, "CONCLUSIONS"))
+    # ...an ordinary cue in the methods (an inclusion criterion, a measurement) does not...
+    assert raw("Smoking was recorded.", "METHODS") < raw("Smoking was recorded.", "CONCLUSIONS")
+    # ...and a background sentence about earlier studies keeps its low weight
+    assert raw(design, "BACKGROUND") < raw(design, "METHODS")
+
+
 # -- decisions ----------------------------------------------------------------------------
 
 
