@@ -405,7 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     body = (
         f"Each measurement upserts {CANDIDATES:,} candidates into a copy of the cached seeded store, in a "
-        "fresh process (so its peak RSS is the upsert's own). Budget: "
+        "fresh process (so its peak RSS is the upsert's own). The seeded stores are cached (SQLite files "
+        "under bench/out/, PostgreSQL databases `lupus_bench_<size>_v1` used as templates): the first "
+        "run seeds them (about 6 minutes here for both sizes on both databases), later runs take about "
+        "1.5 minutes. Budget: "
         f"{BUDGET_S:.0f} s per {CANDIDATES:,}.\n\n"
         "- **A**: 5,000 new papers (half feed items, half PubMed records) + 5,000 PubMed records of stored "
         "feed papers (same DOI; they add PMID, MeSH and a longer abstract, so each takes the full merge "
