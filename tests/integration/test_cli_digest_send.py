@@ -62,7 +62,7 @@ def test_send_in_outbox_mode_then_rerun_sends_nothing(config: Path, tmp_path: Pa
     subscribers.add(eng, email="ana@example.org", from_beginning=True)
     subscribers.add(eng, email="bo@example.org", from_beginning=True)
     add_papers(eng, [["nephrology"]])
-    args = ["--config", str(config), "digest", "send", "--date", "2026-11-27", "--json"]
+    args = ["--config", str(config), "digest", "send", "--date", "2026-11-27", "--json", "--connections", "2"]
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
     assert main(args) == 0

@@ -38,6 +38,13 @@ def register(groups: Groups) -> None:
     p.add_argument(
         "--outbox", metavar="DIR", help="with --dry-run: the directory (default: a new temporary one)"
     )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=1,
+        metavar="N",
+        help="parallel SMTP connections (default 1; mail.rate_per_second applies to each)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_send)
 
@@ -82,7 +89,9 @@ def _send(args: argparse.Namespace) -> int:
             result = {"day": day.isoformat(), "dry_run": True, "outbox": str(outbox), **asdict(stats)}
         else:
             plan = delivery.plan_period(engine, settings, day=day)
-            stats = delivery.send_due(engine, settings, day=day, subscriber_ids=plan.due)
+            stats = delivery.send_due(
+                engine, settings, day=day, subscriber_ids=plan.due, connections=max(1, args.connections)
+            )
             result = {"day": day.isoformat(), "planned": plan.created, **asdict(stats)}
     except (delivery.DeliveryError, mailer.TransportError) as e:
         print(f"error: {e}", file=sys.stderr)
