@@ -10,7 +10,10 @@ it was found:
   ("patients with lupus nephritis were excluded") are ignored;
 - MeSH descriptors count more when NLM marked them a major topic; qualifiers on a lupus
   descriptor ("Lupus Erythematosus, Systemic/drug therapy") point to a label too;
-- repeated mentions of one cue add a little, not in proportion.
+- repeated mentions of one cue add a little, not in proportion;
+- study-design words ("randomised", "population-based") count in full in the methods, where
+  authors state the design; a drug named in the title counts in full, and a list of drugs in
+  the abstract about as much as its strongest member (background treatment).
 
 The sum `raw` becomes a score `1 - exp(-raw)` in 0..1, and a label is given when the score
 reaches the label's threshold (tuned on the dev split by `scripts/tune_classifier.py`, stored in
