@@ -186,3 +186,43 @@ def test_missing_secret_is_503_not_a_rejection(base_url, ana, monkeypatch) -> No
     monkeypatch.delenv(tokens.SECRET_ENV)
     r = requests.post(f"{base_url}/unsubscribe?token={t}", timeout=5)
     assert r.status_code == 503
+
+
+def test_links_in_a_received_digest_work_over_http(base_url, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The whole loop: plan, send over SMTP, read the received mail, follow its links."""
+    import re
+    from datetime import date
+
+    from digest_seed import add_papers
+    from smtp_sink import SmtpSink
+
+    from lupus_alerts import delivery, mailer
+    from lupus_alerts.config import settings_from_dict
+
+    settings = settings_from_dict({"digest": {"public_base_url": base_url}}, base_dir=tmp_path)
+    s = subscribers.add(engine, email="ana@example.org", topics=["nephrology"], from_beginning=True)
+    add_papers(engine, [["nephrology"]])
+    with SmtpSink() as sink:
+        day = date(2026, 11, 27)
+        plan = delivery.plan_period(engine, settings, day=day)
+        with mailer.SmtpTransport("127.0.0.1", sink.port, timeout=5) as t:
+            assert (
+                delivery.send_due(engine, settings, day=day, subscriber_ids=plan.due, transport=t).sent == 1
+            )
+        [got] = sink.handler.messages
+    msg = got.message
+    one_click = re.match(r"<([^>]+)>", msg["List-Unsubscribe"]).group(1)  # type: ignore[union-attr]
+    html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    prefs = re.search(r'href="([^"]*/preferences\?token=[^"]+)"', html).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
+    assert prefs.startswith(base_url) and one_click.startswith(base_url)
+    page = requests.get(prefs, timeout=5)
+    assert page.status_code == 200 and 'value="nephrology" checked' in page.text
+    # What Gmail does with List-Unsubscribe-Post: POST the body to the https URI.
+    r = requests.post(
+        one_click,
+        data=msg["List-Unsubscribe-Post"],
+        timeout=5,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200
+    assert subscribers.get(engine, s.id).status == "unsubscribed"
