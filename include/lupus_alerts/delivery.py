@@ -204,6 +204,17 @@ def plan_period(
         have: set[int] = set()
         for p in (daily_p, weekly_p):
             have.update(int(r[0]) for r in conn.execute(sa.select(D.c.subscriber_id).where(D.c.period == p)))
+        # A row still in `sending` (its run died mid-send) will end as sent or unconfirmed, and
+        # either way its papers count as delivered: the new digest starts after its range, so a
+        # paper is never in two digests.
+        inflight = {
+            int(r[0]): (int(r[1]), int(r[2]))
+            for r in conn.execute(
+                sa.select(D.c.subscriber_id, sa.func.max(D.c.announce_to), sa.func.max(D.c.update_to))
+                .where(D.c.state == SENDING)
+                .group_by(D.c.subscriber_id)
+            )
+        }
         new_rows: list[dict[str, Any]] = []
         for s in subs:
             period = weekly_p if s.frequency == "weekly" else daily_p
@@ -211,16 +222,18 @@ def plan_period(
                 stats.existing += 1
                 continue
             a_to, u_to = snap[period]
+            busy_a, busy_u = inflight.get(s.id, (0, 0))
+            a_from, u_from = max(int(s.cursor), busy_a), max(int(s.update_cursor), busy_u)
             new_rows.append(
                 {
                     "subscriber_id": s.id,
                     "period": period,
                     "state": QUEUED,
                     "message_id": mailer.message_id_for(s.id, period, domain),
-                    "announce_from": int(s.cursor),
-                    "announce_to": max(a_to, int(s.cursor)),
-                    "update_from": int(s.update_cursor),
-                    "update_to": max(u_to, int(s.update_cursor)),
+                    "announce_from": a_from,
+                    "announce_to": max(a_to, a_from),
+                    "update_from": u_from,
+                    "update_to": max(u_to, u_from),
                     "paper_count": 0,
                     "attempts": 0,
                     "created_at": now,

@@ -225,6 +225,19 @@ def test_crash_after_claim_before_smtp_stays_unconfirmed_until_operator_requeues
     assert row.state == "sent" and row.attempts == 2
 
 
+def test_digest_planned_after_an_unresolved_crash_does_not_repeat_its_papers(engine, settings, sink) -> None:
+    sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    with smtp(sink) as t, pytest.raises(Crash):
+        run(engine, settings, CrashAfterSend(t))  # day 1: delivered, then the process died
+    add_papers(engine, [["dermatology"]])
+    with smtp(sink) as t:
+        stats = run(engine, settings, t, day=date(2026, 11, 28), now=datetime(2026, 11, 28, 9))
+    assert (stats.sent, stats.unconfirmed) == (1, 1)
+    first, second = (m.message.get_body(("html",)).get_content() for m in sink.handler.messages)  # type: ignore[union-attr]
+    assert "constructed.1" in first and "constructed.1" not in second and "constructed.2" in second
+
+
 def test_outbox_crash_after_writing_is_recognised_as_sent(engine, settings, tmp_path) -> None:
     sub(engine, email="ana@example.org")
     add_papers(engine, [["nephrology"]])
