@@ -332,12 +332,12 @@ def summarize(config_path: Path, ingest: Mapping[str, Any], digest: Mapping[str,
         elif r["source"] == pipeline.PUBMED_SOURCE:
             lines.append(
                 f"  {r['source']:<34} fetched {s.get('fetched', 0):>4}, new {s.get('new', 0)}, "
-                f"merged {s.get('merged', 0)}"
+                f"already known from a feed {s.get('updated', 0)}"
             )
         else:
             lines.append(
                 f"  {r['source']:<34} items {s.get('items', 0):>4}, kept {s.get('kept', 0)}, "
-                f"new {s.get('new', 0)}, updated (same paper as PubMed) {s.get('updated', 0)}"
+                f"new {s.get('new', 0)}, already known from another source {s.get('updated', 0)}"
             )
     with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(store.papers)).scalar()
