@@ -1,17 +1,21 @@
-"""Unsubscribe and preferences over real HTTP: uvicorn on a free port, requests as the client."""
+"""Unsubscribe, preferences and the paper list over real HTTP: uvicorn on a free port, requests."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import requests
+import sqlalchemy as sa
 import uvicorn
+from digest_seed import add_papers
 from smtp_sink import free_port
 
-from lupus_alerts import subscribers, tokens, web
+from lupus_alerts import store, subscribers, tokens, web
 
 SECRET = "web-test-secret-0123456789abcdef"
 
@@ -21,12 +25,10 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(tokens.SECRET_ENV, SECRET)
 
 
-@pytest.fixture
-def base_url(engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
+@contextmanager
+def serve(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     port = free_port()
-    config = uvicorn.Config(
-        web.create_app(engine_factory=lambda: engine), host="127.0.0.1", port=port, log_level="warning"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -38,6 +40,12 @@ def base_url(engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(5)
+
+
+@pytest.fixture
+def base_url(engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    with serve(web.create_app(engine_factory=lambda: engine)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -226,3 +234,139 @@ def test_links_in_a_received_digest_work_over_http(base_url, engine, tmp_path) -
     )
     assert r.status_code == 200
     assert subscribers.get(engine, s.id).status == "unsubscribed"
+
+
+# --- the paper list (/papers) ------------------------------------------------------------------
+
+_LISTED = re.compile(r'<li><a href="https://doi\.org/10\.9999/constructed\.(\d+)"')
+
+
+def listed(html: str) -> list[int]:
+    """The announce numbers of the papers on a list page, in page order (from their DOI links)."""
+    return [int(n) for n in _LISTED.findall(html)]
+
+
+def test_papers_lists_the_range_in_announce_order_with_links_and_badges(base_url, engine) -> None:
+    nums = add_papers(
+        engine, [["nephrology"], ["dermatology", "nephrology"], ["pregnancy"], [], ["neuropsychiatric"]]
+    )
+    lo, hi = nums[0], nums[3]
+    r = requests.get(f"{base_url}/papers", params={"from": lo, "to": hi}, timeout=5)
+    assert r.status_code == 200
+    assert listed(r.text) == nums[1:4]  # (from, to]: the first excluded, the last included
+    assert f"Constructed paper {nums[1]} on dermatology, nephrology in lupus</a>" in r.text
+    # Badges by score (dermatology was labelled first, so scored higher), display names.
+    d, n = subscribers.topic_short_name("dermatology"), subscribers.topic_short_name("nephrology")
+    assert f'<span class="badge">{d}</span><span class="badge">{n}</span>' in r.text
+    assert "Lupus · 20 Nov 2026 · Doe J" in r.text
+    empty = requests.get(f"{base_url}/papers", params={"from": hi, "to": hi}, timeout=5)
+    assert empty.status_code == 200 and listed(empty.text) == []
+    assert "No lupus papers were announced in this range" in empty.text
+    # Public and cacheable, otherwise the same hardening as the token pages.
+    assert "public" in r.headers["Cache-Control"] and "no-store" not in r.headers["Cache-Control"]
+    for h in ("Referrer-Policy", "X-Content-Type-Options", "Content-Security-Policy", "X-Robots-Tag"):
+        assert r.headers[h] == web._SECURITY_HEADERS[h]
+
+
+def test_papers_leaves_out_a_paper_no_longer_classified_lupus(base_url, engine) -> None:
+    nums = add_papers(engine, [["nephrology"]] * 3)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(store.papers).where(store.papers.c.announce_no == nums[1]).values(is_lupus=False)
+        )
+    r = requests.get(f"{base_url}/papers", params={"from": 0, "to": nums[-1]}, timeout=5)
+    assert listed(r.text) == [nums[0], nums[2]]
+
+
+def test_papers_topic_filter_lists_only_that_topic(base_url, engine) -> None:
+    nums = add_papers(engine, [["nephrology"], ["dermatology"], ["dermatology", "nephrology"], []])
+    r = requests.get(
+        f"{base_url}/papers", params={"from": 0, "to": nums[-1], "topic": "dermatology"}, timeout=5
+    )
+    assert r.status_code == 200
+    assert listed(r.text) == [nums[1], nums[2]]
+    assert subscribers.topic_name("dermatology") in r.text
+
+
+def test_papers_pages_follow_on_until_the_range_is_exhausted(engine) -> None:
+    nums = add_papers(engine, [["nephrology"]] * 5)
+    with serve(web.create_app(engine_factory=lambda: engine, papers_page_size=2)) as base:
+        url, pages = f"{base}/papers?from=0&to={nums[-1]}", []
+        while url:
+            page = requests.get(url, timeout=5).text
+            pages.append(listed(page))
+            m = re.search(r'<a href="(papers\?[^"]+)">Next papers</a>', page)
+            url = f"{base}/{m.group(1).replace('&amp;', '&')}" if m else ""
+    assert pages == [nums[0:2], nums[2:4], nums[4:5]]
+
+
+def test_papers_escapes_a_hostile_title(base_url, engine) -> None:
+    hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    [no] = add_papers(engine, [["nephrology"]], title_prefix=hostile)
+    r = requests.get(f"{base_url}/papers", params={"from": 0, "to": no}, timeout=5)
+    assert r.status_code == 200
+    assert "<script>" not in r.text and "<img" not in r.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in r.text
+
+
+BAD_PAPER_QUERIES = (
+    "",
+    "from=1",
+    "to=5",
+    "from=&to=5",
+    "from=abc&to=5",
+    "from=-1&to=5",
+    "from=1.5&to=5",
+    "from=%2B1&to=5",  # "+1": int() would take it
+    "from=1_0&to=50",  # so would "1_0"
+    "from=%201&to=5",
+    "from=6&to=5",
+    "from=0&to=99999999999999999999",  # beyond BIGINT
+    "from=0&to=5&topic=%3Cscript%3Ealert(1)%3C/script%3E",
+)
+
+
+def test_papers_bad_parameters_get_400(base_url, engine) -> None:
+    # One server for all cases: a store and a server per case would cost seconds on PostgreSQL.
+    add_papers(engine, [["nephrology"]])
+    for query in BAD_PAPER_QUERIES:
+        r = requests.get(f"{base_url}/papers?{query}", timeout=5)
+        assert r.status_code == 400, query
+        assert "not valid" in r.text
+        assert "<script>" not in r.text
+        assert "Constructed paper" not in r.text
+
+
+def test_overflow_link_in_a_received_digest_lists_the_papers_left_out(base_url, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A digest capped at 2 papers, sent over SMTP: its "see them all online" link lists the rest."""
+    from datetime import date
+
+    from smtp_sink import SmtpSink
+
+    from lupus_alerts import delivery, mailer
+    from lupus_alerts.config import settings_from_dict
+
+    settings = settings_from_dict({"digest": {"public_base_url": base_url}}, base_dir=tmp_path)
+    subscribers.add(engine, email="ana@example.org", topics=["nephrology"], max_papers=2, from_beginning=True)
+    nums = add_papers(engine, [["nephrology"]] * 5 + [["dermatology"]])
+    with SmtpSink() as sink:
+        day = date(2026, 11, 27)
+        plan = delivery.plan_period(engine, settings, day=day)
+        with mailer.SmtpTransport("127.0.0.1", sink.port, timeout=5) as t:
+            assert (
+                delivery.send_due(engine, settings, day=day, subscriber_ids=plan.due, transport=t).sent == 1
+            )
+        [got] = sink.handler.messages
+    html = got.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    shown = [int(n) for n in re.findall(r"https://doi\.org/10\.9999/constructed\.(\d+)", html)]
+    assert len(set(shown)) == 2
+    m = re.search(r'<a[^>]*href="([^"]*/papers\?[^"]+)"[^>]*>See them all online', html)
+    assert m is not None
+    more = m.group(1).replace("&amp;", "&")
+    assert more.startswith(f"{base_url}/papers?")
+    r = requests.get(more, timeout=5)
+    assert r.status_code == 200
+    on_page = listed(r.text)
+    overflow = [n for n in nums[:5] if n not in shown]
+    assert len(overflow) == 3 and set(overflow) <= set(on_page)
+    assert on_page == sorted(on_page) and set(on_page) <= set(nums)
