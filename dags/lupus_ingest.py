@@ -2,8 +2,8 @@
 # lupus_ingest: new lupus papers from PubMed and the journals, once a day
 
 **What it does.** For the run's window (the data interval of a scheduled run; from the end of
-the last complete run to now for a manual run) it searches PubMed and fetches the records in
-batches (pool `ncbi`, sized to NCBI's rate limit), polls every configured journal feed (one
+the last complete run to now for a manual run) it searches PubMed, then fetches the records in
+batches (both in pool `ncbi`, sized to NCBI's rate limit), polls every configured journal feed (one
 mapped task per journal, labelled with its name), then merges, deduplicates by DOI, classifies
 and numbers the new lupus papers. It updates the Asset `lupus_alerts://papers`, whose event
 carries the counts (per source, new papers, per topic); that event starts `lupus_digest`.
@@ -14,8 +14,9 @@ idempotent: clearing any task or rerunning any run leaves the store in the same 
 announcement numbers are handed out once (hence `max_active_runs=1`).
 
 **When it fails.**
-- `fetch_pubmed` red: NCBI down or rate-limited beyond the retries. Clear the task when NCBI is
-  back; the next run's search overlaps the last `pubmed.overlap_days` anyway, so nothing is lost.
+- `search_pubmed` or `fetch_pubmed` red: NCBI down or rate-limited beyond the retries. Clear
+  the task when NCBI is back; the next run's search overlaps the last `pubmed.overlap_days`
+  anyway, so nothing is lost.
 - a `poll_feed` instance red: that journal's feed failed (its error is in the log and on the
   *Lupus feed health* page). The other journals and PubMed carry on. Check the URL in
   `lupus-alerts.yaml`; a feed that keeps failing is listed by `feed_health`.
@@ -106,6 +107,16 @@ def lupus_ingest() -> None:
 
         return pipeline.list_feeds(None)
 
+    @task(pool="ncbi", execution_timeout=timedelta(minutes=10))
+    def search_pubmed(window: dict[str, Any]) -> dict[str, Any]:
+        """Count the PubMed records in the window (one ESearch): what the fetch will bring.
+
+        If red: NCBI is down or refusing the query; the log has its answer.
+        """
+        from lupus_alerts import pipeline
+
+        return pipeline.search_pubmed(None, window=window)
+
     @task(pool="ncbi", execution_timeout=timedelta(minutes=60))
     def fetch_pubmed(window: dict[str, Any]) -> dict[str, Any]:
         """Search PubMed for the window and fetch, parse and store the records in batches.
@@ -147,7 +158,7 @@ def lupus_ingest() -> None:
 
     window = resolve_window()
     feeds = list_feeds()
-    pubmed = fetch_pubmed(window)
+    pubmed = search_pubmed(window) >> fetch_pubmed(window)
     polled = poll_feed.override(doc_md=poll_feed.function.__doc__).partial(window=window).expand(feed=feeds)
     announced = classify_and_announce(window)
     [pubmed, polled] >> announced

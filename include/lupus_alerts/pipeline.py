@@ -261,6 +261,36 @@ def list_feeds(config: Settings | str | None) -> list[dict[str, str]]:
     return [{"id": f.id, "name": f.name} for f in settings.feeds]
 
 
+def search_pubmed(config: Settings | str | None, *, window: Mapping[str, str]) -> dict[str, Any]:
+    """Task `search_pubmed`: how many PubMed records the window holds, and in how many batches.
+
+    One count-only ESearch over the same creation days `fetch_pubmed` will read (the window
+    widened by `pubmed.overlap_days`), so the run shows what is coming before fetching it and
+    an NCBI outage shows up here, cheaply. The fetch repeats its own search with the history
+    server: a WebEnv kept between tasks could expire before a retry.
+    """
+    import math
+
+    from lupus_alerts.eutils import EutilsClient
+
+    settings = load_settings(config)
+    w = RunWindow.from_dict(window)
+    start = (w.start - timedelta(days=settings.pubmed.overlap_days)).date()
+    with EutilsClient.from_settings(settings.pubmed) as client:
+        result = client.esearch(settings.pubmed.query, mindate=start, maxdate=w.end.date(), usehistory=False)
+    p = settings.pubmed
+    summary = {
+        "search_start": start.isoformat(),
+        "search_end": w.end.date().isoformat(),
+        "hits": result.count,
+        "batches": math.ceil(result.count / p.batch_size),
+        # Above the cap the fetch splits the window into day ranges (more searches, same records).
+        "split_window": result.count >= p.max_hits_per_window,
+    }
+    log.info("pubmed search: %s", _one_line(summary))
+    return summary
+
+
 def fetch_pubmed(config: Settings | str | None, *, window: Mapping[str, str], run_id: str) -> dict[str, Any]:
     """Task `fetch_pubmed`: search PubMed for the window and fetch, parse and upsert the records.
 

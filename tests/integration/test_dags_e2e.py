@@ -128,7 +128,7 @@ def _text_of(msg: demo.CaughtMail) -> str:
 def test_ingest_run_fetches_every_source_and_one_moved_feed_fails_visibly(world: World) -> None:
     run = world.runs["first.0"]
     assert run["state"] == SUCCESS
-    assert run["tasks"]["fetch_pubmed"] == [SUCCESS]
+    assert run["tasks"]["search_pubmed"] == run["tasks"]["fetch_pubmed"] == [SUCCESS]
     assert run["tasks"]["classify_and_announce"] == [SUCCESS]
     # One mapped task per journal; only the moved feed's is red.
     assert sorted(run["tasks"]["poll_feed"]) == sorted([SUCCESS] * len(demo.DEMO_FEEDS) + ["failed"])
@@ -242,7 +242,9 @@ def test_every_task_body_called_again_as_a_cleared_task_changes_nothing(world: W
         run_after=LOGICAL,
         run_id=run_id,
     )
-    pipeline.fetch_pubmed(world.config, window=window, run_id=run_id)
+    plan = pipeline.search_pubmed(world.config, window=window)
+    fetched = pipeline.fetch_pubmed(world.config, window=window, run_id=run_id)
+    assert plan["hits"] == fetched["fetched"] > 0 and plan["batches"] == fetched["batches"]
     for fid, *_ in demo.DEMO_FEEDS:
         pipeline.poll_feed(world.config, feed_id=fid, run_id=run_id, window=window)
     with pytest.raises(pipeline.FeedPollFailed):

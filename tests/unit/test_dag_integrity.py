@@ -100,7 +100,8 @@ def test_ingest_has_a_real_data_interval_and_runs_one_at_a_time(dagbag) -> None:
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
     assert dag.max_active_runs == 1
     assert dag.catchup is False
-    assert dag.get_task("fetch_pubmed").pool == "ncbi"
+    assert dag.get_task("search_pubmed").pool == dag.get_task("fetch_pubmed").pool == "ncbi"
+    assert dag.get_task("fetch_pubmed").upstream_task_ids == {"resolve_window", "search_pubmed"}
     outlets = dag.get_task("classify_and_announce").outlets
     assert [a.uri for a in outlets] == ["lupus_alerts://papers"]
 

@@ -159,3 +159,29 @@ def test_schedule_settings_fall_back_to_defaults_when_the_config_is_broken(tmp_p
     good.write_text("schedule:\n  ingest_cron: '0 6 * * *'\n")
     assert pipeline.schedule_settings(good).ingest_cron == "0 6 * * *"
     assert pipeline.schedule_settings(tmp_path / "missing.yaml").ingest_cron == "0 5 * * *"
+
+
+def test_search_pubmed_counts_the_window_widened_by_the_overlap() -> None:
+    from lupus_alerts.demo import DEMO_DATA
+    from lupus_alerts.eutils_replay import CorpusRecord, EutilsReplay, article_records
+
+    records = article_records(DEMO_DATA / "pubmed_demo.xml")
+    # one record per day, ending on the window's last day
+    corpus = [
+        CorpusRecord(pmid, date(2026, 11, 27) - timedelta(days=i), xml)
+        for i, (pmid, xml) in enumerate(records)
+    ]
+    with EutilsReplay(corpus) as replay:
+        settings = settings_from_dict(
+            {"pubmed": {"base_url": replay.base_url, "overlap_days": 2, "batch_size": 3, "max_retries": 0}}
+        )
+        window = pipeline.RunWindow(T0, T1, "data_interval").to_dict()
+        out = pipeline.search_pubmed(settings, window=window)
+    # creation days 2026-11-24 .. 2026-11-27 inclusive: four records, two batches of three
+    assert out == {
+        "search_start": "2026-11-24",
+        "search_end": "2026-11-27",
+        "hits": 4,
+        "batches": 2,
+        "split_window": False,
+    }
