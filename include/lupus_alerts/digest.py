@@ -613,10 +613,14 @@ def reason_text(sub: Subscriber) -> str:
     return f"You receive this {how} digest because {sub.email} is subscribed to Lupus Alerts for {what}."
 
 
-def overflow_url(settings: Settings, announce_from: int, announce_to: int) -> str:
-    """The web list of every paper announced in a window (served by lupus_alerts.web)."""
+def overflow_url(
+    settings: Settings, announce_from: int, announce_to: int, topics: Iterable[str] | None = None
+) -> str:
+    """The web list of the papers announced in a window on the subscriber's topics (None = all),
+    served by lupus_alerts.web."""
     base = settings.digest.public_base_url.rstrip("/")
-    return f"{base}/papers?{urlencode({'from': announce_from, 'to': announce_to})}"
+    query = [("from", announce_from), ("to", announce_to), *(("topic", t) for t in sorted(topics or ()))]
+    return f"{base}/papers?{urlencode(query)}"
 
 
 def build_view(
@@ -735,7 +739,7 @@ def build_digest(
             preferences_url=prefs,
             unsubscribe_url=unsub,
             home_url=settings.digest.public_base_url,
-            more_url=overflow_url(settings, a_from, announce_to),
+            more_url=overflow_url(settings, a_from, announce_to, subscriber.topics),
             compact=compact,
         )
         return (sel, v, *render(v))

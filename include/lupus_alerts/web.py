@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -278,12 +278,13 @@ def list_papers(
     announce_from: int,
     announce_to: int,
     *,
-    topic: str | None = None,
+    topics: Sequence[str] = (),
     page_size: int = PAPERS_PAGE_SIZE,
 ) -> PaperPage:
     """The lupus papers announced in (announce_from, announce_to], by announce_no, one page.
 
-    With `topic`, only papers labelled with it. Reads the store; writes nothing.
+    With `topics`, only papers labelled with at least one of them (a subscriber's choice, as the
+    digest's overflow link passes it). Reads the store; writes nothing.
     """
     p, pt = db.papers, db.paper_topics
     q = (
@@ -292,8 +293,8 @@ def list_papers(
         .order_by(p.c.announce_no)
         .limit(page_size + 1)
     )
-    if topic:
-        q = q.where(sa.exists().where(pt.c.paper_id == p.c.id, pt.c.label == topic))
+    if topics:
+        q = q.where(sa.exists().where(pt.c.paper_id == p.c.id, pt.c.label.in_(list(topics))))
     with engine.connect() as conn:
         rows = conn.execute(q).all()
         more = len(rows) > page_size
@@ -425,26 +426,27 @@ def create_app(
     def papers_page(
         from_: str | None = Query(None, alias="from"),
         to: str | None = None,
-        topic: str | None = None,
+        topic: list[str] = Query(default=[]),
     ) -> Response:
         try:
             lo, hi = parse_range(from_, to)
         except ValueError:
             raise _BadRange() from None
         names = subscribers.topic_labels()
-        if topic and topic not in names:
+        chosen = sorted({t for t in topic if t})
+        if any(t not in names for t in chosen):
             raise _BadRange(bad_topic=True)
-        page = list_papers(store.engine(), lo, hi, topic=topic or None, page_size=papers_page_size)
-        extra = {"topic": topic} if topic else {}
+        page = list_papers(store.engine(), lo, hi, topics=chosen, page_size=papers_page_size)
         next_url = None
         if page.next_from is not None:
-            next_url = "papers?" + urlencode({"from": page.next_from, "to": hi, **extra})
+            query = [("from", page.next_from), ("to", hi), *(("topic", t) for t in chosen)]
+            next_url = "papers?" + urlencode(query)
         return _page(
             "papers.html",
             headers=_PUBLIC_HEADERS,
             papers=page.papers,
             next_url=next_url,
-            topic_name=names.get(topic) if topic else None,
+            topic_name=", ".join(names[t] for t in chosen) or None,
             all_topics_url="papers?" + urlencode({"from": lo, "to": hi}),
         )
 
