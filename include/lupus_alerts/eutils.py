@@ -287,6 +287,7 @@ class EutilsClient:
         self._sleep = sleep
         self.requests_made = 0  # attempts, retries included (what NCBI saw)
         self.calls: dict[str, int] = {}  # successful calls per endpoint ("esearch", "efetch")
+        self.last_window_hits: int | None = None  # ESearch's count for the last fetch_window
 
     @classmethod
     def from_settings(cls, settings: PubMedSettings, **overrides: Any) -> EutilsClient:
@@ -495,6 +496,7 @@ class EutilsClient:
         day at the cap is paged from its history set past 9,999.
         """
         top = self.esearch(term, mindate=start, maxdate=end)
+        self.last_window_hits = top.count
         if top.count < self.max_hits_per_window or start == end:
             yield from self.fetch_history(top)
             return

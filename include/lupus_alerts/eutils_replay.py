@@ -124,6 +124,11 @@ class EutilsReplay:
         if self._own_server:
             self.server.stop()
 
+    def withdraw(self, pmid: str) -> None:
+        """Leave `pmid` out of EFetch answers while ESearch still counts it, as when PubMed
+        withdraws a record between a search and its fetch."""
+        self._by_pmid.pop(pmid, None)
+
     def requests_to(self, endpoint: str) -> list[Request]:
         """Recorded requests to "esearch" or "efetch"."""
         return self.server.requests_to(ESEARCH_PATH if endpoint == "esearch" else EFETCH_PATH)

@@ -728,9 +728,9 @@ def ingest_window(
     listed (capped) in the summary, never fatal; E-utilities failures raise `EutilsError`. On
     success the `pubmed` watermark advances to `end` (when `record`).
 
-    Returns {"search_start", "search_end", "hits", "fetched", "parsed", "deleted", "problems",
-    "problem_count", "new", "updated", "unchanged", "merged", "notices_new", "requests", "calls", "batches"}
-    (the upsert counts are `merge.UpsertStats`').
+    Returns {"search_start", "search_end", "hits" (ESearch's count), "fetched", "parsed",
+    "deleted", "problems", "problem_count", "new", "updated", "unchanged", "merged",
+    "notices_new", "requests", "calls", "batches"} (the upsert counts are `merge.UpsertStats`').
     """
     from lupus_alerts.eutils import EutilsClient, count_records
     from lupus_alerts.merge import upsert_papers
@@ -744,6 +744,7 @@ def ingest_window(
     summary: dict[str, Any] = {
         "search_start": s.date().isoformat(),
         "search_end": e.date().isoformat(),
+        "hits": None,
         "fetched": 0,
         "parsed": 0,
         "deleted": 0,
@@ -779,6 +780,18 @@ def ingest_window(
                 stats = upsert_papers(engine, papers)
                 for key in ("new", "updated", "unchanged", "merged", "notices_new"):
                     summary[key] += _stat(stats, key)
+        summary["hits"] = c.last_window_hits
+        if c.last_window_hits is not None and summary["fetched"] < c.last_window_hits:
+            # PubMed can withdraw a record between the search and the fetch; anything more
+            # than that must be visible in the run's summary.
+            summary["problem_count"] += 1
+            summary["problems"].append(
+                {
+                    "pmid": None,
+                    "reason": f"ESearch counted {c.last_window_hits} records,"
+                    f" EFetch returned {summary['fetched']}",
+                }
+            )
     finally:
         summary["requests"] = c.requests_made - requests_before
         summary["calls"] = {k: v - calls_before.get(k, 0) for k, v in c.calls.items()}

@@ -81,7 +81,7 @@ def test_ingest_window_stores_every_record_once_and_reruns_change_nothing(
     assert (first["search_start"], first["search_end"]) == ("2024-02-29", "2024-03-07")
     assert (esearch[0].params["mindate"], esearch[0].params["maxdate"]) == ("2024/02/29", "2024/03/07")
     in_window = [r for r in corpus if r.crdt <= date(2024, 3, 7)]
-    assert first["fetched"] == first["parsed"] == len(in_window) == 178
+    assert first["hits"] == first["fetched"] == first["parsed"] == len(in_window) == 178
     assert first["problem_count"] == 0 and first["problems"] == []
     assert first["requests"] == 1 + 4  # ceil(178 / 50)
     with engine.connect() as conn:
@@ -137,3 +137,16 @@ def test_efetch_document_is_what_the_parser_reads() -> None:
     papers, _deleted, problems = parse_pubmed_bytes(efetch_document(corpus))
     assert [p.pmid for p in papers] == [r.pmid for r in corpus] and not problems
     assert START + timedelta(days=0) == corpus[0].crdt
+
+
+def test_records_missing_from_the_fetch_are_reported(engine: sa.Engine, tmp_path: Path) -> None:
+    corpus = corpus_from_files([PUBMED / "biopython_pubmed2.xml"], start=START)
+    with EutilsReplay(corpus) as replay:
+        replay.withdraw(corpus[0].pmid)
+        settings = _settings(replay, tmp_path)
+        with _client(settings, tmp_path) as c:
+            summary = ingest_window(
+                settings, engine, start=datetime(2024, 3, 1), end=datetime(2024, 3, 1), client=c
+            )
+    assert (summary["hits"], summary["fetched"], summary["parsed"]) == (2, 1, 1)
+    assert summary["problems"] == [{"pmid": None, "reason": "ESearch counted 2 records, EFetch returned 1"}]
