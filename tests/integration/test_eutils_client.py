@@ -318,3 +318,17 @@ def test_prefetch_yields_the_same_bodies_and_raises_errors_in_the_reader(
             for _ in it:
                 pass
     assert count_records(first) == 10
+
+
+def test_a_client_faster_than_the_server_allows_rides_out_the_429_storm(
+    corpus: list[CorpusRecord], tmp_path: Path
+) -> None:
+    # The client believes it may send 50/s; the server allows 5/s and answers the rest with
+    # NCBI's 429 body and Retry-After: 1. Every record still arrives, each exactly once.
+    with EutilsReplay(corpus, enforce_rate=5) as replay:
+        with make_client(replay, tmp_path, rate=50.0, batch_size=20, max_retries=8) as c:
+            got = pmids(list(c.fetch_window("lupus", START, START + timedelta(days=9))))
+        served = len(replay.server.requests)
+    assert sorted(got) == sorted(r.pmid for r in corpus)
+    assert c.calls == {"esearch": 1, "efetch": 10}
+    assert served > 11  # some requests were refused and retried
