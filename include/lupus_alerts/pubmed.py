@@ -294,19 +294,20 @@ def _mesh(heading_list: etree._Element | None) -> list[MeshHeading]:
         return []
     out: list[MeshHeading] = []
     for mh in heading_list:
-        # The DTD fixes MeshHeading as (DescriptorName, QualifierName*), and both are plain
-        # #PCDATA: read them by position, without a tag test per child (this loop is hot).
-        if not len(mh) or mh[0].tag != "DescriptorName":
-            continue
-        d = mh[0]
-        t = d.text
-        heading = MeshHeading(t.strip() if t else "", d.get("UI"), d.get("MajorTopicYN") == "Y")
-        if len(mh) > 1:
-            heading.qualifiers = [
-                MeshQualifier(q.text.strip() if q.text else "", q.get("UI"), q.get("MajorTopicYN") == "Y")
-                for q in mh.iterchildren("QualifierName")
-            ]
-        out.append(heading)
+        # The DTD fixes MeshHeading as (DescriptorName, QualifierName*), both plain #PCDATA:
+        # one pass over the children, the first being the descriptor (this loop is hot).
+        heading: MeshHeading | None = None
+        for c in mh:
+            t = c.text
+            if heading is None:
+                if c.tag != "DescriptorName":
+                    break
+                heading = MeshHeading(t.strip() if t else "", c.get("UI"), c.get("MajorTopicYN") == "Y")
+                out.append(heading)
+            elif c.tag == "QualifierName":
+                heading.qualifiers.append(
+                    MeshQualifier(t.strip() if t else "", c.get("UI"), c.get("MajorTopicYN") == "Y")
+                )
     return out
 
 
