@@ -35,7 +35,7 @@ PG_ADMIN = os.environ.get("LUPUS_BENCH_PG_URL", "postgresql+psycopg2://postgres@
 SIZES = (100_000, 1_000_000)
 CANDIDATES = 10_000
 BUDGET_S = 2.0
-SEED_VERSION = 1  # bump when the seeded shape changes, to rebuild caches
+SEED_VERSION = 2  # bump when the seeded shape changes, to rebuild caches
 T0 = datetime(2026, 1, 1, 6, 0)
 JOURNALS = (
     "Lupus",
@@ -103,7 +103,7 @@ def _seed_rows(start: int, stop: int) -> tuple[list[tuple[Any, ...]], list[tuple
     Built from one template's paper-schema dict instead of a Paper per row: seeding 1,000,000
     papers through the dataclasses would take longer than the benchmark is worth.
     """
-    from lupus_alerts.merge import merge_records, title_key
+    from lupus_alerts.merge import encode_record, merge_records, paper_dict, title_key
 
     template = _feed_paper(start).to_dict()
     assert merge_records([_feed_paper(start)]).to_dict() == template  # one source: merged == its record
@@ -123,7 +123,10 @@ def _seed_rows(start: int, stop: int) -> tuple[list[tuple[Any, ...]], list[tuple
             journal=JOURNALS[i % len(JOURNALS)],
             pub_date=pub_date.isoformat(),
         )
-        text = json.dumps(rec)
+        # stored as upsert_papers stores it (so a re-poll of it is recognised as unchanged)
+        text, digest = encode_record(rec)
+        if i == start:
+            assert (text, digest) == encode_record(paper_dict(_feed_paper(i)))
         papers.append(
             (
                 i,
@@ -134,6 +137,7 @@ def _seed_rows(start: int, stop: int) -> tuple[list[tuple[Any, ...]], list[tuple
                 rec["journal"],
                 rec["pub_date"],
                 text,
+                digest,
                 True,
                 0.9,
                 False,
@@ -144,15 +148,15 @@ def _seed_rows(start: int, stop: int) -> tuple[list[tuple[Any, ...]], list[tuple
                 stamp,
             )
         )
-        sources.append((i, i, rec["source"], link, text, stamp, stamp))
+        sources.append((i, i, rec["source"], link, text, digest, stamp, stamp))
     return papers, sources
 
 
 _PAPER_COLS = (
-    "id, doi, pmid, title_key, title, journal, pub_date, record, is_lupus, relevance_score, "
+    "id, doi, pmid, title_key, title, journal, pub_date, record, record_hash, is_lupus, relevance_score, "
     "needs_classification, is_retracted, announce_no, announced_at, first_seen_at, updated_at"
 )
-_SOURCE_COLS = "id, paper_id, source, source_key, record, first_seen_at, last_seen_at"
+_SOURCE_COLS = "id, paper_id, source, source_key, record, record_hash, first_seen_at, last_seen_at"
 _CHUNK = 50_000
 
 
@@ -179,8 +183,8 @@ def _sqlite_seed(size: int) -> Path:
     db.execute("PRAGMA synchronous=OFF")
     for start in range(0, size, _CHUNK):
         papers, sources = _seed_rows(start + 1, min(size, start + _CHUNK) + 1)
-        db.executemany(f"INSERT INTO papers ({_PAPER_COLS}) VALUES ({','.join('?' * 16)})", papers)
-        db.executemany(f"INSERT INTO paper_sources ({_SOURCE_COLS}) VALUES ({','.join('?' * 7)})", sources)
+        db.executemany(f"INSERT INTO papers ({_PAPER_COLS}) VALUES ({','.join('?' * 17)})", papers)
+        db.executemany(f"INSERT INTO paper_sources ({_SOURCE_COLS}) VALUES ({','.join('?' * 8)})", sources)
     db.execute("DELETE FROM counters WHERE name = 'announce'")
     db.executemany("INSERT INTO counters (name, value) VALUES (?, ?)", _counter_rows(size))
     db.commit()
@@ -406,9 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     body = (
         f"Each measurement upserts {CANDIDATES:,} candidates into a copy of the cached seeded store, in a "
         "fresh process (so its peak RSS is the upsert's own). The seeded stores are cached (SQLite files "
-        "under bench/out/, PostgreSQL databases `lupus_bench_<size>_v1` used as templates): the first "
-        "run seeds them (about 6 minutes here for both sizes on both databases), later runs take about "
-        "1.5 minutes. Budget: "
+        f"under bench/out/, PostgreSQL databases `lupus_bench_<size>_v{SEED_VERSION}` used as templates): "
+        "the first run seeds them (about 6 minutes here for both sizes on both databases), later runs "
+        "take about 1.5 minutes. Budget: "
         f"{BUDGET_S:.0f} s per {CANDIDATES:,}.\n\n"
         "- **A**: 5,000 new papers (half feed items, half PubMed records) + 5,000 PubMed records of stored "
         "feed papers (same DOI; they add PMID, MeSH and a longer abstract, so each takes the full merge "

@@ -15,7 +15,10 @@ the batch is rolled back and redone, and on the second pass it finds and merges 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import html
+import json
 import random
 import re
 import time
@@ -23,7 +26,6 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from hashlib import sha256
 from typing import Any
 
 import sqlalchemy as sa
@@ -107,7 +109,7 @@ def normalize_title(title: str | None) -> str:
 
 
 def _key_of(norm: str, year: int | None) -> str:
-    return sha256(f"{norm}|{year or ''}".encode()).hexdigest()
+    return hashlib.sha256(f"{norm}|{year or ''}".encode()).hexdigest()
 
 
 def title_key(title: str, journal: str | None = None, year: int | None = None) -> str:
@@ -153,6 +155,7 @@ def _abbreviates(short: str, full: str) -> bool:
     return len(sw) == len(fw) and all(f.startswith(s) for s, f in zip(sw, fw, strict=True))
 
 
+@functools.lru_cache(maxsize=16384)  # each title is keyed when matched and again when stored
 def _usable_norm(title: str) -> str | None:
     """The normalised title if it is specific enough to merge on, else None."""
     norm = normalize_title(title)
@@ -423,6 +426,43 @@ def _comparable(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, check_circular=False)
+
+
+def encode_record(record: dict[str, Any]) -> tuple[str, str]:
+    """A paper-schema dict (`paper_dict`) as the store keeps it: (JSON text, content hash).
+
+    The hash (32 hex chars) covers every field but `fetched_at` and `classification`, the ones
+    "changed" ignores, so a stored hash equal to an incoming record's means the record is
+    unchanged, without reading or decoding the stored JSON. Keys are sorted, so the text and the
+    hash do not depend on how the dict was built; non-ASCII is escaped, as SQLAlchemy's own JSON
+    serialiser does.
+    """
+    body = {k: v for k, v in record.items() if k not in _IGNORED_IN_COMPARISON}
+    text = _ENCODER.encode(body)
+    digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    extra = [f'"{k}":{_ENCODER.encode(record[k])}' for k in _IGNORED_IN_COMPARISON if k in record]
+    if extra:
+        text = text[:-1] + ("," if len(text) > 2 else "") + ",".join(extra) + "}"
+    return text, digest
+
+
+def _same_record(
+    stored_hash: str | None, stored_record: Any, incoming: dict[str, Any], incoming_hash: str
+) -> bool:
+    """Whether a stored record equals an incoming one (ignoring fetch time and classification).
+
+    Both hashes come from `encode_record` of a `paper_dict`, whose canonical JSON is equal
+    exactly when the dicts are, so the hashes decide; a row written without a hash (by hand,
+    or by an older version) is compared field by field. `stored_record` may be a callable that
+    loads the record, so it is only read when needed.
+    """
+    if stored_hash is not None:
+        return stored_hash == incoming_hash
+    record = stored_record() if callable(stored_record) else stored_record
+    return _comparable(record) == _comparable(incoming)
+
+
 class _UnionFind:
     def __init__(self) -> None:
         self.parent: dict[Any, Any] = {}
@@ -456,9 +496,28 @@ def _lookup(conn: Connection, column: sa.Column, values: Iterable[Any]) -> dict[
     return out
 
 
+@dataclass
+class _Batch:
+    """The batch's records with their stored forms, computed once."""
+
+    recs: list[Paper]
+    dicts: list[dict[str, Any]]
+    texts: list[str]
+    hashes: list[str]
+    # per record: the stored source row with its (source, source_key), and whether it is unchanged
+    src_rows: dict[tuple[str, str], Any]
+    same: list[bool]
+
+
 def _upsert_batch(conn: Connection, recs: list[Paper], now: datetime) -> UpsertStats:
     P, S = store.papers, store.paper_sources
     uf = _UnionFind()
+    dicts = [paper_dict(r) for r in recs]
+    texts, hashes = [], []
+    for d in dicts:
+        text, digest = encode_record(d)
+        texts.append(text)
+        hashes.append(digest)
 
     # 1. Find every stored paper each record may belong to, and records that share a key.
     by_source: dict[str, list[str]] = {}
@@ -467,17 +526,18 @@ def _upsert_batch(conn: Connection, recs: list[Paper], now: datetime) -> UpsertS
     src_rows: dict[tuple[str, str], Any] = {}
     for source, keys in by_source.items():
         for chunk in _in_chunks(keys):
-            q = sa.select(S.c.id, S.c.paper_id, S.c.source, S.c.source_key, S.c.record).where(
+            q = sa.select(S.c.id, S.c.paper_id, S.c.source, S.c.source_key, S.c.record_hash).where(
                 S.c.source == source, S.c.source_key.in_(chunk)
             )
             for row in conn.execute(q):
                 src_rows[(row.source, row.source_key)] = row
     doi_hits = _lookup(conn, P.c.doi, (r.doi for r in recs))
     pmid_hits = _lookup(conn, P.c.pmid, (r.pmid for r in recs))
-    dicts = [paper_dict(r) for r in recs]
     # Records stored before exactly as they are now: their title was matched when they first
-    # came, and their paper needs no work unless another record in the batch touches it.
+    # came, and their paper needs no work unless another record in the batch touches it. The
+    # stored hash decides; only rows stored without one have their JSON read.
     same = [False] * len(recs)
+    unhashed: dict[int, int] = {}
     first_with: dict[tuple[str, str], int] = {}
     for i, r in enumerate(recs):
         node = ("r", i)
@@ -485,13 +545,20 @@ def _upsert_batch(conn: Connection, recs: list[Paper], now: datetime) -> UpsertS
         row = src_rows.get((r.source, r.source_key))
         if row is not None:
             uf.union(node, ("p", row.paper_id))
-            same[i] = _comparable(row.record) == _comparable(dicts[i])
+            if row.record_hash is None:
+                unhashed[row.id] = i
+            else:
+                same[i] = row.record_hash == hashes[i]
         for kind, value, hits in (("doi", r.doi, doi_hits), ("pmid", r.pmid, pmid_hits)):
             if value:
                 if value in hits:
                     uf.union(node, ("p", hits[value]))
                 j = first_with.setdefault((kind, value), i)
                 uf.union(node, ("r", j))
+    for chunk in _in_chunks(unhashed):
+        for sid, record in conn.execute(sa.select(S.c.id, S.c.record).where(S.c.id.in_(chunk))):
+            i = unhashed[sid]
+            same[i] = _same_record(None, record, dicts[i], hashes[i])
     # Title keys only for records nothing else matched: a record that matched by source, DOI
     # or PMID had its title compared when that paper or the DOI-less one was first stored.
     matched = [(r.source, r.source_key) in src_rows or r.doi in doi_hits or r.pmid in pmid_hits for r in recs]
@@ -537,14 +604,11 @@ def _upsert_batch(conn: Connection, recs: list[Paper], now: datetime) -> UpsertS
         rec_idx, pids = groups.setdefault(uf.find(node), ([], []))
         (rec_idx if node[0] == "r" else pids).append(node[1])
 
+    batch = _Batch(recs, dicts, texts, hashes, src_rows, same)
     stats = UpsertStats()
     w = _Writes()
     for rec_idx, pids in groups.values():
-        batch_recs = [recs[i] for i in sorted(rec_idx)]
-        batch_dicts = [dicts[i] for i in sorted(rec_idx)]
-        _plan_group(
-            batch_recs, batch_dicts, sorted(pids), papers_by_id, sources_by_paper, src_rows, now, w, stats
-        )
+        _plan_group(conn, batch, sorted(rec_idx), sorted(pids), papers_by_id, sources_by_paper, now, w, stats)
 
     _apply(conn, w, now, stats)
     return stats
@@ -610,18 +674,25 @@ def _compatible(r: Paper, doi: str | None, pmid: str | None, journals: Iterable[
     return journals_compatible((r.journal, r.journal_iso), journals)
 
 
+# Every column but the merged record, whose hash stands for it: loading a paper to merge into
+# it does not decode its JSON.
+_PAPER_COLUMNS_BUT_RECORD = [c for c in store.papers.c if c.name != "record"]
+
+
 def _load_papers(
     conn: Connection, ids: set[int], papers_by_id: dict[int, Any], sources_by_paper: dict[int, list[Any]]
 ) -> None:
     P, S = store.papers, store.paper_sources
     for chunk in _in_chunks(ids):
-        q = sa.select(P).where(P.c.id.in_(chunk)).order_by(P.c.id).with_for_update()
+        q = sa.select(*_PAPER_COLUMNS_BUT_RECORD).where(P.c.id.in_(chunk)).order_by(P.c.id).with_for_update()
         rows = conn.execute(q).all()
         if len(rows) != len(chunk):
             raise _Retry("a matched paper was merged away by a concurrent writer")
         for row in rows:
             papers_by_id[row.id] = row
-        q = sa.select(S.c.id, S.c.paper_id, S.c.source, S.c.source_key, S.c.record, S.c.first_seen_at)
+        q = sa.select(
+            S.c.id, S.c.paper_id, S.c.source, S.c.source_key, S.c.record, S.c.record_hash, S.c.first_seen_at
+        )
         for row in conn.execute(q.where(S.c.paper_id.in_(chunk))):
             sources_by_paper.setdefault(row.paper_id, []).append(row)
 
@@ -631,10 +702,10 @@ class _Writes:
     new_papers: list[dict[str, Any]] = field(default_factory=list)
     new_paper_sources: list[list[dict[str, Any]]] = field(default_factory=list)  # per new paper
     new_paper_notices: list[list[dict[str, Any]]] = field(default_factory=list)
-    paper_updates: list[dict[str, Any]] = field(default_factory=list)
+    paper_updates: list[dict[str, Any]] = field(default_factory=list)  # "id" + changed columns
     source_inserts: list[dict[str, Any]] = field(default_factory=list)
-    source_updates: list[dict[str, Any]] = field(default_factory=list)
-    source_touches: list[dict[str, Any]] = field(default_factory=list)
+    source_updates: list[dict[str, Any]] = field(default_factory=list)  # "id" + changed columns
+    source_touches: list[int] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
     merges: list[tuple[int, list[int]]] = field(default_factory=list)  # (survivor, losers)
 
@@ -667,30 +738,24 @@ def _notice_rows(merged: Paper, now: datetime) -> list[dict[str, Any]]:
 
 
 def _plan_group(
-    batch_recs: list[Paper],
-    batch_dicts: list[dict[str, Any]],
+    conn: Connection,
+    b: _Batch,
+    idx: list[int],
     pids: list[int],
     papers_by_id: dict[int, Any],
     sources_by_paper: dict[int, list[Any]],
-    src_rows: dict[tuple[str, str], Any],
     now: datetime,
     w: _Writes,
     stats: UpsertStats,
 ) -> None:
-    incoming = {(r.source, r.source_key): r for r in batch_recs}
-    dicts = {(r.source, r.source_key): d for r, d in zip(batch_recs, batch_dicts, strict=True)}
+    keys = [(b.recs[i].source, b.recs[i].source_key) for i in idx]
 
     # Fast path: one stored paper and every record already stored as it is now. The common
     # case for a daily re-poll of a feed, so it must not pay for a merge.
     if len(pids) == 1:
         pid = pids[0]
-        if all(
-            (row := src_rows.get(k)) is not None
-            and row.paper_id == pid
-            and _comparable(row.record) == _comparable(d)
-            for k, d in dicts.items()
-        ):
-            w.source_touches.extend({"_id": src_rows[k].id} for k in dicts)
+        if all(b.same[i] and b.src_rows[k].paper_id == pid for i, k in zip(idx, keys, strict=True)):
+            w.source_touches.extend(b.src_rows[k].id for k in keys)
             stats.unchanged += 1
             stats.unchanged_ids.append(pid)
             return
@@ -700,14 +765,17 @@ def _plan_group(
     for pid in pids:
         for srow in sources_by_paper.get(pid, []):
             existing[(srow.source, srow.source_key)] = srow
-    if not existing and len(batch_recs) == 1 and _merges_to_itself(batch_recs[0]):
-        # a brand-new paper from one record (half of every batch): skip the merge
-        merged, merged_dict = batch_recs[0], batch_dicts[0]
+    if not existing and len(idx) == 1 and _merges_to_itself(b.recs[idx[0]]):
+        # a brand-new paper from one record (half of every batch): skip the merge, and store the
+        # record's JSON as it is for both the paper and its source
+        i = idx[0]
+        merged, merged_dict, merged_text, merged_hash = b.recs[i], b.dicts[i], b.texts[i], b.hashes[i]
     else:
         records: dict[tuple[str, str], Paper] = {k: Paper.from_dict(s.record) for k, s in existing.items()}
-        records.update(incoming)
+        records.update((k, b.recs[i]) for i, k in zip(idx, keys, strict=True))
         merged = merge_records(list(records.values()))
         merged_dict = paper_dict(merged)
+        merged_text, merged_hash = encode_record(merged_dict)
     cols = _columns(merged)
     notice_rows = _notice_rows(merged, now)
 
@@ -715,14 +783,18 @@ def _plan_group(
         w.new_papers.append(
             {
                 **cols,
-                "record": merged_dict,
+                "record": merged_text,
+                "record_hash": merged_hash,
                 "needs_classification": True,
                 "first_seen_at": now,
                 "updated_at": now,
             }
         )
         w.new_paper_sources.append(
-            [{"source": k[0], "source_key": k[1], "record": d} for k, d in dicts.items()]
+            [
+                {"source": k[0], "source_key": k[1], "record": b.texts[i], "record_hash": b.hashes[i]}
+                for i, k in zip(idx, keys, strict=True)
+            ]
         )
         w.new_paper_notices.append(notice_rows)
         return
@@ -734,44 +806,52 @@ def _plan_group(
     survivor = announced[0] if announced else min(rows, key=lambda r: r.id)
     losers = [r.id for r in rows if r.id != survivor.id]
 
-    for k, d in dicts.items():
+    for i, k in zip(idx, keys, strict=True):
         srow = existing.get(k)
         if srow is None:
             w.source_inserts.append(
-                {"paper_id": survivor.id, "source": k[0], "source_key": k[1], "record": d}
-            )
-        elif _comparable(srow.record) != _comparable(d):
-            w.source_updates.append(
                 {
-                    "_id": srow.id,
                     "paper_id": survivor.id,
-                    "source": srow.source,
-                    "source_key": srow.source_key,
-                    "record": d,
-                    "first_seen_at": srow.first_seen_at,
+                    "source": k[0],
+                    "source_key": k[1],
+                    "record": b.texts[i],
+                    "record_hash": b.hashes[i],
                 }
             )
+        elif not _same_record(srow.record_hash, srow.record, b.dicts[i], b.hashes[i]):
+            upd = {"id": srow.id, "record": b.texts[i], "record_hash": b.hashes[i], "last_seen_at": now}
+            if srow.paper_id != survivor.id:
+                upd["paper_id"] = survivor.id
+            w.source_updates.append(upd)
         else:
-            w.source_touches.append({"_id": srow.id})
+            w.source_touches.append(srow.id)
 
     stored_cols = {k: getattr(survivor, k) for k in cols}
-    changed = bool(losers) or _comparable(survivor.record) != _comparable(merged_dict) or stored_cols != cols
+
+    def stored_record() -> Any:
+        return conn.execute(sa.select(store.papers.c.record).where(store.papers.c.id == survivor.id)).scalar()
+
+    changed = (
+        bool(losers)
+        or stored_cols != cols
+        or not _same_record(survivor.record_hash, stored_record, merged_dict, merged_hash)
+    )
     if losers:
         w.merges.append((survivor.id, losers))
         stats.merged += len(losers)
         stats.merged_ids.extend(losers)
     w.notices.extend({**n, "paper_id": survivor.id} for n in notice_rows)
     if changed:
-        w.paper_updates.append(
-            {
-                "_id": survivor.id,
-                **cols,
-                "record": merged_dict,
-                "needs_classification": True,
-                "first_seen_at": min(r.first_seen_at for r in rows),
-                "updated_at": now,
-            }
-        )
+        # Only the columns that change: fewer index entries to rewrite.
+        upd = {"id": survivor.id}
+        upd.update((k, v) for k, v in cols.items() if stored_cols[k] != v)
+        upd.update(record=merged_text, record_hash=merged_hash, updated_at=now)
+        if not survivor.needs_classification:
+            upd["needs_classification"] = True
+        first_seen = min(r.first_seen_at for r in rows)
+        if first_seen != survivor.first_seen_at:
+            upd["first_seen_at"] = first_seen
+        w.paper_updates.append(upd)
         stats.updated += 1
         stats.updated_ids.append(survivor.id)
     else:
@@ -779,33 +859,99 @@ def _plan_group(
         stats.unchanged_ids.append(survivor.id)
 
 
-def _insert_papers(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert new papers, returning their ids in order."""
+# -- bulk writes --------------------------------------------------------------------------
+# The batch's rows go to the driver directly, with the JSON already encoded (once, by
+# encode_record) and a handful of statements per batch: through SQLAlchemy's executemany every
+# row's every value passes through its type's processor, which cost more than the database's
+# own work on a large batch.
+
+_PAGE = 500  # rows per multi-row statement on PostgreSQL
+
+
+def _driver_rows(
+    conn: Connection, table: sa.Table, cols: Sequence[str], rows: list[dict[str, Any]]
+) -> list[tuple]:
+    """`rows` as tuples of driver values in `cols` order (JSON columns hold encoded text)."""
+    dialect = conn.dialect
+    procs = []
+    for c in cols:
+        typ = table.c[c].type
+        procs.append(None if isinstance(typ, sa.JSON) else typ.dialect_impl(dialect).bind_processor(dialect))
+    if not any(procs):
+        return [tuple(r[c] for c in cols) for r in rows]
+    out = []
+    for r in rows:
+        out.append(
+            tuple(r[c] if p is None or r[c] is None else p(r[c]) for c, p in zip(cols, procs, strict=True))
+        )
+    return out
+
+
+def _pg_placeholders(conn: Connection, table: sa.Table, cols: Sequence[str]) -> tuple[str, str]:
+    """A typed VALUES row ("(CAST(%s AS BIGINT), ...)") and an untyped one ("(%s, ...)").
+
+    One typed row types the whole VALUES list (PostgreSQL resolves each column to a common type),
+    so the encoded JSON text lands in JSONB and NULL-only columns are not taken for text.
+    """
+    typed = ", ".join(f"CAST(%s AS {table.c[c].type.compile(dialect=conn.dialect)})" for c in cols)
+    return f"({typed})", "(" + ", ".join(["%s"] * len(cols)) + ")"
+
+
+def _insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT rows (dicts with the same keys) in as few statements as the driver allows."""
+    if not rows:
+        return
+    cols = list(rows[0])
+    values = _driver_rows(conn, table, cols, rows)
+    head = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES "
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(head + "(" + ", ".join(["?"] * len(cols)) + ")", values)
+        return
+    typed, plain = _pg_placeholders(conn, table, cols)
+    for start in range(0, len(values), _PAGE):
+        page = values[start : start + _PAGE]
+        sql = head + ", ".join([typed] + [plain] * (len(page) - 1))
+        conn.exec_driver_sql(sql, tuple(v for row in page for v in row))
+
+
+def _update_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """UPDATE rows by "id", each dict holding the columns to set (grouped by column set)."""
+    by_cols: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        by_cols.setdefault(tuple(k for k in r if k != "id"), []).append(r)
+    for cols, group in by_cols.items():
+        if conn.dialect.name == "sqlite":
+            values = _driver_rows(conn, table, [*cols, "id"], group)
+            sets = ", ".join(f"{c} = ?" for c in cols)
+            conn.exec_driver_sql(f"UPDATE {table.name} SET {sets} WHERE id = ?", values)
+            continue
+        # psycopg2 runs an executemany UPDATE as one round trip per row; a join with a
+        # multi-row VALUES list updates a page of rows per statement.
+        allc = ["id", *cols]
+        values = _driver_rows(conn, table, allc, group)
+        typed, plain = _pg_placeholders(conn, table, allc)
+        sets = ", ".join(f"{c} = v.{c}" for c in cols)
+        for start in range(0, len(values), _PAGE):
+            page = values[start : start + _PAGE]
+            sql = (
+                f"UPDATE {table.name} AS t SET {sets} FROM (VALUES "
+                + ", ".join([typed] + [plain] * (len(page) - 1))
+                + f") AS v ({', '.join(allc)}) WHERE t.id = v.id"
+            )
+            conn.exec_driver_sql(sql, tuple(v for row in page for v in row))
+
+
+def _new_paper_ids(conn: Connection, n: int) -> list[int]:
+    """Ids for n new papers, ascending (the announcement order's tie-break follows them)."""
     P = store.papers
     if conn.dialect.name == "sqlite":
-        # SQLite cannot return ids of a multi-row insert in order, so SQLAlchemy would insert
-        # row by row; we hold the database's write lock (BEGIN IMMEDIATE), so pick them here.
+        # We hold the database's write lock (BEGIN IMMEDIATE), so nobody else takes these.
         top = int(conn.execute(sa.select(sa.func.max(P.c.id))).scalar() or 0)
-        ids = list(range(top + 1, top + 1 + len(rows)))
-        conn.execute(sa.insert(P), [{**r, "id": i} for r, i in zip(rows, ids, strict=True)])
-        return ids
-    return list(conn.execute(sa.insert(P).returning(P.c.id, sort_by_parameter_order=True), rows).scalars())
-
-
-def _bulk_update(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Update rows by id ("_id"), each with its own values (every row has the same keys)."""
-    if conn.dialect.name != "postgresql":
-        conn.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")), rows)
-        return
-    # psycopg2 runs an executemany UPDATE as one round trip per row; an INSERT .. ON CONFLICT
-    # (id) DO UPDATE is sent as multi-row VALUES pages. The rows exist and are locked FOR UPDATE
-    # by this transaction, so the INSERT branch never runs; rows carry every NOT NULL column.
-    values = [{("id" if k == "_id" else k): v for k, v in r.items()} for r in rows]
-    stmt = postgresql.insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.id], set_={k: stmt.excluded[k] for k in values[0] if k != "id"}
+        return list(range(top + 1, top + 1 + n))
+    q = sa.select(sa.func.nextval(sa.func.pg_get_serial_sequence("papers", "id"))).select_from(
+        sa.func.generate_series(1, n)
     )
-    conn.execute(stmt, values)
+    return sorted(int(v) for v in conn.execute(q).scalars())
 
 
 def _insert_ignore(conn: Connection, table: sa.Table) -> Any:
@@ -853,7 +999,8 @@ def _apply(conn: Connection, w: _Writes, now: datetime, stats: UpsertStats) -> N
         conn.execute(sa.delete(P).where(P.c.id.in_(losers)))
 
     if w.new_papers:
-        ids = _insert_papers(conn, w.new_papers)
+        ids = _new_paper_ids(conn, len(w.new_papers))
+        _insert_rows(conn, P, [{"id": i, **r} for i, r in zip(ids, w.new_papers, strict=True)])
         for pid, sources, notices in zip(ids, w.new_paper_sources, w.new_paper_notices, strict=True):
             stats.new += 1
             stats.new_ids.append(pid)
@@ -861,17 +1008,14 @@ def _apply(conn: Connection, w: _Writes, now: datetime, stats: UpsertStats) -> N
             w.notices.extend({**n, "paper_id": pid} for n in notices)
 
     if w.paper_updates:
-        _bulk_update(conn, P, w.paper_updates)
+        _update_rows(conn, P, w.paper_updates)
     if w.source_inserts:
-        conn.execute(
-            sa.insert(S).values(first_seen_at=now, last_seen_at=now),
-            w.source_inserts,
-        )
+        _insert_rows(conn, S, [{**s, "first_seen_at": now, "last_seen_at": now} for s in w.source_inserts])
         stats.sources_new += len(w.source_inserts)
     if w.source_updates:
-        _bulk_update(conn, S, [{**u, "last_seen_at": now} for u in w.source_updates])
+        _update_rows(conn, S, w.source_updates)
         stats.sources_updated += len(w.source_updates)
-    for chunk in _in_chunks(t["_id"] for t in w.source_touches):
+    for chunk in _in_chunks(w.source_touches):
         conn.execute(sa.update(S).where(S.c.id.in_(chunk)).values(last_seen_at=now))
     if w.notices:
         # Only rows actually inserted come back, so this counts notices new to the store.

@@ -56,6 +56,8 @@ papers = sa.Table(
     sa.Column("journal", sa.String(512)),
     sa.Column("pub_date", sa.Date),
     sa.Column("record", Json, nullable=False),  # the merged Paper (paper schema)
+    # hash of the record's content (merge.encode_record): "unchanged" without decoding the JSON
+    sa.Column("record_hash", sa.String(64)),
     sa.Column("is_lupus", sa.Boolean),  # None until classified
     sa.Column("relevance_score", sa.Float),
     sa.Column("classification", Json),  # the Classification (with evidence), as JSON
@@ -76,6 +78,7 @@ paper_sources = sa.Table(
     sa.Column("source", sa.String(128), nullable=False),  # "pubmed" or "feed:<id>"
     sa.Column("source_key", sa.String(1024), nullable=False),  # PMID, or item guid/link
     sa.Column("record", Json, nullable=False),  # that source's Paper, as it last said it
+    sa.Column("record_hash", sa.String(64)),  # as papers.record_hash: skips unchanged re-polls
     sa.Column("first_seen_at", Timestamp, nullable=False),
     sa.Column("last_seen_at", Timestamp, nullable=False),
     sa.UniqueConstraint("source", "source_key"),
@@ -232,6 +235,11 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # A fixed 64 MiB page cache per connection (the default 2 MiB makes a batch upsert
+            # into a large store re-read its index pages from the OS many times over); memory
+            # stays bounded whatever the store's size. Temporary b-trees (IN lists, sorts) in memory.
+            cur.execute("PRAGMA cache_size=-65536")
+            cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
 
         @sa.event.listens_for(engine, "begin")

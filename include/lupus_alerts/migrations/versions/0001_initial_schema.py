@@ -74,6 +74,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
+        sa.Column("record_hash", sa.String(length=64), nullable=True),
         sa.Column("is_lupus", sa.Boolean(), nullable=True),
         sa.Column("relevance_score", sa.Float(), nullable=True),
         sa.Column(
@@ -163,6 +164,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
+        sa.Column("record_hash", sa.String(length=64), nullable=True),
         sa.Column("first_seen_at", sa.DateTime(), nullable=False),
         sa.Column("last_seen_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
