@@ -76,6 +76,7 @@ class PlanStats:
     created: int = 0
     existing: int = 0
     superseded: int = 0
+    widened: int = 0  # rows of this period re-planned to include papers announced since
     announce_to: int = 0
     update_to: int = 0
 
@@ -179,10 +180,12 @@ def plan_period(
 ) -> PlanStats:
     """Queue a ledger row for every subscriber due on `day` that has none for its period yet.
 
-    Idempotent: a rerun creates nothing new. The announcement/update counters are snapshot once
-    per period (a later rerun for the same period reuses the first snapshot), so every digest of a
-    period covers the same announcements. Older rows still waiting (queued or failed_transient)
-    for a newly due subscriber are superseded: the new row starts at the same cursor.
+    Idempotent: a rerun creates nothing new. The announcement/update counters are snapshot when a
+    period is first planned; a later run for the same period widens only the rows no mail came
+    from (never attempted, or ended empty) to include what was announced since (`_widen`), so a
+    digest planned before the day's ingest finished still carries that day's papers. Older rows
+    still waiting (queued or failed_transient) for a newly due subscriber are superseded: the new
+    row starts at the same cursor.
     """
     now = _naive(now) if now else store.utcnow()
     domain = mailer.sender_domain(settings) if settings is not None else "localhost"
@@ -196,6 +199,9 @@ def plan_period(
                 sa.select(sa.func.max(D.c.announce_to), sa.func.max(D.c.update_to)).where(D.c.period == p)
             ).first()
             snap[p] = (int(row[0]), int(row[1])) if row is not None and row[0] is not None else (a_now, u_now)
+            if snap[p] != (a_now, u_now):
+                stats.widened += _widen(conn, p, a_now, u_now, now)
+                snap[p] = (a_now, u_now)
         subs = conn.execute(
             sa.select(S.c.id, S.c.frequency, S.c.weekday, S.c.cursor, S.c.update_cursor)
             .where(_due_filter(day))
@@ -641,6 +647,9 @@ _CLAIM = (
     .where(
         D.c.id == sa.bindparam("b_id"),
         D.c.state.in_(CLAIMABLE_STATES),
+        # the range this run rendered: a re-plan may have widened an unattempted row meanwhile
+        D.c.announce_to == sa.bindparam("b_range_a", type_=sa.BigInteger),
+        D.c.update_to == sa.bindparam("b_range_u", type_=sa.BigInteger),
         sa.exists().where(S.c.id == D.c.subscriber_id, S.c.status == "active"),
     )
     .values(state=SENDING, attempts=D.c.attempts + 1, updated_at=sa.bindparam("b_now"))
@@ -691,7 +700,50 @@ def _finish_stmt(expect: tuple[str, ...], sent: bool, with_count: bool) -> sa.Up
         values["sent_at"] = sa.bindparam("b_now")
     if with_count:
         values["paper_count"] = sa.bindparam("b_count")
-    return sa.update(D).where(D.c.id == sa.bindparam("b_id"), D.c.state.in_(expect)).values(**values)
+    return (
+        sa.update(D)
+        .where(
+            D.c.id == sa.bindparam("b_id"),
+            D.c.state.in_(expect),
+            # never finish a row whose range a re-plan changed after this run read it
+            D.c.announce_to == sa.bindparam("b_range_a", type_=sa.BigInteger),
+            D.c.update_to == sa.bindparam("b_range_u", type_=sa.BigInteger),
+        )
+        .values(**values)
+    )
+
+
+def _widen(conn: Connection, period: str, a_now: int, u_now: int, now: datetime) -> int:
+    """Stretch this period's rows that no mail came from to the current high-water marks.
+
+    A period is planned at its first run; papers announced after that (an ingest that finished
+    after the fallback digest run) would otherwise wait for the next period. Rows never attempted
+    (`queued`, no attempts) and rows that ended `empty` sent nothing, so widening them cannot
+    repeat a paper: an empty row restarts from the cursor it advanced, with the same Message-ID.
+    Attempted rows keep their range, so a retry still renders the mail it tried to send.
+    """
+    n = conn.execute(
+        sa.update(D)
+        .where(D.c.period == period, D.c.state == QUEUED, D.c.attempts == 0)
+        .values(announce_to=a_now, update_to=u_now, updated_at=now)
+    ).rowcount
+    cur = sa.select(S.c.cursor).where(S.c.id == D.c.subscriber_id).scalar_subquery()
+    ucur = sa.select(S.c.update_cursor).where(S.c.id == D.c.subscriber_id).scalar_subquery()
+    n += conn.execute(
+        sa.update(D)
+        .where(D.c.period == period, D.c.state == EMPTY)
+        .values(
+            state=QUEUED,
+            announce_from=cur,
+            update_from=ucur,
+            # a cursor never passes the counters, so the new range is never inverted
+            announce_to=a_now,
+            update_to=u_now,
+            last_error=None,
+            updated_at=now,
+        )
+    ).rowcount
+    return max(n or 0, 0)
 
 
 def _claim(engine: Engine, row: Any, now: datetime) -> bool:
@@ -700,7 +752,15 @@ def _claim(engine: Engine, row: Any, now: datetime) -> bool:
     Conditional on the state, so of two concurrent runs exactly one wins the row.
     """
     with engine.begin() as conn:
-        res = conn.execute(_CLAIM, {"b_id": row.id, "b_now": now})
+        res = conn.execute(
+            _CLAIM,
+            {
+                "b_id": row.id,
+                "b_now": now,
+                "b_range_a": int(row.announce_to),
+                "b_range_u": int(row.update_to),
+            },
+        )
     return res.rowcount == 1
 
 
@@ -720,7 +780,15 @@ def _finish(
     """Move the row to `state` (only from `expect`) and, in the same transaction, update the
     subscriber: cursors to the row's range end (`advance`), failure count and bounce (`bounce`)."""
     stmt = _finish_stmt(tuple(expect), state == SENT, paper_count is not None)
-    params = {"b_id": row.id, "b_state": state, "b_now": now, "b_code": code, "b_error": error}
+    params = {
+        "b_id": row.id,
+        "b_state": state,
+        "b_now": now,
+        "b_code": code,
+        "b_error": error,
+        "b_range_a": int(row.announce_to),
+        "b_range_u": int(row.update_to),
+    }
     if paper_count is not None:
         params["b_count"] = paper_count
     with engine.begin() as conn:

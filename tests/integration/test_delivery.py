@@ -414,17 +414,41 @@ def test_batch_loaded_subscribers_equal_subscribers_get(engine) -> None:
     assert loaded == {a.id: subscribers.get(engine, a.id), b.id: subscribers.get(engine, b.id)}
 
 
-def test_plan_is_idempotent_and_snapshots_once_per_period(engine, settings) -> None:
+def test_plan_is_idempotent_and_widens_only_rows_nothing_was_sent_from(engine, settings) -> None:
     sub(engine, email="a@example.org")
     add_papers(engine, [["nephrology"]] * 2)
     first = delivery.plan_period(engine, settings, day=DAY, now=NOW)
     add_papers(engine, [["nephrology"]])  # announced later the same day
     sub(engine, email="b@example.org")  # joined later the same day
     second = delivery.plan_period(engine, settings, day=DAY, now=NOW)
-    assert (first.created, second.created, second.existing) == (1, 1, 1)
-    assert {r.announce_to for r in ledger(engine)} == {2}
+    assert (first.created, second.created, second.existing, second.widened) == (1, 1, 1, 1)
+    # the unsent row now reaches the later paper, and the newcomer's row starts equal
+    assert {r.announce_to for r in ledger(engine)} == {3}
     third = delivery.plan_period(engine, settings, day=DAY, now=NOW)
-    assert third.created == 0 and len(ledger(engine)) == 2
+    assert (third.created, third.widened) == (0, 0) and len(ledger(engine)) == 2
+
+
+def test_fallback_digest_before_the_ingest_still_delivers_that_days_papers_once(
+    engine, settings, sink
+) -> None:
+    """The fallback run plans and finds nothing new; the ingest then announces papers and the
+    asset-triggered run of the same day sends them: once, and only to the right people."""
+    quiet = sub(engine, email="quiet@example.org", topics=["nephrology"])
+    got_mail = sub(engine, email="got@example.org", topics=["dermatology"])
+    add_papers(engine, [["dermatology"]])
+    with smtp(sink) as t:
+        early = run(engine, settings, t)  # fallback run, before the day's ingest
+    assert (early.sent, early.empty_skipped) == (1, 1)
+    nums = add_papers(engine, [["nephrology"], ["dermatology"]])  # the ingest finishes
+    with smtp(sink) as t:
+        late = run(engine, settings, t)  # the asset-triggered run, same day
+        again = run(engine, settings, t)  # and a rerun of it
+    assert (late.sent, late.empty_skipped) == (1, 0)
+    assert (again.sent, again.empty_skipped) == (0, 0)
+    assert [m.rcpt_tos for m in sink.handler.messages] == [["got@example.org"], ["quiet@example.org"]]
+    assert subscribers.get(engine, quiet.id).cursor == nums[-1]
+    # got@ already had the day's digest: its new dermatology paper waits for the next one
+    assert subscribers.get(engine, got_mail.id).cursor == nums[0] - 1
 
 
 def test_weekly_subscriber_is_due_on_their_weekday_only(engine, settings) -> None:
