@@ -321,6 +321,7 @@ class EutilsClient:
         self.close()
 
     def close(self) -> None:
+        """Close the HTTP session (only when the client created it)."""
         if self._own_session:
             self.session.close()
 

@@ -113,6 +113,7 @@ class EutilsReplay:
 
     @property
     def base_url(self) -> str:
+        """The base URL to give EutilsClient (ends with /entrez/eutils/)."""
         return self.server.url + "/entrez/eutils/"
 
     def __enter__(self) -> EutilsReplay:

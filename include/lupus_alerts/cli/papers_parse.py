@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 
 def register(groups: Groups) -> None:
+    """Add `papers parse` to the CLI."""
     papers = groups.group("papers", "papers: parse, store and inspect records")
     p = papers.add_parser(
         "parse",
