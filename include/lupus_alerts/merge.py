@@ -51,6 +51,7 @@ _RETRY_SQLSTATES = {"40001", "40P01"}
 _DOI_MAX = store.papers.c.doi.type.length or 512
 _PMID_MAX = store.papers.c.pmid.type.length or 16
 _IN_CHUNK = 900  # stays under SQLite's bound-parameter limit with room to spare
+_LIST_CHUNK = 5000  # values per _one_of list (a single parameter, so no such limit)
 _IGNORED_IN_COMPARISON = ("fetched_at", "classification")
 
 _TAG = re.compile(r"<[^>]{0,200}>")
@@ -427,6 +428,7 @@ def _comparable(record: dict[str, Any]) -> dict[str, Any]:
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, check_circular=False)
+_encode_str = json.encoder.encode_basestring_ascii  # what _ENCODER does to a str
 
 
 def encode_record(record: dict[str, Any]) -> tuple[str, str]:
@@ -438,10 +440,16 @@ def encode_record(record: dict[str, Any]) -> tuple[str, str]:
     hash do not depend on how the dict was built; non-ASCII is escaped, as SQLAlchemy's own JSON
     serialiser does.
     """
-    body = {k: v for k, v in record.items() if k not in _IGNORED_IN_COMPARISON}
+    body = dict(record)
+    extra = []
+    for k in _IGNORED_IN_COMPARISON:
+        if k in body:
+            v = body.pop(k)
+            # these are None or an ISO string nearly always: skip the encoder's call overhead
+            js = "null" if v is None else _encode_str(v) if type(v) is str else _ENCODER.encode(v)
+            extra.append(f'"{k}":{js}')
     text = _ENCODER.encode(body)
     digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-    extra = [f'"{k}":{_ENCODER.encode(record[k])}' for k in _IGNORED_IN_COMPARISON if k in record]
     if extra:
         text = text[:-1] + ("," if len(text) > 2 else "") + ",".join(extra) + "}"
     return text, digest
@@ -482,16 +490,69 @@ class _UnionFind:
             self.parent[rb] = ra
 
 
-def _in_chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
+def _in_chunks(values: Iterable[Any], size: int = _IN_CHUNK) -> Iterator[list[Any]]:
     vals = sorted(set(values), key=str)
-    for i in range(0, len(vals), _IN_CHUNK):
-        yield vals[i : i + _IN_CHUNK]
+    for i in range(0, len(vals), size):
+        yield vals[i : i + size]
+
+
+def _one_of(conn: Connection, column: Any, values: list[Any]) -> Any:
+    """`column IN (values)` with the list bound as ONE parameter (a PostgreSQL array, a JSON
+    array expanded by SQLite's json_each), so the statement compiles once and is cached:
+    an IN list of a thousand parameters is re-rendered by SQLAlchemy on every execution."""
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    if conn.dialect.name == "sqlite":
+        each = sa.func.json_each(sa.bindparam(None, json.dumps(values), type_=sa.Text)).table_valued("value")
+        return column.in_(sa.select(each.c.value))
+    return column.in_(values)
+
+
+def _source_rows(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """The stored paper_sources rows (without their records) for (source, source_key) pairs,
+    in one statement per chunk: the pairs go in as two arrays (PostgreSQL) or one JSON array
+    (SQLite) joined against the unique index, not one IN query per source."""
+    S = store.paper_sources
+    cols = (S.c.id, S.c.paper_id, S.c.source, S.c.source_key, S.c.record_hash)
+    out: dict[tuple[str, str], Any] = {}
+    for chunk in _in_chunks(keys, _LIST_CHUNK):
+        if conn.dialect.name == "postgresql":
+            arr = postgresql.ARRAY(sa.Text)
+            pairs = (
+                sa.func.unnest(
+                    sa.bindparam(None, [k[0] for k in chunk], type_=arr),
+                    sa.bindparam(None, [k[1] for k in chunk], type_=arr),
+                )
+                .table_valued("source", "source_key")
+                .render_derived()
+            )
+            on = sa.and_(S.c.source == pairs.c.source, S.c.source_key == pairs.c.source_key)
+        elif conn.dialect.name == "sqlite":
+            pairs = sa.func.json_each(sa.bindparam(None, json.dumps(chunk), type_=sa.Text)).table_valued(
+                "value"
+            )
+            on = sa.and_(
+                S.c.source == sa.func.json_extract(pairs.c.value, "$[0]"),
+                S.c.source_key == sa.func.json_extract(pairs.c.value, "$[1]"),
+            )
+        else:
+            pairs, on = None, sa.tuple_(S.c.source, S.c.source_key).in_(chunk)
+        q = (
+            sa.select(*cols).select_from(pairs.join(S, on))
+            if pairs is not None
+            else sa.select(*cols).where(on)
+        )
+        for row in conn.execute(q):
+            out[(row.source, row.source_key)] = row
+    return out
 
 
 def _lookup(conn: Connection, column: sa.Column, values: Iterable[Any]) -> dict[Any, int]:
     out: dict[Any, int] = {}
-    for chunk in _in_chunks(v for v in values if v):
-        for value, pid in conn.execute(sa.select(column, store.papers.c.id).where(column.in_(chunk))):
+    for chunk in _in_chunks((v for v in values if v), _LIST_CHUNK):
+        for value, pid in conn.execute(
+            sa.select(column, store.papers.c.id).where(_one_of(conn, column, chunk))
+        ):
             out[value] = pid
     return out
 
@@ -520,17 +581,7 @@ def _upsert_batch(conn: Connection, recs: list[Paper], now: datetime) -> UpsertS
         hashes.append(digest)
 
     # 1. Find every stored paper each record may belong to, and records that share a key.
-    by_source: dict[str, list[str]] = {}
-    for r in recs:
-        by_source.setdefault(r.source, []).append(r.source_key)
-    src_rows: dict[tuple[str, str], Any] = {}
-    for source, keys in by_source.items():
-        for chunk in _in_chunks(keys):
-            q = sa.select(S.c.id, S.c.paper_id, S.c.source, S.c.source_key, S.c.record_hash).where(
-                S.c.source == source, S.c.source_key.in_(chunk)
-            )
-            for row in conn.execute(q):
-                src_rows[(row.source, row.source_key)] = row
+    src_rows = _source_rows(conn, [(r.source, r.source_key) for r in recs])
     doi_hits = _lookup(conn, P.c.doi, (r.doi for r in recs))
     pmid_hits = _lookup(conn, P.c.pmid, (r.pmid for r in recs))
     # Records stored before exactly as they are now: their title was matched when they first
@@ -636,7 +687,7 @@ def _link_by_title(conn: Connection, recs: list[Paper], uf: _UnionFind, *, skip:
     if not all_keys:
         return
     candidates: dict[str, list[Any]] = {}
-    for chunk in _in_chunks(all_keys):
+    for chunk in _in_chunks(all_keys, _LIST_CHUNK):
         q = sa.select(
             P.c.id,
             P.c.doi,
@@ -645,7 +696,7 @@ def _link_by_title(conn: Connection, recs: list[Paper], uf: _UnionFind, *, skip:
             P.c.title_key,
             P.c.record["journal_iso"].as_string().label("iso"),
         )
-        for row in conn.execute(q.where(P.c.title_key.in_(chunk))):
+        for row in conn.execute(q.where(_one_of(conn, P.c.title_key, chunk))):
             candidates.setdefault(row.title_key, []).append(row)
     own_key: dict[str, list[int]] = {}
     for i in range(len(recs)):
@@ -683,8 +734,13 @@ def _load_papers(
     conn: Connection, ids: set[int], papers_by_id: dict[int, Any], sources_by_paper: dict[int, list[Any]]
 ) -> None:
     P, S = store.papers, store.paper_sources
-    for chunk in _in_chunks(ids):
-        q = sa.select(*_PAPER_COLUMNS_BUT_RECORD).where(P.c.id.in_(chunk)).order_by(P.c.id).with_for_update()
+    for chunk in _in_chunks(ids, _LIST_CHUNK):
+        q = (
+            sa.select(*_PAPER_COLUMNS_BUT_RECORD)
+            .where(_one_of(conn, P.c.id, chunk))
+            .order_by(P.c.id)
+            .with_for_update()
+        )
         rows = conn.execute(q).all()
         if len(rows) != len(chunk):
             raise _Retry("a matched paper was merged away by a concurrent writer")
@@ -693,7 +749,7 @@ def _load_papers(
         q = sa.select(
             S.c.id, S.c.paper_id, S.c.source, S.c.source_key, S.c.record, S.c.record_hash, S.c.first_seen_at
         )
-        for row in conn.execute(q.where(S.c.paper_id.in_(chunk))):
+        for row in conn.execute(q.where(_one_of(conn, S.c.paper_id, chunk))):
             sources_by_paper.setdefault(row.paper_id, []).append(row)
 
 
@@ -870,20 +926,22 @@ _PAGE = 500  # rows per multi-row statement on PostgreSQL
 
 def _driver_rows(
     conn: Connection, table: sa.Table, cols: Sequence[str], rows: list[dict[str, Any]]
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """`rows` as tuples of driver values in `cols` order (JSON columns hold encoded text)."""
     dialect = conn.dialect
     procs = []
-    for c in cols:
+    for n, c in enumerate(cols):
         typ = table.c[c].type
-        procs.append(None if isinstance(typ, sa.JSON) else typ.dialect_impl(dialect).bind_processor(dialect))
-    if not any(procs):
-        return [tuple(r[c] for c in cols) for r in rows]
+        proc = None if isinstance(typ, sa.JSON) else typ.dialect_impl(dialect).bind_processor(dialect)
+        if proc is not None:
+            procs.append((n, proc))
     out = []
     for r in rows:
-        out.append(
-            tuple(r[c] if p is None or r[c] is None else p(r[c]) for c, p in zip(cols, procs, strict=True))
-        )
+        vals = [r[c] for c in cols]
+        for n, proc in procs:
+            if vals[n] is not None:
+                vals[n] = proc(vals[n])
+        out.append(tuple(vals))
     return out
 
 
@@ -1015,8 +1073,8 @@ def _apply(conn: Connection, w: _Writes, now: datetime, stats: UpsertStats) -> N
     if w.source_updates:
         _update_rows(conn, S, w.source_updates)
         stats.sources_updated += len(w.source_updates)
-    for chunk in _in_chunks(w.source_touches):
-        conn.execute(sa.update(S).where(S.c.id.in_(chunk)).values(last_seen_at=now))
+    for chunk in _in_chunks(w.source_touches, _LIST_CHUNK):
+        conn.execute(sa.update(S).where(_one_of(conn, S.c.id, chunk)).values(last_seen_at=now))
     if w.notices:
         # Only rows actually inserted come back, so this counts notices new to the store.
         inserted = conn.execute(_insert_ignore(conn, U).returning(U.c.id), w.notices).all()

@@ -240,6 +240,10 @@ def make_engine(url: str) -> Engine:
             # stays bounded whatever the store's size. Temporary b-trees (IN lists, sorts) in memory.
             cur.execute("PRAGMA cache_size=-65536")
             cur.execute("PRAGMA temp_store=MEMORY")
+            # Checkpoint (copy the WAL back and fsync) every ~40 MB of WAL instead of every
+            # 4 MB: a page that several batches dirty is written back once, and there are ten
+            # times fewer fsyncs, the slowest part of a commit on a busy disk.
+            cur.execute("PRAGMA wal_autocheckpoint=10000")
             cur.close()
 
         @sa.event.listens_for(engine, "begin")
