@@ -397,3 +397,23 @@ def test_a_paper_whose_sources_name_a_doi_held_by_another_paper_is_joined_with_i
     (merged,) = rows(engine, store.papers)
     assert merged.doi == "10.1177/y" and merged.pmid == "41000001"
     assert len(rows(engine, store.paper_sources)) == 3
+
+
+def test_rows_stored_without_a_record_hash_are_still_compared_by_content(engine: sa.Engine) -> None:
+    """The hash only short-cuts the comparison: a row written without one (by hand, or by an
+    older version) is compared field by field, so an unchanged re-poll stays unchanged."""
+    first = upsert_papers(engine, [feed_item(), pubmed_record()], now=T0)
+    with engine.begin() as conn:
+        conn.execute(sa.update(store.papers).values(record_hash=None, needs_classification=False))
+        conn.execute(sa.update(store.paper_sources).values(record_hash=None))
+    again = upsert_papers(engine, [feed_item(), pubmed_record()], now=T0 + timedelta(days=1))
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 1)
+    assert again.unchanged_ids == first.new_ids
+    assert [p.needs_classification for p in rows(engine, store.papers)] == [False]
+    changed = upsert_papers(
+        engine, [pubmed_record(abstract="OBJECTIVE: A longer abstract. " * 5)], now=T0 + timedelta(days=2)
+    )
+    assert (changed.updated, changed.unchanged) == (1, 0)
+    (paper,) = rows(engine, store.papers)
+    assert paper.needs_classification is True and paper.record_hash is not None
+    assert paper.record["abstract"].startswith("OBJECTIVE: A longer abstract.")

@@ -6,6 +6,7 @@ taken from real lupus papers (see /work/shared/seed-papers.txt) to keep the shap
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import date, datetime
 
@@ -215,3 +216,21 @@ def test_the_upsert_shortcut_for_single_records_agrees_with_merge_records(
         assert paper_dict(merge_records([paper])) == paper_dict(paper)
     else:
         assert paper_dict(merge_records([paper])) != paper_dict(paper)
+
+
+def test_encode_record_stores_the_whole_record_and_hashes_only_what_counts_as_a_change() -> None:
+    import json
+
+    from lupus_alerts.merge import encode_record, paper_dict
+
+    pm = _pubmed(authors=[Author(last_name="Müller", fore_name="Jörg")], fetched_at=datetime(2026, 11, 2, 6))
+    text, digest = encode_record(paper_dict(pm))
+    assert json.loads(text) == pm.to_dict()  # nothing lost, accents included
+    assert text.isascii()
+    # a re-poll (only fetched_at differs) hashes the same; any field that counts does not
+    repolled = dataclasses.replace(pm, fetched_at=datetime(2026, 11, 9, 6))
+    assert encode_record(paper_dict(repolled))[1] == digest
+    assert encode_record(paper_dict(repolled))[0] != text
+    assert encode_record(paper_dict(dataclasses.replace(pm, abstract=pm.abstract + " More.")))[1] != digest
+    # the hash does not depend on the dict's key order
+    assert encode_record(dict(reversed(list(paper_dict(pm).items()))))[1] == digest
