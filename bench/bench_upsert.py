@@ -383,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     dbs = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
+    load = os.getloadavg()[0]
     results: list[tuple[str, int, dict[str, Any]]] = []
     for db in dbs:
         for size in args.sizes:
@@ -411,8 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Each measurement upserts {CANDIDATES:,} candidates into a copy of the cached seeded store, in a "
         "fresh process (so its peak RSS is the upsert's own). The seeded stores are cached (SQLite files "
         f"under bench/out/, PostgreSQL databases `lupus_bench_<size>_v{SEED_VERSION}` used as templates): "
-        "the first run seeds them (about 6 minutes here for both sizes on both databases), later runs "
-        "take about 1.5 minutes. Budget: "
+        "the first run seeds them (about 5 minutes here for both sizes on both databases), later runs "
+        "take about a minute. Budget: "
         f"{BUDGET_S:.0f} s per {CANDIDATES:,}.\n\n"
         "- **A**: 5,000 new papers (half feed items, half PubMed records) + 5,000 PubMed records of stored "
         "feed papers (same DOI; they add PMID, MeSH and a longer abstract, so each takes the full merge "
@@ -421,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         "- **B**: 5,000 new + 5,000 stored feed items polled again unchanged: a daily feed poll.\n\n"
         "Wall time is what the budget is about; CPU is this process's own (Python + SQLite, which runs "
         "in-process; PostgreSQL's server work is not in it). The machine's 2 cores are shared with other "
-        "jobs, so wall times are noisy and usually inflated.\n\n"
+        "jobs, so wall times are noisy and usually inflated (load average when this run started: "
+        f"{load:.2f}).\n\n"
         "| database | papers stored | A (wall) | A (CPU) | A again | B (wall) | B (CPU) "
         "| peak RSS growth (A) |\n"
         "|---|---|---|---|---|---|---|---|\n" + rows + "\n"

@@ -502,11 +502,18 @@ def _one_of(conn: Connection, column: Any, values: list[Any]) -> Any:
     array expanded by SQLite's json_each), so the statement compiles once and is cached:
     an IN list of a thousand parameters is re-rendered by SQLAlchemy on every execution."""
     if conn.dialect.name == "postgresql":
-        return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+        return column == sa.any_(_pg_array(values, column.type))
     if conn.dialect.name == "sqlite":
         each = sa.func.json_each(sa.bindparam(None, json.dumps(values), type_=sa.Text)).table_valued("value")
         return column.in_(sa.select(each.c.value))
     return column.in_(values)
+
+
+def _pg_array(values: list[Any], item_type: Any) -> Any:
+    """A PostgreSQL array parameter sent as one array literal ('{"a","b"}'::text[]): psycopg2
+    would spell a list as ARRAY['a', 'b'], thousands of constants for the server to parse."""
+    items = ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return sa.cast(sa.bindparam(None, "{" + items + "}", type_=sa.Text), postgresql.ARRAY(item_type))
 
 
 def _source_rows(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
@@ -518,11 +525,9 @@ def _source_rows(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[st
     out: dict[tuple[str, str], Any] = {}
     for chunk in _in_chunks(keys, _LIST_CHUNK):
         if conn.dialect.name == "postgresql":
-            arr = postgresql.ARRAY(sa.Text)
             pairs = (
                 sa.func.unnest(
-                    sa.bindparam(None, [k[0] for k in chunk], type_=arr),
-                    sa.bindparam(None, [k[1] for k in chunk], type_=arr),
+                    _pg_array([k[0] for k in chunk], sa.Text()), _pg_array([k[1] for k in chunk], sa.Text())
                 )
                 .table_valued("source", "source_key")
                 .render_derived()

@@ -417,3 +417,24 @@ def test_rows_stored_without_a_record_hash_are_still_compared_by_content(engine:
     (paper,) = rows(engine, store.papers)
     assert paper.needs_classification is True and paper.record_hash is not None
     assert paper.record["abstract"].startswith("OBJECTIVE: A longer abstract.")
+
+
+def test_keys_with_quotes_commas_braces_and_backslashes_are_found_again(engine: sa.Engine) -> None:
+    """Lookups send their keys as one array/JSON parameter: keys that need escaping there must
+    still match (a feed's guid can be any string; SICI DOIs carry <>;() characters)."""
+    odd = [
+        feed_item(
+            source_key='tag:x,2026:{"a"}\\b',
+            doi="10.1002/(SICI)1097-0258(19980815)17:15<1661::AID>3.0.CO;2-2",
+        ),
+        feed_item(
+            source_key="https://journals.example/a?b=1,2&c={3}",
+            doi=None,
+            title="Complement levels and flares in childhood-onset lupus: a cohort",
+        ),
+    ]
+    first = upsert_papers(engine, odd, now=T0)
+    again = upsert_papers(engine, odd, now=T0 + timedelta(days=1))
+    assert first.new == 2
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
+    assert {s.last_seen_at for s in rows(engine, store.paper_sources)} == {T0 + timedelta(days=1)}
