@@ -1,9 +1,10 @@
 """Upsert 10,000 candidates (half new) into stores holding 100,000 and 1,000,000 papers.
 
 Run: `.venv/bin/python -m bench.bench_upsert` (add `--sizes 100000` for a quick run, `--db sqlite`
-for one database). The seeded stores are cached: SQLite files under bench/out/ and PostgreSQL
-databases `lupus_bench_<size>` (template) that every measurement clones, so each measurement
-starts from the same store. Seeding 1,000,000 papers takes a few minutes the first time only.
+for one database, `--repeat 3` for medians over three measurements each). The seeded stores are
+cached: SQLite files under bench/out/ and PostgreSQL databases `lupus_bench_<size>_v<N>`
+(templates) that every measurement clones, so each measurement starts from the same store.
+Seeding 1,000,000 papers takes a few minutes the first time only.
 
 Each measurement runs in a fresh process so its peak RSS is the upsert's own: the figure is
 the growth of the process's high-water mark from just before to just after `upsert_papers`.
@@ -21,6 +22,7 @@ import json
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -375,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=list(SIZES))
     ap.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="measurements per store; the table shows medians and ranges"
+    )
     ap.add_argument("--measure", metavar="URL", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -387,7 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     results: list[tuple[str, int, dict[str, Any]]] = []
     for db in dbs:
         for size in args.sizes:
-            r = _run_measurement(db, size)
+            runs = [_run_measurement(db, size) for _ in range(args.repeat)]
+            r = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+            for k in ("seconds", "seconds_b"):
+                r[k + "_range"] = (min(run[k] for run in runs), max(run[k] for run in runs))
             results.append((db, size, r))
             print(
                 f"{db:10} {size:>9,} stored: A {r['seconds']:.2f} s (CPU {r['cpu_seconds']:.2f} s; new "
@@ -399,12 +407,16 @@ def main(argv: list[str] | None = None) -> int:
             )
     failed = [f"{db} {size:,}" for db, size, r in results if max(r["seconds"], r["seconds_b"]) > BUDGET_S]
 
+    def spread(lo_hi: tuple[float, float]) -> str:
+        return f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f})" if args.repeat > 1 else ""
+
     def ok(sec: float) -> str:
         return "" if sec <= BUDGET_S else " (over)"
 
     rows = "\n".join(
-        f"| {db} | {size:,} | {r['seconds']:.2f} s{ok(r['seconds'])} | {r['cpu_seconds']:.2f} s "
-        f"| {r['seconds_again']:.2f} s{ok(r['seconds_again'])} | {r['seconds_b']:.2f} s{ok(r['seconds_b'])} "
+        f"| {db} | {size:,} | {r['seconds']:.2f} s{ok(r['seconds'])}{spread(r['seconds_range'])} "
+        f"| {r['cpu_seconds']:.2f} s | {r['seconds_again']:.2f} s{ok(r['seconds_again'])} "
+        f"| {r['seconds_b']:.2f} s{ok(r['seconds_b'])}{spread(r['seconds_b_range'])} "
         f"| {r['cpu_seconds_b']:.2f} s | {r['rss_growth_mb']:.1f} MB |"
         for db, size, r in results
     )
@@ -413,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         "fresh process (so its peak RSS is the upsert's own). The seeded stores are cached (SQLite files "
         f"under bench/out/, PostgreSQL databases `lupus_bench_<size>_v{SEED_VERSION}` used as templates): "
         "the first run seeds them (about 5 minutes here for both sizes on both databases), later runs "
-        "take about a minute. Budget: "
+        "take about a minute per repetition. With `--repeat N` every figure is the median of N "
+        "measurements, with the range of the wall times in brackets. Budget: "
         f"{BUDGET_S:.0f} s per {CANDIDATES:,}.\n\n"
         "- **A**: 5,000 new papers (half feed items, half PubMed records) + 5,000 PubMed records of stored "
         "feed papers (same DOI; they add PMID, MeSH and a longer abstract, so each takes the full merge "
@@ -433,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         f" --sizes {sizes}" if args.sizes != list(SIZES) else ""
     )
     cmd += f" --db {args.db}" if args.db != "both" else ""
+    cmd += f" --repeat {args.repeat}" if args.repeat != 1 else ""
     from bench.report import write_section
 
     write_section("upsert", "Upsert 10,000 candidates into a large store", body, cmd)
