@@ -30,41 +30,18 @@ connection `smtp_default`. Runbook: `docs/operations.md`.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import Asset, CronDataIntervalTimetable, dag, get_current_context, task
 
+from lupus_alerts import dag_defaults
 from lupus_alerts.pipeline import schedule_settings
 
-PAPERS = Asset("lupus_alerts://papers")
-# Tests and the demo shorten the wait between retries; production keeps the default.
-RETRY_DELAY = timedelta(seconds=float(os.environ.get("LUPUS_ALERTS_RETRY_DELAY_S", "120")))
+PAPERS = Asset(dag_defaults.PAPERS_ASSET_URI)
 
-notify_operators = SmtpNotifier(
-    to="{{ var.value.get('lupus_alerts_operator_email', 'ops@lupus-alerts.example.org') }}",
-    from_email="{{ var.value.get('lupus_alerts_alert_sender', 'airflow@lupus-alerts.example.org') }}",
-    subject="[lupus-alerts] {{ ti.dag_id }}.{{ ti.task_id }} failed ({{ run_id }})",
-    html_content=(
-        "<p>Task <b>{{ ti.dag_id }}.{{ ti.task_id }}</b> (map index {{ ti.map_index }}) failed "
-        "in run {{ run_id }}, try {{ ti.try_number }}.</p><p>{{ exception }}</p>"
-        "<p>Runbook: docs/operations.md; log: {{ ti.log_url }}</p>"
-    ),
-    smtp_conn_id="smtp_default",
-)
-
-default_args: dict[str, Any] = {
-    "owner": "lupus-alerts",
-    "retries": 2,
-    "retry_delay": RETRY_DELAY,
-    "retry_exponential_backoff": 2.0,
-    "max_retry_delay": timedelta(minutes=30),
-    "execution_timeout": timedelta(minutes=20),
-    "on_failure_callback": [notify_operators],
-}
+default_args = dag_defaults.default_args(retries=2, execution_timeout=timedelta(minutes=20))
 
 
 def _ctx(name: str) -> Any:
