@@ -27,26 +27,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bench.report import write_section
+from lupus_alerts import subscribers
 
 DAY = date(2026, 11, 27)  # a Friday
 NOW = datetime(2026, 11, 27, 9, 0)
-TOPICS = [
-    "nephrology",
-    "dermatology",
-    "neuropsychiatric",
-    "cardiovascular",
-    "pulmonary",
-    "hematology",
-    "pregnancy",
-    "pediatrics",
-    "musculoskeletal",
-    "genetics",
-    "immunology",
-    "therapeutics",
-    "epidemiology",
-    "diagnostics",
-    "infection",
-]
+TOPICS = sorted(subscribers.topic_labels())
 
 
 # --- the SMTP sink, in its own process ---------------------------------------------------------
