@@ -12,7 +12,8 @@ import pytest
 from lupus_alerts.cli import main
 from lupus_alerts.models import Paper
 
-PUBMED = Path(__file__).parent.parent / "fixtures" / "pubmed"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+PUBMED = FIXTURES / "pubmed"
 
 
 def test_prints_one_paper_schema_object_per_record(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,12 +78,9 @@ def test_missing_file_is_a_reported_failure(capsys: pytest.CaptureFixture[str], 
 
 
 def test_feed_source_prints_what_the_feed_parser_reads(capsys: pytest.CaptureFixture[str]) -> None:
-    feeds = pytest.importorskip("lupus_alerts.feeds")
-    path = (
-        Path(__file__).parent.parent / "fixtures" / "feeds" / "biorxiv_rdf_miniflux_whitespace_urls.rdf.xml"
-    )
-    if not path.exists():
-        pytest.skip("feed fixture not present")
+    from lupus_alerts import feeds
+
+    path = FIXTURES / "feeds" / "biorxiv_rdf_miniflux_whitespace_urls.rdf.xml"
     rc = main(["papers", "parse", "--source", "feed", str(path)])
     out, _err = capsys.readouterr()
     expected = [
@@ -93,3 +91,13 @@ def test_feed_source_prints_what_the_feed_parser_reads(capsys: pytest.CaptureFix
         d.pop("fetched_at")  # the feed parser stamps the time it read the feed
     assert rc == 0
     assert expected and got == json.loads(json.dumps(expected))
+
+
+def test_feed_entity_bomb_is_refused_with_a_message_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rc = main(["papers", "parse", "--source", "feed", str(FIXTURES / "feeds-malformed" / "xmlbomb.xml")])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert out == ""
+    assert "xmlbomb.xml" in err and "entit" in err and "Traceback" not in err

@@ -44,9 +44,13 @@ def _parse(args: argparse.Namespace) -> int:
         return 1
     out = sys.stdout
     if args.source == "feed":
-        from lupus_alerts.feeds import parse_feed_bytes
+        from lupus_alerts.feeds import FeedError, parse_feed_bytes
 
-        result = parse_feed_bytes(data, feed=None, headers=None)
+        try:
+            result = parse_feed_bytes(data, feed=None, headers=None)
+        except FeedError as e:  # an entity bomb or an oversized file: refused, nothing parsed
+            print(f"error: {args.file}: {e}", file=sys.stderr)
+            return 1
         for w in result.warnings:
             print(f"warning: {w}", file=sys.stderr)
         for paper in result.papers:
