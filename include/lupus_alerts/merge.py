@@ -981,9 +981,6 @@ def _insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) 
         conn.exec_driver_sql(sql, tuple(v for row in page for v in row))
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
 def _copy_field(v: Any) -> str:
     """One value in PostgreSQL's COPY text format."""
     if v is None:
@@ -991,7 +988,18 @@ def _copy_field(v: Any) -> str:
     if v is True or v is False:
         return "t" if v else "f"
     text = v if type(v) is str else str(v)  # dates and naive timestamps print in ISO form
-    return text.translate(_COPY_ESCAPES)
+    # str.replace per special character, each only when present: an order of magnitude faster
+    # than str.translate on a record's JSON (memchr-speed scans, no per-character mapping).
+    # The backslash first, so the escapes added after it are not doubled.
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    if "\t" in text:
+        text = text.replace("\t", "\\t")
+    if "\n" in text:
+        text = text.replace("\n", "\\n")
+    if "\r" in text:
+        text = text.replace("\r", "\\r")
+    return text
 
 
 def _copy_rows(conn: Connection, table: sa.Table, cols: Sequence[str], values: list[tuple[Any, ...]]) -> None:

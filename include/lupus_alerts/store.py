@@ -68,7 +68,14 @@ papers = sa.Table(
     sa.Column("first_seen_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
 )
-sa.Index("ix_papers_needs_classification", papers.c.needs_classification)
+# Only the papers waiting for the classifier (a few thousand at most), keyed by id for
+# announce's "pending, id > last, ORDER BY id" walk. A full index on the flag held an entry for
+# every paper, and each upsert that set the flag moved one entry in a 1,000,000-entry index (a
+# random page dirtied per paper on SQLite). The predicate is spelt exactly as announce's query
+# spells it (`IS 1` on SQLite, `IS true` on PostgreSQL): SQLite only uses a partial index whose
+# WHERE term appears verbatim in the query.
+_pending = papers.c.needs_classification.is_(True)
+sa.Index("ix_papers_needs_classification", papers.c.id, sqlite_where=_pending, postgresql_where=_pending)
 
 paper_sources = sa.Table(
     "paper_sources",

@@ -94,7 +94,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("pmid", name=op.f("uq_papers_pmid")),
     )
     with op.batch_alter_table("papers", schema=None) as batch_op:
-        batch_op.create_index("ix_papers_needs_classification", ["needs_classification"], unique=False)
+        # partial: only papers waiting for the classifier (store.py says why)
+        batch_op.create_index(
+            "ix_papers_needs_classification",
+            ["id"],
+            unique=False,
+            sqlite_where=sa.column("needs_classification").is_(True),
+            postgresql_where=sa.column("needs_classification").is_(True),
+        )
         batch_op.create_index(batch_op.f("ix_papers_title_key"), ["title_key"], unique=False)
 
     op.create_table(
