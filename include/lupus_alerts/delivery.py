@@ -31,8 +31,9 @@ import dataclasses
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -351,36 +352,20 @@ def send_due(
 
     def work(part: list[Any], tr: mailer.Transport) -> DeliveryStats:
         st = DeliveryStats()
-        for row in part:
-            if stop.is_set():
-                break
-            try:
-                _deliver_one(engine, settings, tr, row, build, subs, secret, now, st, windows)
-            except mailer.TransportError:
-                stop.set()  # the mail server is unreachable: stop, Airflow retries the task
-                raise
-            except Exception as e:
-                # Raised before the row was claimed (rendering, the store): nothing went out, so
-                # the row stays retryable, and one digest's bug does not stop everyone else's.
-                log.exception("digest for subscriber %s, period %s failed", row.subscriber_id, row.period)
-                _finish(
-                    engine,
-                    row,
-                    FAILED_TRANSIENT,
-                    now,
-                    error=f"{type(e).__name__}: {e}",
-                    expect=CLAIMABLE_STATES,
-                )
-                st.failed_transient += 1
-                st.errors.append(
-                    {
-                        "subscriber_id": row.subscriber_id,
-                        "email": None,
-                        "code": None,
-                        "reason": str(e),
-                        "state": FAILED_TRANSIENT,
-                    }
-                )
+        # One store connection per worker for all its rows: each claim and each finish is still
+        # its own committed transaction, but without a pool checkout (and, on PostgreSQL, a
+        # pre-ping round trip) per transaction.
+        with engine.connect() as db:
+            for row in part:
+                if stop.is_set():
+                    break
+                try:
+                    _deliver_one(db, settings, tr, row, build, subs, secret, now, st, windows)
+                except mailer.TransportError:
+                    stop.set()  # the mail server is unreachable: stop, Airflow retries the task
+                    raise
+                except Exception as e:
+                    _settle_failed(engine, db, row, e, now, st)
         return st
 
     if transport is not None:
@@ -467,8 +452,60 @@ def _already_done(conn: Connection, ids: list[int], day: date, exclude: set[int]
     return int(n)
 
 
+def _settle_failed(
+    engine: Engine, db: Connection, row: Any, e: Exception, now: datetime, st: DeliveryStats
+) -> None:
+    """An exception raised before the row was claimed (rendering, the store): nothing went out,
+    so the row stays retryable, and one digest's bug does not stop everyone else's."""
+    log.exception("digest for subscriber %s, period %s failed", row.subscriber_id, row.period)
+    try:
+        if db.in_transaction():
+            db.rollback()  # the worker's connection is reused for the next row
+    except sa.exc.SQLAlchemyError:
+        log.warning("could not roll back the store connection", exc_info=True)
+    # A fresh connection from the pool: the worker's may be the thing that failed.
+    _finish(engine, row, FAILED_TRANSIENT, now, error=f"{type(e).__name__}: {e}", expect=CLAIMABLE_STATES)
+    st.failed_transient += 1
+    st.errors.append(
+        {
+            "subscriber_id": row.subscriber_id,
+            "email": None,
+            "code": None,
+            "reason": str(e),
+            "state": FAILED_TRANSIENT,
+        }
+    )
+
+
+@contextmanager
+def _tx(db: Engine | Connection) -> Iterator[Connection]:
+    """One committed transaction on `db`: a connection from the engine's pool, or the given one
+    (which must not be inside a transaction already)."""
+    if isinstance(db, Connection):
+        with db.begin():
+            yield db
+    else:
+        with db.begin() as conn:
+            yield conn
+
+
+@contextmanager
+def _reader(db: Engine | Connection) -> Iterator[Connection]:
+    """A connection for reads; the given one has its read transaction (if any) ended after,
+    so it holds no lock while the message is sent and can begin the next write."""
+    if isinstance(db, Connection):
+        try:
+            yield db
+        finally:
+            if db.in_transaction():
+                db.rollback()
+    else:
+        with db.connect() as conn:
+            yield conn
+
+
 def _deliver_one(
-    engine: Engine,
+    db: Engine | Connection,
     settings: Settings,
     transport: mailer.Transport,
     row: Any,
@@ -479,18 +516,18 @@ def _deliver_one(
     stats: DeliveryStats,
     windows: dict[Any, Any],
 ) -> None:
-    if row.state == SENDING and not _resolve_crashed(engine, transport, row, now, stats):
+    if row.state == SENDING and not _resolve_crashed(db, transport, row, now, stats):
         return
     sub = subs.get(row.subscriber_id)
     if sub is None:
         return  # deleted meanwhile; the ledger row went with it (ON DELETE CASCADE)
     if sub.status != "active":
-        if _finish(engine, row, CANCELLED, now, error=f"subscriber is {sub.status}", expect=CLAIMABLE_STATES):
+        if _finish(db, row, CANCELLED, now, error=f"subscriber is {sub.status}", expect=CLAIMABLE_STATES):
             stats.cancelled += 1
         return
     if not _valid_address(sub.email):
         if _finish(
-            engine,
+            db,
             row,
             FAILED_PERMANENT,
             now,
@@ -503,7 +540,7 @@ def _deliver_one(
         return
     # Render the row's range, not the subscriber's current cursor: a retry renders the same mail.
     view = dataclasses.replace(sub, cursor=int(row.announce_from), update_cursor=int(row.update_from))
-    with engine.connect() as conn:
+    with _reader(db) as conn:
         dg = build(
             conn,
             settings,
@@ -516,7 +553,7 @@ def _deliver_one(
             secret=secret,
         )
     if dg.is_empty and not sub.send_when_empty:
-        if _finish(engine, row, EMPTY, now, expect=CLAIMABLE_STATES, advance=True):
+        if _finish(db, row, EMPTY, now, expect=CLAIMABLE_STATES, advance=True):
             stats.empty_skipped += 1
         return
     msg = mailer.build_message(
@@ -526,12 +563,10 @@ def _deliver_one(
         now=now,
         message_id=row.message_id,
     )
-    if not _claim(engine, row, now):
+    if not _claim(db, row, now):
         # Another run took the row, or the subscriber left since we loaded them (the claim
         # requires an active subscriber, so an unsubscribe during the run is honoured).
-        if _finish(
-            engine, row, CANCELLED, now, error="subscriber left during the run", expect=CLAIMABLE_STATES
-        ):
+        if _finish(db, row, CANCELLED, now, error="subscriber left during the run", expect=CLAIMABLE_STATES):
             stats.cancelled += 1
         return
     try:
@@ -539,20 +574,18 @@ def _deliver_one(
     except mailer.TransportError as e:
         # Raised only when the message cannot have gone out (no connection, or dropped before
         # DATA): safe to retry. Then stop the run: the next message would fail the same way.
-        _finish(engine, row, FAILED_TRANSIENT, now, error=str(e), expect=(SENDING,))
+        _finish(db, row, FAILED_TRANSIENT, now, error=str(e), expect=(SENDING,))
         raise
     except Exception as e:
         # Unexpected, with the row claimed: we cannot prove nothing went out.
         log.exception("sending the digest for subscriber %s, period %s failed", sub.id, row.period)
-        _finish(
-            engine, row, UNCONFIRMED, now, error=f"{type(e).__name__}: {e}", expect=(SENDING,), advance=True
-        )
+        _finish(db, row, UNCONFIRMED, now, error=f"{type(e).__name__}: {e}", expect=(SENDING,), advance=True)
         stats.unconfirmed += 1
         stats.errors.append(_err(sub, None, str(e), UNCONFIRMED))
         return
     if result.status == "sent":
         _finish(
-            engine,
+            db,
             row,
             SENT,
             now,
@@ -563,12 +596,12 @@ def _deliver_one(
         )
         stats.sent += 1
     elif result.status == "transient":
-        _finish(engine, row, FAILED_TRANSIENT, now, code=result.code, error=result.message, expect=(SENDING,))
+        _finish(db, row, FAILED_TRANSIENT, now, code=result.code, error=result.message, expect=(SENDING,))
         stats.failed_transient += 1
         stats.errors.append(_err(sub, result.code, result.message, FAILED_TRANSIENT))
     elif result.status == "permanent":
         _finish(
-            engine,
+            db,
             row,
             FAILED_PERMANENT,
             now,
@@ -582,7 +615,7 @@ def _deliver_one(
     else:
         # The server may have accepted it: do not send it again, do not send its papers again.
         _finish(
-            engine,
+            db,
             row,
             UNCONFIRMED,
             now,
@@ -596,7 +629,7 @@ def _deliver_one(
 
 
 def _resolve_crashed(
-    engine: Engine, transport: mailer.Transport, row: Any, now: datetime, stats: DeliveryStats
+    db: Engine | Connection, transport: mailer.Transport, row: Any, now: datetime, stats: DeliveryStats
 ) -> bool:
     """A row found in `sending`: True if it may be sent now, False if it has been settled.
 
@@ -606,12 +639,12 @@ def _resolve_crashed(
     """
     was_sent = transport.was_sent(row.message_id)
     if was_sent:
-        if _finish(engine, row, SENT, now, expect=(SENDING,), advance=True, error="confirmed after a crash"):
+        if _finish(db, row, SENT, now, expect=(SENDING,), advance=True, error="confirmed after a crash"):
             stats.recovered += 1
             stats.sent += 1
         return False
     if was_sent is False:
-        with engine.begin() as conn:
+        with _tx(db) as conn:
             res = conn.execute(
                 sa.update(D)
                 .where(D.c.id == row.id, D.c.state == SENDING)
@@ -619,7 +652,7 @@ def _resolve_crashed(
             )
         return res.rowcount == 1
     if _finish(
-        engine,
+        db,
         row,
         UNCONFIRMED,
         now,
@@ -746,12 +779,12 @@ def _widen(conn: Connection, period: str, a_now: int, u_now: int, now: datetime)
     return max(n or 0, 0)
 
 
-def _claim(engine: Engine, row: Any, now: datetime) -> bool:
+def _claim(db: Engine | Connection, row: Any, now: datetime) -> bool:
     """queued|failed_transient -> sending, committed before any byte goes to the mail server.
 
     Conditional on the state, so of two concurrent runs exactly one wins the row.
     """
-    with engine.begin() as conn:
+    with _tx(db) as conn:
         res = conn.execute(
             _CLAIM,
             {
@@ -765,7 +798,7 @@ def _claim(engine: Engine, row: Any, now: datetime) -> bool:
 
 
 def _finish(
-    engine: Engine,
+    db: Engine | Connection,
     row: Any,
     state: str,
     now: datetime,
@@ -791,7 +824,7 @@ def _finish(
     }
     if paper_count is not None:
         params["b_count"] = paper_count
-    with engine.begin() as conn:
+    with _tx(db) as conn:
         if conn.execute(stmt, params).rowcount != 1:
             return False
         sid = row.subscriber_id

@@ -506,7 +506,7 @@ class SmtpTransport:
             return SendResult("permanent", None, "address needs SMTPUTF8, which the server lacks", rcpt)
         data = wire_bytes(msg)
         try:
-            code, resp = smtp.data(data)
+            code, resp = _smtp_data(smtp, data)
         except smtplib.SMTPDataError as e:
             self._rset()
             return SendResult(classify_reply(e.smtp_code), e.smtp_code, _text(e.smtp_error), rcpt)
@@ -527,6 +527,27 @@ class SmtpTransport:
 
 class _DroppedBeforeData(Exception):
     pass
+
+
+def _smtp_data(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """`smtplib.SMTP.data` for a message already in bytes, dot-stuffed with `bytes.replace`.
+
+    smtplib stuffs with a multi-line regex, which was 8% of a digest's CPU time on a 40 KiB
+    message. Same wire bytes: a "." that starts a line (after LF, or at the start) is doubled
+    (RFC 5321 4.5.2), then the body ends with CRLF "." CRLF. Same errors: SMTPDataError when the
+    server refuses DATA, SMTPServerDisconnected when the connection goes.
+    """
+    smtp.putcmd("data")
+    code, repl = smtp.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, repl)
+    q = data.replace(b"\n.", b"\n..")
+    if q.startswith(b"."):
+        q = b"." + q
+    if not q.endswith(b"\r\n"):
+        q += b"\r\n"
+    smtp.send(q + b".\r\n")
+    return smtp.getreply()
 
 
 def _needs_smtputf8(sender: str, rcpt: str, smtp: smtplib.SMTP) -> bool:

@@ -46,6 +46,22 @@ def test_many_messages_share_one_connection(sink: SmtpSink) -> None:
     ]
 
 
+def test_lines_starting_with_a_dot_arrive_unchanged(sink: SmtpSink) -> None:
+    # The transport dot-stuffs the body itself (RFC 5321 4.5.2); the server un-stuffs it, so a
+    # line "." (which would end DATA) or ".." must reach the recipient exactly as written.
+    m = EmailMessage()
+    m["From"] = "Lupus Alerts <digest@lupus-alerts.example.org>"
+    m["To"] = "reader@example.org"
+    m["Subject"] = "dots"
+    body = ".leading dot\n.\n..two dots\nmiddle . dot\n.\n"
+    m.set_content(body)
+    with _transport(sink) as t:
+        assert t.send(m).status == "sent"
+        assert t.send(_msg("after@example.org", 1)).status == "sent"  # the session is still in step
+    assert [r.rcpt_tos for r in sink.handler.messages] == [["reader@example.org"], ["after@example.org"]]
+    assert sink.handler.messages[0].message.get_content().replace("\r\n", "\n") == body
+
+
 def test_550_is_permanent_and_does_not_block_the_next_recipient(sink: SmtpSink) -> None:
     sink.handler.rcpt_codes["gone@example.org"] = [550]
     with _transport(sink) as t:
