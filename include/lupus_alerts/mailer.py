@@ -115,7 +115,11 @@ class DigestMessage(EmailMessage):
     them under the compat32 policy, which keeps values as given; `as_bytes()` then writes the
     wire form (CRLF, folded headers) directly. Parsing the bytes back gives the same message.
     Read it like any message (`msg["Subject"]`, `walk()`); to change one, re-parse its bytes.
+    `envelope` is (MAIL FROM, RCPT TO, the To header) as build_message set them, so the
+    transport need not parse addresses back out of the headers while To is unchanged.
     """
+
+    envelope: tuple[str, str, str] | None = None
 
     def as_bytes(self, unixfrom: bool = False, policy: Any = None) -> bytes:
         if unixfrom or policy not in (None, _POLICY):
@@ -234,7 +238,7 @@ def build_message(
     msg["From"] = _format_address(sender_name, sender_addr)
     if settings.digest.reply_to:
         msg["Reply-To"] = _check_header("Reply-To", settings.digest.reply_to)
-    msg["To"] = _format_address(sub.name, sub.email)
+    to = msg["To"] = _format_address(sub.name, sub.email)
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id or message_id_for(sub.id, digest.period, sender_domain(settings))
     msg["List-Id"] = list_id(settings)
@@ -250,6 +254,7 @@ def build_message(
     msg["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
     # Text first, HTML last: RFC 2046 orders alternatives from plainest to richest.
     msg.set_payload([_text_part(digest.text, "plain"), _text_part(digest.html, "html")])
+    msg.envelope = (sender_addr, sub.email, to)
     return msg
 
 
@@ -393,7 +398,9 @@ class SmtpTransport:
         """Connect (and secure and log in); raise TransportError when that fails."""
         if self._smtp is not None:
             return
-        ctx = self.ssl_context or ssl.create_default_context()
+        # Only when TLS is used: building the default context (loading the CA store) costs
+        # about 20 ms, once per connection, i.e. per mapped send task.
+        ctx = (self.ssl_context or ssl.create_default_context()) if (self.use_ssl or self.use_tls) else None
         smtp: smtplib.SMTP
         try:
             if self.use_ssl:
@@ -415,7 +422,7 @@ class SmtpTransport:
                     smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 smtp.ehlo()
                 if self.use_tls and not self.use_ssl:
-                    smtp.starttls(context=ctx)
+                    smtp.starttls(context=ctx)  # type: ignore[arg-type]  # set when use_tls
                     smtp.ehlo()
                 if self.login:
                     smtp.login(self.login, self.password or "")
@@ -463,14 +470,23 @@ class SmtpTransport:
         message tried again (nothing can have been delivered). Raises TransportError when the
         server cannot be reached at all.
         """
-        rcpts = recipients(msg)
+        known = getattr(msg, "envelope", None)
+        if (
+            isinstance(known, tuple)
+            and msg.get_all("To") == [known[2]]
+            and "Cc" not in msg
+            and "Bcc" not in msg
+        ):
+            sender, rcpts = known[0], [known[1]]  # build_message's own addresses: no re-parsing
+        else:
+            sender, rcpts = envelope_sender(msg), recipients(msg)
         if len(rcpts) != 1:
             raise ValueError(f"a digest goes to exactly one recipient, this message has {len(rcpts)}")
         self._limiter.wait()
         for attempt in (1, 2):
             self.open()
             try:
-                return self._transaction(msg, envelope_sender(msg), rcpts[0])
+                return self._transaction(msg, sender, rcpts[0])
             except _DroppedBeforeData as e:
                 self._discard()
                 if attempt == 2:

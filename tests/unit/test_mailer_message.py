@@ -183,3 +183,22 @@ def test_one_recipient_per_message(tmp_path: Path) -> None:
     msg["Cc"] = "someone@example.org"
     with pytest.raises(ValueError, match="exactly one recipient"):
         mailer.OutboxTransport(tmp_path).send(msg)
+
+
+def test_smtp_refuses_a_built_message_given_a_second_recipient() -> None:
+    # The transport takes the envelope from build_message instead of re-parsing the headers;
+    # a recipient added afterwards must still be refused before any connection is made.
+    msg = mailer.build_message(_digest(), settings=SETTINGS, unsubscribe_url="u", now=NOW)
+    msg["Cc"] = "someone@example.org"
+    with pytest.raises(ValueError, match="exactly one recipient"):
+        mailer.SmtpTransport("127.0.0.1", 1).send(msg)
+
+
+@pytest.mark.parametrize("name", ["Zoë O'Brien, MD", "Plain Name", "", 'Dr. "Quoted" (Lab)'])
+def test_envelope_is_what_the_from_and_to_headers_say(name: str) -> None:
+    sub = Subscriber(id=9, email="reader.nine@example.org", name=name)
+    msg = mailer.build_message(_digest(subscriber=sub), settings=SETTINGS, unsubscribe_url="u", now=NOW)
+    parsed = _roundtrip(msg)
+    assert msg.envelope is not None
+    assert msg.envelope[:2] == (mailer.envelope_sender(parsed), "reader.nine@example.org")
+    assert mailer.recipients(parsed) == [msg.envelope[1]]
