@@ -247,13 +247,6 @@ def make_engine(url: str) -> Engine:
             # caches measured no faster). Temporary b-trees (IN lists, sorts) in memory.
             cur.execute("PRAGMA cache_size=-16384")
             cur.execute("PRAGMA temp_store=MEMORY")
-            # Read the database through a memory map (up to 2 GiB, this build's ceiling) instead
-            # of a read() call and a copy per page: an upsert into a large store looks up and
-            # loads thousands of random pages (measured ~0.2 s less CPU for 10,000 records into
-            # 1,000,000 papers). Writes still go through the WAL, so nothing changes for
-            # durability or concurrent readers; the mapped pages are the kernel's page cache,
-            # shared, and counted in RSS only while touched.
-            cur.execute("PRAGMA mmap_size=2147418112")
             # Checkpoint (copy the WAL back and fsync) every ~40 MB of WAL instead of every
             # 4 MB: a page that several batches dirty is written back once, and there are ten
             # times fewer fsyncs, the slowest part of a commit on a busy disk.
