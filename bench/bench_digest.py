@@ -1,19 +1,28 @@
 """Digest benchmark: 10,000 subscribers, a day of 60 new papers, selection + rendering + SMTP.
 
-`python -m bench.bench_digest [--subscribers N] [--papers N] [--render N]`
+`python -m bench.bench_digest [--subscribers N] [--papers N] [--render N] [--processes N]`
 
 Seeds a fresh SQLite store through the real tables (constructed papers with 1-3 of the 15 topic
 labels each; subscribers with all topics or 1-4 topics, daily or weekly), then measures
 1. rendering alone: `digest.build_digest` for --render subscribers, one process, one thread;
-2. the whole run: `delivery.plan_period` + `delivery.send_due` over --connections SMTP
-   connections (threads; default 2) to a local aiosmtpd sink running in a separate process, no
-   rate limit; every sent message is counted by the sink.
+2. the whole run the way the digest DAG runs it: `pipeline.plan_digests` (the `plan_digests`
+   task: ledger rows, chunks of `pipeline.DIGEST_CHUNK_SIZE` subscribers), then
+   `pipeline.send_digest_chunk` for every chunk (the mapped `send_digests` tasks) in --processes
+   worker processes (default 4: four executor slots; a Celery worker runs 16 by default). Each
+   task waits for the SMTP server's reply to every message, so with two slots on two cores the
+   cores idle while both wait; each chunk has its own SMTP connection
+   from `AIRFLOW_CONN_SMTP_DEFAULT`, to a local aiosmtpd sink in a separate process; no rate limit
+   (mail.rate_per_second set far above what is reached). Every sent message is counted by the
+   sink. Not included: Airflow's own per-task start-up (scheduling, the task process), which
+   depends on the executor; the workers are started and have imported the code before the clock
+   starts, as a warm executor slot would have.
 Targets (issue 7): the whole run <= 60 s (>= 170 messages/s); rendering >= 500 digests/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import random
@@ -41,6 +50,11 @@ def _sink_main(port: int, ready: mp.Event, stop: mp.Event, counts: mp.Array) -> 
     from aiosmtpd.controller import Controller
 
     class Handler:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+            counts[3] += 1  # one EHLO per SMTP connection (smtplib greets once)
+            session.host_name = hostname
+            return responses
+
         async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
             counts[0] += 1
             counts[1] += len(envelope.content)
@@ -53,6 +67,36 @@ def _sink_main(port: int, ready: mp.Event, stop: mp.Event, counts: mp.Array) -> 
     stop.wait()
     counts[2] = time.process_time() - cpu0  # the sink's own CPU, all threads
     c.stop()
+
+
+# --- the send workers: one process per executor slot ---------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _worker_init(config: dict, base_dir: str, smtp_env: str, secret: str) -> None:
+    """Start a worker as an executor slot would be: environment set, code imported."""
+    os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = smtp_env
+    os.environ["LUPUS_ALERTS_SECRET"] = secret
+    from lupus_alerts import delivery, digest, mailer, pipeline  # noqa: F401  (import once, not per chunk)
+    from lupus_alerts.config import settings_from_dict
+
+    _WORKER["settings"] = settings_from_dict(config, base_dir=Path(base_dir))
+
+
+def _worker_ready(_: int) -> int:
+    time.sleep(0.3)  # long enough that every worker, not one, answers the warm-up round
+    return os.getpid()
+
+
+def _send_chunk(job: tuple[list[int], str]) -> tuple[dict, float, int]:
+    """One mapped `send_digests` task: (its summary, its CPU seconds, the worker's pid)."""
+    from lupus_alerts import pipeline
+
+    ids, day = job
+    c0 = time.process_time()
+    summary = pipeline.send_digest_chunk(_WORKER["settings"], subscriber_ids=ids, day=day)
+    return summary, time.process_time() - c0, os.getpid()
 
 
 def _free_port() -> int:
@@ -213,30 +257,120 @@ def measure_message(engine: sa.Engine, settings, n: int) -> float:  # type: igno
     return (time.process_time() - t0) / n
 
 
+def new_store(args: argparse.Namespace) -> tuple[sa.Engine, dict, Path]:
+    """A fresh, seeded SQLite store (same seed every time): (engine, config, directory)."""
+    from lupus_alerts import store
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-digest-"))
+    url = f"sqlite:///{tmp / 'store.db'}"
+    store.upgrade(url)
+    engine = store.make_engine(url)
+    t0 = time.perf_counter()
+    seed(engine, args.subscribers, args.papers, random.Random(20261127))
+    print(
+        f"seeded {args.subscribers} subscribers and {args.papers} papers in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+    # No throttle: the figure is what the code can do; production spaces messages to what its
+    # relay allows (mail.rate_per_second, per connection).
+    config = {"store_url": url, "mail": {"mode": "smtp", "rate_per_second": 1_000_000}}
+    return engine, config, tmp
+
+
+def whole_run(config: dict, tmp: Path, processes: int) -> dict:
+    """Plan, then send every chunk in `processes` workers to a fresh sink; the figures as a dict."""
+    from lupus_alerts import pipeline
+    from lupus_alerts.config import settings_from_dict
+
+    settings = settings_from_dict(config, base_dir=tmp)
+    port = _free_port()
+    ctx = mp.get_context("spawn")
+    ready, stop, counts = ctx.Event(), ctx.Event(), ctx.Array("d", 4)
+    sink = ctx.Process(target=_sink_main, args=(port, ready, stop, counts), daemon=True)
+    sink.start()
+    if not ready.wait(30):
+        raise RuntimeError("SMTP sink did not start")
+    smtp_env = json.dumps(
+        {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": port,
+            "extra": {"disable_ssl": True, "disable_tls": True, "timeout": 30},
+        }
+    )
+    pool = ctx.Pool(
+        processes,
+        initializer=_worker_init,
+        initargs=(config, str(tmp), smtp_env, os.environ["LUPUS_ALERTS_SECRET"]),
+    )
+    try:
+        pool.map(_worker_ready, range(processes), chunksize=1)
+        t0, c0 = time.perf_counter(), time.process_time()
+        plan = pipeline.plan_digests(settings, day=DAY)
+        t_plan = time.perf_counter() - t0
+        jobs = [(chunk, plan["day"]) for chunk in plan["chunks"]]
+        totals: dict[str, int] = {}
+        cpu_workers, pids = 0.0, set()
+        # One task per chunk, handed to whichever worker is free: an executor's slots.
+        for summary, cpu_s, pid in pool.imap_unordered(_send_chunk, jobs, chunksize=1):
+            for k, v in summary.items():
+                if isinstance(v, int):
+                    totals[k] = totals.get(k, 0) + v
+            cpu_workers += cpu_s
+            pids.add(pid)
+        total = time.perf_counter() - t0
+        cpu = cpu_workers + (time.process_time() - c0)
+    finally:
+        pool.close()
+        pool.join()
+        stop.set()
+        sink.join(10)
+    sent, empty = totals.get("sent", 0), totals.get("empty_skipped", 0)
+    r = {
+        "planned": int(plan["plan"]["created"]),
+        "chunks": len(jobs),
+        "t_plan": t_plan,
+        "sent": sent,
+        "empty": empty,
+        "failed": totals.get("failed_transient", 0) + totals.get("failed_permanent", 0),
+        "total": total,
+        "rate": sent / total if total else 0.0,
+        "workers": len(pids),
+        "cpu": cpu,
+        "cpu_ms": cpu / max(sent + empty, 1) * 1000,
+        "received": int(counts[0]),
+        "received_mib": counts[1] / 2**20,
+        "sink_ms": counts[2] / max(int(counts[0]), 1) * 1000,
+        "connections": int(counts[3]),
+        "load": os.getloadavg()[0],
+    }
+    print(f"plan: {r['planned']} ledger rows, {r['chunks']} chunks in {t_plan:.2f} s", flush=True)
+    print(
+        f"whole run: {sent} sent, {empty} empty skipped, {r['failed']} failed, in {total:.1f} s = "
+        f"{r['rate']:.0f} messages/s; {r['chunks']} send tasks in {r['workers']} worker processes, "
+        f"{r['connections']} SMTP connections; our CPU {cpu:.1f} s ({r['cpu_ms']:.1f} ms/digest); "
+        f"sink received {r['received']} ({r['received_mib']:.1f} MiB) using {r['sink_ms']:.1f} ms "
+        f"CPU/message; load average {r['load']:.1f}",
+        flush=True,
+    )
+    return r
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subscribers", type=int, default=10_000)
     ap.add_argument("--papers", type=int, default=60)
     ap.add_argument("--render", type=int, default=3_000, help="digests for the rendering-only figure")
-    ap.add_argument("--connections", type=int, default=2, help="parallel SMTP connections (threads)")
+    ap.add_argument("--processes", type=int, default=4, help="worker processes running the mapped send tasks")
+    ap.add_argument("--repeat", type=int, default=1, help="whole runs (each on a fresh store); median")
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("LUPUS_ALERTS_SECRET", "benchmark-secret-not-for-production-0123")
-    from lupus_alerts import delivery, mailer, store
     from lupus_alerts.config import settings_from_dict
 
-    rng = random.Random(20261127)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-digest-"))
-    url = f"sqlite:///{tmp / 'store.db'}"
-    store.upgrade(url)
-    engine = store.make_engine(url)
-    settings = settings_from_dict({"store_url": url, "mail": {"mode": "smtp"}}, base_dir=tmp)
-    t0 = time.perf_counter()
-    seed(engine, args.subscribers, args.papers, rng)
-    seed_s = time.perf_counter() - t0
-    print(f"seeded {args.subscribers} subscribers and {args.papers} papers in {seed_s:.1f} s", flush=True)
-
+    engine, config, tmp = new_store(args)
+    settings = settings_from_dict(config, base_dir=tmp)
     render_s, rendered, html_bytes = measure_render(engine, settings, args.render)
     render_rate = rendered / render_s
     print(
@@ -247,114 +381,107 @@ def main(argv: list[str] | None = None) -> int:
     per_msg = measure_message(engine, settings, 300)
     print(f"MIME build + serialise: {per_msg * 1000:.2f} ms/message", flush=True)
 
-    port = _free_port()
-    ctx = mp.get_context("spawn")
-    ready, stop, counts = ctx.Event(), ctx.Event(), ctx.Array("d", 3)
-    sink = ctx.Process(target=_sink_main, args=(port, ready, stop, counts), daemon=True)
-    sink.start()
-    if not ready.wait(30):
-        print("SMTP sink did not start", file=sys.stderr)
-        return 1
-    try:
-        t0, c0 = time.perf_counter(), time.process_time()
-        plan = delivery.plan_period(engine, settings, day=DAY, now=NOW)
-        t_plan = time.perf_counter() - t0
-        made: list[mailer.SmtpTransport] = []
-
-        def factory() -> mailer.SmtpTransport:
-            made.append(mailer.SmtpTransport("127.0.0.1", port, timeout=30))
-            return made[-1]
-
-        stats = delivery.send_due(
-            engine,
-            settings,
-            day=DAY,
-            subscriber_ids=plan.due,
-            now=NOW,
-            transport_factory=factory,
-            connections=args.connections,
-        )
-        connections = sum(t.connections_opened for t in made)
-        total = time.perf_counter() - t0
-        cpu = time.process_time() - c0
-    finally:
-        stop.set()
-        sink.join(10)
-    received, received_bytes, sink_cpu = int(counts[0]), int(counts[1]), counts[2]
-    sink_ms = sink_cpu / max(received, 1) * 1000
-    rate = stats.sent / total if total else 0.0
-    cpu_per_msg = cpu / max(stats.sent + stats.empty_skipped, 1)
-    load = os.getloadavg()[0]
-    print(f"plan: {plan.created} ledger rows in {t_plan:.2f} s", flush=True)
-    print(
-        f"whole run: {stats.sent} sent, {stats.empty_skipped} empty skipped, "
-        f"{stats.failed_transient + stats.failed_permanent} failed, in {total:.1f} s = {rate:.0f} messages/s "
-        f"over {connections} SMTP connection(s); our CPU {cpu:.1f} s ({cpu_per_msg * 1000:.1f} ms/digest); "
-        f"sink received {received} ({received_bytes / 2**20:.1f} MiB) using {sink_ms:.1f} ms CPU/message; "
-        f"load average {load:.1f}"
-    )
-    ok_total = total <= 60 and rate >= 170
+    runs = []
+    for n in range(args.repeat):
+        if n:
+            engine.dispose()
+            engine, config, tmp = new_store(args)  # the ledger of the last run is spent
+        runs.append(whole_run(config, tmp, args.processes))
+    engine.dispose()
+    by_rate = sorted(runs, key=lambda r: r["rate"])
+    med = by_rate[len(by_rate) // 2]
+    ok_total = med["total"] <= 60 and med["rate"] >= 170
     ok_render = render_rate >= 500
+    all_received = all(r["received"] == r["sent"] for r in runs)
+    spread = (
+        f" (median of {len(runs)}; range {by_rate[0]['rate']:.0f}-{by_rate[-1]['rate']:.0f}/s)"
+        if len(runs) > 1
+        else ""
+    )
     print(
-        f"targets: whole run <= 60 s and >= 170/s: {'met' if ok_total else 'NOT met'}; "
+        f"targets: whole run <= 60 s and >= 170/s: {'met' if ok_total else 'NOT met'}{spread}; "
         f"rendering >= 500/s: {'met' if ok_render else 'NOT met'}"
     )
 
     if not args.no_write:
-        met = {True: "met", False: "**not met**"}
-        rows = [
-            ("measure", "figure", "target"),
-            ("---", "---", "---"),
+        write_doc(args, runs, med, render_rate, rendered, html_bytes, per_msg, ok_total, ok_render)
+    return 0 if (ok_total and ok_render and all_received) else 1
+
+
+def write_doc(  # type: ignore[no-untyped-def]
+    args, runs, med, render_rate, rendered, html_bytes, per_msg, ok_total, ok_render
+) -> None:
+    """The `digest` section of docs/benchmarks.md."""
+    met = {True: "met", False: "**not met**"}
+    rows = [
+        ("measure", "figure", "target"),
+        ("---", "---", "---"),
+        (
+            f"rendering alone (`digest.build_digest`, {rendered:,} digests, one thread, CPU time)",
+            f"{render_rate:,.0f} digests/s (mean HTML {html_bytes / max(rendered, 1) / 1024:.1f} KiB)",
+            f">= 500/s: {met[ok_render]}",
+        ),
+        ("MIME build + serialise (`mailer.build_message`, CPU time)", f"{per_msg * 1000:.2f} ms/message", ""),
+        (
+            "plan (`pipeline.plan_digests`)",
+            f"{med['planned']:,} ledger rows, {med['chunks']} chunks in {med['t_plan']:.2f} s",
+            "",
+        ),
+        (
+            "whole run, wall clock (plan + select + render + ledger + SMTP)"
+            + (f", median of {len(runs)}" if len(runs) > 1 else ""),
+            f"{med['sent']:,} sent + {med['empty']:,} empty skipped in {med['total']:.1f} s = "
+            f"**{med['rate']:,.0f} messages/s**; {med['chunks']} send tasks in {med['workers']} "
+            f"worker processes, {med['connections']} SMTP connections",
+            f"<= 60 s, >= 170/s: {met[ok_total]}",
+        ),
+    ]
+    if len(runs) > 1:
+        rows.append(
             (
-                f"rendering alone (`digest.build_digest`, {rendered:,} digests, one thread, CPU time)",
-                f"{render_rate:,.0f} digests/s (mean HTML {html_bytes / max(rendered, 1) / 1024:.1f} KiB)",
-                f">= 500/s: {met[ok_render]}",
-            ),
-            (
-                "MIME build + serialise (`mailer.build_message`, CPU time)",
-                f"{per_msg * 1000:.2f} ms/message",
+                "each whole run (messages/s, seconds, load average at its end)",
+                "; ".join(f"{r['rate']:,.0f}/s in {r['total']:.1f} s, load {r['load']:.1f}" for r in runs),
                 "",
-            ),
-            ("plan (`delivery.plan_period`)", f"{plan.created:,} ledger rows in {t_plan:.2f} s", ""),
-            (
-                "whole run, wall clock (plan + select + render + ledger + SMTP)",
-                f"{stats.sent:,} sent + {stats.empty_skipped:,} empty skipped in {total:.1f} s = "
-                f"**{rate:,.0f} messages/s** over {connections} SMTP connection(s)",
-                f"<= 60 s, >= 170/s: {met[ok_total]}",
-            ),
-            (
-                "whole run, our CPU time (threads included)",
-                f"{cpu:.1f} s = {cpu_per_msg * 1000:.1f} ms/digest",
-                "",
-            ),
-            (
-                "received by the sink",
-                f"{received:,} messages, {received_bytes / 2**20:.1f} MiB; "
-                f"the sink's own CPU {sink_ms:.1f} ms/message",
-                "= sent",
-            ),
-        ]
-        table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
-        body = (
-            f"{args.subscribers:,} subscribers (30% all topics, 70% 1-4 topics; 15% weekly), "
-            f"{args.papers} new papers with 1-3 topics each, SQLite store, aiosmtpd sink in a separate "
-            "process, no rate limit, "
-            f"{args.connections} connection(s). Load average when measured: {load:.1f} on "
-            f"{os.cpu_count()} CPUs shared with other work, so wall-clock figures are pessimistic; CPU times "
-            "are what one core costs.\n\n"
-            + table
-            + "\n\nWeekly subscribers not due on this Friday get no row; the rest get one digest "
-            "each unless nothing matched their topics (skipped as `empty`, cursor advanced, no mail). "
-            "One SMTP transaction waits for both sides, so per message the run costs about our CPU plus "
-            "the sink's (aiosmtpd reads DATA line by line) on a loaded machine; two connections overlap "
-            "them when a core is free.\n"
+            )
         )
-        cmd = "python -m bench.bench_digest"
-        if args.subscribers != 10_000 or args.connections != 2:
-            cmd += f" --subscribers {args.subscribers} --connections {args.connections}"
-        write_section("digest", "Digest delivery (issue 7)", body, cmd)
-    engine.dispose()
-    return 0 if (ok_total and ok_render and received == stats.sent) else 1
+    rows += [
+        (
+            "whole run, our CPU time (all worker processes)",
+            f"{med['cpu']:.1f} s = {med['cpu_ms']:.1f} ms/digest",
+            "",
+        ),
+        (
+            "received by the sink",
+            f"{med['received']:,} messages, {med['received_mib']:.1f} MiB; "
+            f"the sink's own CPU {med['sink_ms']:.1f} ms/message",
+            "= sent",
+        ),
+    ]
+    table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
+    loads = ", ".join(f"{r['load']:.1f}" for r in runs)
+    body = (
+        f"{args.subscribers:,} subscribers (30% all topics, 70% 1-4 topics; 15% weekly), "
+        f"{args.papers} new papers with 1-3 topics each, SQLite store, aiosmtpd sink in a separate "
+        "process, no rate limit. The send runs as the digest DAG runs it: `plan_digests`, then "
+        "`send_digest_chunk` per chunk (the mapped `send_digests` tasks) in "
+        f"{args.processes} worker processes, each task with its own SMTP connection; Airflow's own "
+        "per-task start-up is not included. "
+        f"Load average when measured: {loads} on {os.cpu_count()} CPUs shared with other work, so "
+        "wall-clock figures are pessimistic; CPU times are what one core costs.\n\n"
+        + table
+        + "\n\nWeekly subscribers not due on this Friday get no row; the rest get one digest "
+        "each unless nothing matched their topics (skipped as `empty`, cursor advanced, no mail). "
+        "Per message the run costs our CPU plus the sink's (aiosmtpd reads DATA line by line), and "
+        "each task waits for the sink's reply before its next message, so more tasks than cores "
+        "keep both cores busy (`--processes 2`: see docs/delivery.md). One process, even with two "
+        "connections in threads, is bound by its GIL: 161 messages/s before this design.\n"
+    )
+    cmd = "python -m bench.bench_digest"
+    if args.subscribers != 10_000 or args.processes != 4:
+        cmd += f" --subscribers {args.subscribers} --processes {args.processes}"
+    if args.repeat != 1:
+        cmd += f" --repeat {args.repeat}"
+    write_section("digest", "Digest delivery (issue 7)", body, cmd)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import html as html_lib
 import os
@@ -84,9 +85,15 @@ class Transport(Protocol):
 # Building the message
 
 
+@functools.lru_cache(maxsize=32)
+def _parse_sender(value: str) -> tuple[str, str]:
+    # The configured sender is the same for every message of a run; parsing it is not free.
+    return parseaddr(value)
+
+
 def sender_domain(settings: Settings) -> str:
     """The domain of the configured sender, used for Message-IDs and List-Id."""
-    addr = parseaddr(settings.digest.sender)[1]
+    addr = _parse_sender(settings.digest.sender)[1]
     domain = addr.rpartition("@")[2].strip().lower()
     return domain or "localhost"
 
@@ -228,7 +235,7 @@ def build_message(
     sub = digest.subscriber
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    sender_name, sender_addr = parseaddr(settings.digest.sender)
+    sender_name, sender_addr = _parse_sender(settings.digest.sender)
     mailto = f"mailto:{settings.digest.unsubscribe_mailto}?subject=unsubscribe"
     subject = _check_header("Subject", digest.subject)
     msg = DigestMessage(policy=_COMPAT)
