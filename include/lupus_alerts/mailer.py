@@ -427,7 +427,7 @@ class SmtpTransport:
                 # (Nagle), about 40 ms per message: 25 messages/s instead of hundreds.
                 if smtp.sock is not None:
                     smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                smtp.ehlo()
+                _greet(smtp)
                 if self.use_tls and not self.use_ssl:
                     smtp.starttls(context=ctx)  # type: ignore[arg-type]  # set when use_tls
                     smtp.ehlo()
@@ -550,6 +550,19 @@ class SmtpTransport:
 
 class _DroppedBeforeData(Exception):
     pass
+
+
+def _greet(smtp: smtplib.SMTP) -> None:
+    """EHLO, or HELO from an older server; raise SMTPHeloError if the server refuses both.
+
+    smtplib's ehlo() returns a refusal instead of raising it; unchecked, every MAIL FROM would
+    then get "503 send HELO first", which reads as a permanent failure for each recipient.
+    """
+    code, resp = smtp.ehlo()
+    if not 200 <= code < 300:
+        code, resp = smtp.helo()
+        if not 200 <= code < 300:
+            raise smtplib.SMTPHeloError(code, resp)
 
 
 def _smtp_data(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:

@@ -38,6 +38,7 @@ class SinkHandler:
     rcpt_attempts: list[str] = field(default_factory=list)
     drop_at_mail: int = 0
     drop_after_data: int = 0
+    refuse_greeting: bool = False  # answer EHLO and HELO with 554 (a server refusing the session)
     _sessions: list[Any] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,8 +54,17 @@ class SinkHandler:
             self._sessions.append(session)
             return len(self._sessions)
 
+    async def handle_HELO(self, server, session, envelope, hostname):  # type: ignore[no-untyped-def]
+        self._session_no(session)
+        if self.refuse_greeting:
+            return "554 5.7.1 Session refused"
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
         self._session_no(session)
+        if self.refuse_greeting:
+            return ["554 5.7.1 Session refused"]
         session.host_name = hostname
         return responses
 

@@ -62,6 +62,16 @@ def test_lines_starting_with_a_dot_arrive_unchanged(sink: SmtpSink) -> None:
     assert sink.handler.messages[0].message.get_content().replace("\r\n", "\n") == body
 
 
+def test_server_refusing_the_greeting_is_a_transport_error_not_a_bounce(sink: SmtpSink) -> None:
+    # Otherwise every MAIL FROM gets "503 send HELO first", which reads as a permanent failure
+    # per recipient and would bounce subscribers for a server-side problem.
+    sink.handler.refuse_greeting = True
+    t = _transport(sink)
+    with pytest.raises(mailer.TransportError, match="554"):
+        t.send(_msg("reader@example.org"))
+    assert sink.handler.messages == []
+
+
 def test_550_is_permanent_and_does_not_block_the_next_recipient(sink: SmtpSink) -> None:
     sink.handler.rcpt_codes["gone@example.org"] = [550]
     with _transport(sink) as t:
