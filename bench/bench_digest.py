@@ -277,7 +277,7 @@ def new_store(args: argparse.Namespace) -> tuple[sa.Engine, dict, Path]:
     return engine, config, tmp
 
 
-def whole_run(config: dict, tmp: Path, processes: int) -> dict:
+def whole_run(config: dict, tmp: Path, processes: int, chunk_size: int | None = None) -> dict:
     """Plan, then send every chunk in `processes` workers to a fresh sink; the figures as a dict."""
     from lupus_alerts import pipeline
     from lupus_alerts.config import settings_from_dict
@@ -308,7 +308,11 @@ def whole_run(config: dict, tmp: Path, processes: int) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         plan = pipeline.plan_digests(settings, day=DAY)
         t_plan = time.perf_counter() - t0
-        jobs = [(chunk, plan["day"]) for chunk in plan["chunks"]]
+        chunks = plan["chunks"]
+        if chunk_size:  # what another pipeline.DIGEST_CHUNK_SIZE would give (an experiment)
+            ids = [i for c in chunks for i in c]
+            chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
+        jobs = [(chunk, plan["day"]) for chunk in chunks]
         totals: dict[str, int] = {}
         cpu_workers, pids = 0.0, set()
         # One task per chunk, handed to whichever worker is free: an executor's slots.
@@ -362,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--papers", type=int, default=60)
     ap.add_argument("--render", type=int, default=3_000, help="digests for the rendering-only figure")
     ap.add_argument("--processes", type=int, default=4, help="worker processes running the mapped send tasks")
+    ap.add_argument(
+        "--chunk-size", type=int, default=None, help="subscribers per send task (default: the pipeline's)"
+    )
     ap.add_argument("--repeat", type=int, default=1, help="whole runs (each on a fresh store); median")
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
@@ -386,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         if n:
             engine.dispose()
             engine, config, tmp = new_store(args)  # the ledger of the last run is spent
-        runs.append(whole_run(config, tmp, args.processes))
+        runs.append(whole_run(config, tmp, args.processes, args.chunk_size))
     engine.dispose()
     by_rate = sorted(runs, key=lambda r: r["rate"])
     med = by_rate[len(by_rate) // 2]
@@ -412,6 +419,8 @@ def write_doc(  # type: ignore[no-untyped-def]
     args, runs, med, render_rate, rendered, html_bytes, per_msg, ok_total, ok_render
 ) -> None:
     """The `digest` section of docs/benchmarks.md."""
+    from lupus_alerts import pipeline
+
     met = {True: "met", False: "**not met**"}
     rows = [
         ("measure", "figure", "target"),
@@ -463,7 +472,8 @@ def write_doc(  # type: ignore[no-untyped-def]
         f"{args.subscribers:,} subscribers (30% all topics, 70% 1-4 topics; 15% weekly), "
         f"{args.papers} new papers with 1-3 topics each, SQLite store, aiosmtpd sink in a separate "
         "process, no rate limit. The send runs as the digest DAG runs it: `plan_digests`, then "
-        "`send_digest_chunk` per chunk (the mapped `send_digests` tasks) in "
+        f"`send_digest_chunk` per chunk of {args.chunk_size or pipeline.DIGEST_CHUNK_SIZE} "
+        "subscribers (the mapped `send_digests` tasks) in "
         f"{args.processes} worker processes, each task with its own SMTP connection; Airflow's own "
         "per-task start-up is not included. "
         f"Load average when measured: {loads} on {os.cpu_count()} CPUs shared with other work, so "
@@ -479,6 +489,8 @@ def write_doc(  # type: ignore[no-untyped-def]
     cmd = "python -m bench.bench_digest"
     if args.subscribers != 10_000 or args.processes != 4:
         cmd += f" --subscribers {args.subscribers} --processes {args.processes}"
+    if args.chunk_size:
+        cmd += f" --chunk-size {args.chunk_size}"
     if args.repeat != 1:
         cmd += f" --repeat {args.repeat}"
     write_section("digest", "Digest delivery (issue 7)", body, cmd)
