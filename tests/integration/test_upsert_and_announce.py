@@ -438,3 +438,32 @@ def test_keys_with_quotes_commas_braces_and_backslashes_are_found_again(engine: 
     assert first.new == 2
     assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
     assert {s.last_seen_at for s in rows(engine, store.paper_sources)} == {T0 + timedelta(days=1)}
+
+
+def test_the_pending_index_holds_only_unclassified_papers_and_serves_announces_query(
+    engine: sa.Engine,
+) -> None:
+    P = store.papers
+    # the query announce.classify_and_announce walks pending papers with
+    pending = sa.select(P.c.id).where(P.c.needs_classification.is_(True), P.c.id > 0).order_by(P.c.id)
+    upsert_papers(engine, [feed_item(source_key=f"k{i}", doi=f"10.1000/p{i}") for i in range(3)])
+    with engine.connect() as conn:
+        sql = str(pending.compile(engine, compile_kwargs={"literal_binds": True}))
+        if engine.dialect.name == "sqlite":
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+            definition = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'ix_papers_needs_classification'"
+            ).scalar()
+            assert definition.endswith("WHERE needs_classification IS 1")  # partial
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql))
+            definition = conn.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_papers_needs_classification'"
+            ).scalar()
+            assert definition.endswith("WHERE (needs_classification IS TRUE)")  # partial
+        assert "ix_papers_needs_classification" in plan
+        assert len(conn.execute(pending).all()) == 3
+    classify_and_announce(engine, KeywordClassifier())
+    with engine.connect() as conn:
+        assert conn.execute(pending).all() == []
