@@ -476,8 +476,10 @@ def write_doc(  # type: ignore[no-untyped-def]
         "subscribers (the mapped `send_digests` tasks) in "
         f"{args.processes} worker processes, each task with its own SMTP connection; Airflow's own "
         "per-task start-up is not included. "
-        f"Load average when measured: {loads} on {os.cpu_count()} CPUs shared with other work, so "
-        "wall-clock figures are pessimistic; CPU times are what one core costs.\n\n"
+        f"Load average (1 min) at the end of each run: {loads}, on {os.cpu_count()} CPUs shared with "
+        f"other work, our own {args.processes + 1} processes (workers and sink) included; wall-clock "
+        "figures depend on that load, CPU "
+        "times less so. CPU and sink rows are from the median run.\n\n"
         + table
         + "\n\nWeekly subscribers not due on this Friday get no row; the rest get one digest "
         "each unless nothing matched their topics (skipped as `empty`, cursor advanced, no mail). "
