@@ -35,7 +35,9 @@ PUBMED_SOURCE = "pubmed"
 RUN_WATERMARK = "ingest_run_end"
 # Subscribers per mapped send task: enough to amortise a task's start-up, few enough that a
 # retry of one chunk repeats little (the ledger makes a repeat harmless anyway).
-DIGEST_CHUNK_SIZE = 50
+# Subscribers per mapped send task: large enough that task start-up is amortised, small enough
+# that a retried chunk (the ledger skips what was sent) and the XCom of chunk lists stay small.
+DIGEST_CHUNK_SIZE = 200
 
 
 class PipelineError(Exception):
