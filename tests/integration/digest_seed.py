@@ -18,6 +18,42 @@ from lupus_alerts.models import Author, Classification, Paper, TopicLabel
 NOW = datetime(2026, 11, 27, 6, 0, 0)
 
 
+def insert_announced(conn: sa.Connection, paper: Paper, *, announce_no: int | None, now: datetime) -> int:
+    """Write a classified paper as `announce.classify_and_announce` leaves it: the papers row
+    (announced as `announce_no`, or not announced when None) and one paper_topics row per label.
+    Returns the paper's id."""
+    cls = paper.classification
+    assert cls is not None, "seed papers carry their classification"
+    record = paper.to_dict()
+    pid = conn.execute(
+        sa.insert(store.papers)
+        .values(
+            doi=paper.doi,
+            pmid=paper.pmid,
+            title=paper.title,
+            journal=paper.journal,
+            pub_date=paper.first_date,
+            record=record,
+            is_lupus=cls.is_lupus,
+            relevance_score=cls.relevance_score,
+            classification=record["classification"],
+            needs_classification=False,
+            is_retracted=paper.is_retracted,
+            announce_no=announce_no,
+            announced_at=now if announce_no else None,
+            first_seen_at=now,
+            updated_at=now,
+        )
+        .returning(store.papers.c.id)
+    ).scalar_one()
+    if cls.topics:
+        conn.execute(
+            sa.insert(store.paper_topics),
+            [{"paper_id": pid, "label": t.label, "score": t.score} for t in cls.topics],
+        )
+    return pid
+
+
 def add_papers(
     engine: Engine, topics_per_paper: list[list[str]], *, title_prefix: str = "Constructed paper"
 ) -> list[int]:
@@ -47,27 +83,6 @@ def add_papers(
                 pub_date=date(2026, 11, 20),
                 classification=cls,
             )
-            pid = conn.execute(
-                sa.insert(store.papers)
-                .values(
-                    doi=paper.doi,
-                    pmid=paper.pmid,
-                    title=paper.title,
-                    journal=paper.journal,
-                    pub_date=paper.pub_date,
-                    record=paper.to_dict(),
-                    is_lupus=True,
-                    relevance_score=0.95,
-                    classification=paper.to_dict()["classification"],
-                    needs_classification=False,
-                    announce_no=no,
-                    announced_at=NOW,
-                    first_seen_at=NOW,
-                    updated_at=NOW,
-                )
-                .returning(store.papers.c.id)
-            ).scalar_one()
-            for t in cls.topics:
-                conn.execute(sa.insert(store.paper_topics).values(paper_id=pid, label=t.label, score=t.score))
+            insert_announced(conn, paper, announce_no=no, now=NOW)
             out.append(no)
     return out

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from digest_seed import insert_announced
 
 from lupus_alerts import digest as D
 from lupus_alerts import store
@@ -64,32 +65,7 @@ def seed_showcase(engine) -> tuple[int, int]:
                 relevance_score=0.95,
                 topics=[TopicLabel(k, v, evidence.get(k, [])) for k, v in topics.items()],
             )
-            d = paper.to_dict()
-            pid = c.execute(
-                sa.insert(store.papers)
-                .values(
-                    doi=paper.doi,
-                    pmid=paper.pmid,
-                    title=paper.title,
-                    journal=paper.journal,
-                    pub_date=paper.first_date,
-                    record=d,
-                    is_lupus=True,
-                    relevance_score=0.95,
-                    classification=d["classification"],
-                    needs_classification=False,
-                    is_retracted=paper.is_retracted,
-                    announce_no=n,
-                    announced_at=now,
-                    first_seen_at=now,
-                    updated_at=now,
-                )
-                .returning(store.papers.c.id)
-            ).scalar_one()
-            c.execute(
-                sa.insert(store.paper_topics),
-                [{"paper_id": pid, "label": k, "score": v} for k, v in topics.items()],
-            )
+            pid = insert_announced(c, paper, announce_no=n, now=now)
             if n == 1:
                 c.execute(
                     sa.insert(store.paper_updates).values(

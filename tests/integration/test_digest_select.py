@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlparse
 import lxml.html
 import pytest
 import sqlalchemy as sa
+from digest_seed import insert_announced
 
 from lupus_alerts import digest as D
 from lupus_alerts import store, tokens
@@ -56,33 +57,8 @@ def seed_paper(
         is_retracted=retracted,
         classification=cls,
     )
-    now = store.utcnow()
     with engine.begin() as c:
-        pid = c.execute(
-            sa.insert(store.papers)
-            .values(
-                doi=paper.doi,
-                title=title,
-                journal=paper.journal,
-                pub_date=day,
-                record=paper.to_dict(),
-                is_lupus=is_lupus,
-                relevance_score=0.9,
-                classification=paper.to_dict()["classification"],
-                needs_classification=False,
-                is_retracted=retracted,
-                announce_no=announce_no,
-                announced_at=now if announce_no else None,
-                first_seen_at=now,
-                updated_at=now,
-            )
-            .returning(store.papers.c.id)
-        ).scalar_one()
-        if topics:
-            c.execute(
-                sa.insert(store.paper_topics),
-                [{"paper_id": pid, "label": k, "score": v} for k, v in topics.items()],
-            )
+        pid = insert_announced(c, paper, announce_no=announce_no, now=store.utcnow())
     return int(pid)
 
 
