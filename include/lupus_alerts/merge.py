@@ -24,7 +24,9 @@ import random
 import re
 import time
 import unicodedata
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -53,6 +55,7 @@ _DOI_MAX = store.papers.c.doi.type.length or 512
 _PMID_MAX = store.papers.c.pmid.type.length or 16
 _IN_CHUNK = 900  # stays under SQLite's bound-parameter limit with room to spare
 _LIST_CHUNK = 5000  # values per _one_of list (a single parameter, so no such limit)
+_WRITERS = 2  # batches in flight at once on PostgreSQL (see upsert_papers)
 _IGNORED_IN_COMPARISON = ("fetched_at", "classification")
 
 _TAG = re.compile(r"<[^>]{0,200}>")
@@ -369,29 +372,53 @@ def upsert_papers(
     """
     when = now or store.utcnow()
     total = UpsertStats()
-    for batch in _chunks(papers, batch_size):
-        prepared = _prepare(batch)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                with engine.begin() as conn:
-                    stats = _upsert_batch(conn, prepared, when)
-            except (IntegrityError, _Retry) as e:
-                last: Exception = e
-            except DBAPIError as e:
-                if getattr(e.orig, "pgcode", None) not in _RETRY_SQLSTATES:
-                    raise
-                last = e
-            else:
-                stats.attempts = attempt
-                total.add(stats)
-                break
-            # Jitter so two writers that collided do not collide again in lock-step.
-            time.sleep(random.uniform(0.005, 0.05) * attempt)
-        else:
-            raise MergeError(
-                f"batch of {len(prepared)} records still conflicting after {MAX_ATTEMPTS} attempts: {last}"
-            )
+    if engine.dialect.name == "sqlite":  # one writer at a time: nothing to overlap
+        for batch in _chunks(papers, batch_size):
+            total.add(_upsert_with_retries(engine, _encode_batch(batch), when))
+        return total
+    # Two batches in flight, each in its own transaction on its own connection: while the
+    # server executes one batch's statements (the driver releases the GIL), this process
+    # plans the other, so a client core and a server core work at once. Batches of one call
+    # meet as any two concurrent writers do (docstring above): locks, then a retry.
+    with ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="upsert") as pool:
+        in_flight: deque[Future[UpsertStats]] = deque()
+        try:
+            for batch in _chunks(papers, batch_size):
+                if len(in_flight) == _WRITERS:
+                    total.add(in_flight.popleft().result())
+                in_flight.append(pool.submit(_upsert_encoded, engine, batch, when))
+            while in_flight:
+                total.add(in_flight.popleft().result())
+        finally:
+            for f in in_flight:
+                f.cancel()
     return total
+
+
+def _upsert_encoded(engine: Engine, batch: Sequence[Paper], when: datetime) -> UpsertStats:
+    return _upsert_with_retries(engine, _encode_batch(batch), when)
+
+
+def _upsert_with_retries(engine: Engine, prepared: _Encoded, when: datetime) -> UpsertStats:
+    """One batch in one transaction, redone when a concurrent writer got in its way."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with engine.begin() as conn:
+                stats = _upsert_batch(conn, prepared, when)
+        except (IntegrityError, _Retry) as e:
+            last: Exception = e
+        except DBAPIError as e:
+            if getattr(e.orig, "pgcode", None) not in _RETRY_SQLSTATES:
+                raise
+            last = e
+        else:
+            stats.attempts = attempt
+            return stats
+        # Jitter so two writers that collided do not collide again in lock-step.
+        time.sleep(random.uniform(0.005, 0.05) * attempt)
+    raise MergeError(
+        f"batch of {len(prepared.recs)} records still conflicting after {MAX_ATTEMPTS} attempts: {last}"
+    )
 
 
 def _chunks(items: Iterable[Paper], n: int) -> Iterator[list[Paper]]:
@@ -419,6 +446,28 @@ def _prepare(batch: Sequence[Paper]) -> list[Paper]:
             p = dataclasses.replace(p, doi=doi, pmid=pmid, classification=None)
         out[(p.source, p.source_key)] = p
     return list(out.values())
+
+
+@dataclass
+class _Encoded:
+    """A batch's normalised records with their stored forms (paper_dict, JSON text, hash)."""
+
+    recs: list[Paper]
+    dicts: list[dict[str, Any]]
+    texts: list[str]
+    hashes: list[str]
+
+
+def _encode_batch(batch: Sequence[Paper]) -> _Encoded:
+    recs = _prepare(batch)
+    dicts, texts, hashes = [], [], []
+    for r in recs:
+        d = paper_dict(r)
+        text, digest = encode_record(d)
+        dicts.append(d)
+        texts.append(text)
+        hashes.append(digest)
+    return _Encoded(recs, dicts, texts, hashes)
 
 
 def _comparable(record: dict[str, Any]) -> dict[str, Any]:
@@ -576,15 +625,10 @@ class _Batch:
     same: list[bool]
 
 
-def _upsert_batch(conn: Connection, recs: list[Paper], now: datetime) -> UpsertStats:
+def _upsert_batch(conn: Connection, enc: _Encoded, now: datetime) -> UpsertStats:
     P, S = store.papers, store.paper_sources
     uf = _UnionFind()
-    dicts = [paper_dict(r) for r in recs]
-    texts, hashes = [], []
-    for d in dicts:
-        text, digest = encode_record(d)
-        texts.append(text)
-        hashes.append(digest)
+    recs, dicts, texts, hashes = enc.recs, enc.dicts, enc.texts, enc.hashes
 
     # 1. Find every stored paper each record may belong to, and records that share a key.
     src_rows = _source_rows(conn, [(r.source, r.source_key) for r in recs])
