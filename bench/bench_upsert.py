@@ -37,7 +37,7 @@ PG_ADMIN = os.environ.get("LUPUS_BENCH_PG_URL", "postgresql+psycopg2://postgres@
 SIZES = (100_000, 1_000_000)
 CANDIDATES = 10_000
 BUDGET_S = 2.0
-SEED_VERSION = 3  # bump when the seeded shape changes, to rebuild caches
+SEED_VERSION = 4  # bump when the seeded shape changes, to rebuild caches
 T0 = datetime(2026, 1, 1, 6, 0)
 JOURNALS = (
     "Lupus",
@@ -100,44 +100,43 @@ def _fast_title_key(i: int, year: int) -> str:
 
 
 def _seed_rows(start: int, stop: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Rows for papers start..stop-1: a feed record each, stored as its own merged record.
+    """Rows for papers start..stop-1: a feed record each, stored as its own merged record."""
+    import dataclasses
 
-    Built from one template's paper-schema dict instead of a Paper per row: seeding 1,000,000
-    papers through the dataclasses would take longer than the benchmark is worth.
-    """
-    from lupus_alerts.merge import encode_record, merge_records, paper_dict, title_key
+    from lupus_alerts.merge import encode_paper, merge_records, title_key
 
-    template = _feed_paper(start).to_dict()
-    assert merge_records([_feed_paper(start)]).to_dict() == template  # one source: merged == its record
+    template = _feed_paper(start)
+    assert merge_records([template]) == template  # one source: merged == its record
     assert _fast_title_key(start, 2020) == title_key(_title(start), None, 2020)
     stamp = T0.isoformat(sep=" ")
     papers, sources = [], []
     for i in range(start, stop):
+        # _feed_paper(i), from a template: a dataclass replace is cheaper than a full build
         pub_date = date(2020, 1, 1) + timedelta(days=i % 2000)
         link = f"https://journals.example/item/{i}"
-        rec = dict(template)
-        rec.update(
+        rec = dataclasses.replace(
+            template,
             source=f"feed:bench{i % 20}",
             source_key=link,
             url=link,
             title=_title(i),
             doi=_doi(i),
             journal=JOURNALS[i % len(JOURNALS)],
-            pub_date=pub_date.isoformat(),
+            pub_date=pub_date,
         )
         # stored as upsert_papers stores it (so a re-poll of it is recognised as unchanged)
-        text, digest = encode_record(rec)
+        text, digest = encode_paper(rec)
         if i == start:
-            assert (text, digest) == encode_record(paper_dict(_feed_paper(i)))
+            assert (text, digest) == encode_paper(_feed_paper(i))
         papers.append(
             (
                 i,
-                rec["doi"],
+                rec.doi,
                 None,
                 _fast_title_key(i, pub_date.year),
-                rec["title"],
-                rec["journal"],
-                rec["pub_date"],
+                rec.title,
+                rec.journal,
+                pub_date.isoformat(),
                 text,
                 digest,
                 True,
@@ -150,7 +149,7 @@ def _seed_rows(start: int, stop: int) -> tuple[list[tuple[Any, ...]], list[tuple
                 stamp,
             )
         )
-        sources.append((i, i, rec["source"], link, text, digest, stamp, stamp))
+        sources.append((i, i, rec.source, link, text, digest, stamp, stamp))
     return papers, sources
 
 

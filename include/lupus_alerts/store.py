@@ -224,6 +224,9 @@ def utcnow() -> datetime:
 _engines: dict[str, Engine] = {}
 
 
+SQLITE_WAL_AUTOCHECKPOINT = 10000  # pages (~40 MB of WAL); see make_engine
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the store, with SQLite set up for concurrent writers (WAL, busy timeout)."""
     if url.startswith("sqlite"):
@@ -250,7 +253,7 @@ def make_engine(url: str) -> Engine:
             # Checkpoint (copy the WAL back and fsync) every ~40 MB of WAL instead of every
             # 4 MB: a page that several batches dirty is written back once, and there are ten
             # times fewer fsyncs, the slowest part of a commit on a busy disk.
-            cur.execute("PRAGMA wal_autocheckpoint=10000")
+            cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
             cur.close()
 
         @sa.event.listens_for(engine, "begin")

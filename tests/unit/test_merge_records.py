@@ -13,7 +13,7 @@ from datetime import date, datetime
 import pytest
 
 from lupus_alerts.merge import journals_compatible, merge_records, normalize_title, title_key
-from lupus_alerts.models import AbstractSection, Author, MeshHeading, Notice, Paper
+from lupus_alerts.models import AbstractSection, Author, Classification, MeshHeading, Notice, Paper
 
 TITLE = "Mesenchymal stem/stromal cells as a promising therapy for systemic lupus erythematosus"
 
@@ -178,7 +178,7 @@ def test_merge_records_needs_a_record() -> None:
 
 def test_paper_dict_is_exactly_to_dict() -> None:
     from lupus_alerts.merge import paper_dict
-    from lupus_alerts.models import Classification, MeshQualifier, TopicLabel
+    from lupus_alerts.models import MeshQualifier, TopicLabel
 
     pm = _pubmed(
         mesh=[
@@ -218,19 +218,76 @@ def test_the_upsert_shortcut_for_single_records_agrees_with_merge_records(
         assert paper_dict(merge_records([paper])) != paper_dict(paper)
 
 
-def test_encode_record_stores_the_whole_record_and_hashes_only_what_counts_as_a_change() -> None:
+def test_encode_paper_stores_the_whole_record_and_hashes_only_what_counts_as_a_change() -> None:
     import json
 
-    from lupus_alerts.merge import encode_record, paper_dict
+    from lupus_alerts.merge import decode_paper, encode_paper
 
     pm = _pubmed(authors=[Author(last_name="Müller", fore_name="Jörg")], fetched_at=datetime(2026, 11, 2, 6))
-    text, digest = encode_record(paper_dict(pm))
-    assert json.loads(text) == pm.to_dict()  # nothing lost, accents included
-    assert text.isascii()
+    text, digest = encode_paper(pm)
+    assert json.loads(text) == pm.to_dict()  # the paper schema, nothing lost, accents included
+    assert "Müller" in text
+    assert decode_paper(text) == pm
     # a re-poll (only fetched_at differs) hashes the same; any field that counts does not
     repolled = dataclasses.replace(pm, fetched_at=datetime(2026, 11, 9, 6))
-    assert encode_record(paper_dict(repolled))[1] == digest
-    assert encode_record(paper_dict(repolled))[0] != text
-    assert encode_record(paper_dict(dataclasses.replace(pm, abstract=pm.abstract + " More.")))[1] != digest
-    # the hash does not depend on the dict's key order
-    assert encode_record(dict(reversed(list(paper_dict(pm).items()))))[1] == digest
+    assert encode_paper(repolled)[1] == digest
+    assert encode_paper(repolled)[0] != text
+    assert encode_paper(dataclasses.replace(pm, abstract=pm.abstract + " More."))[1] != digest
+    assert (
+        encode_paper(dataclasses.replace(pm, keywords=["b", "a"]))[1]
+        != encode_paper(dataclasses.replace(pm, keywords=["a", "b"]))[1]
+    )
+    # a classified record hashes as the unclassified one
+    classified = dataclasses.replace(pm, classification=Classification(is_lupus=True, relevance_score=0.9))
+    assert encode_paper(classified)[1] == digest
+
+
+def test_decode_paper_reads_records_written_by_hand_or_by_older_versions() -> None:
+    import json
+
+    from lupus_alerts.merge import decode_paper
+
+    pm = _pubmed(fetched_at=datetime(2026, 11, 2, 6, 30, 5, 120))
+    loose = pm.to_dict()
+    loose["mesh"] = ["Lupus Nephritis"]  # a bare descriptor, which from_dict accepts
+    loose["not_a_field"] = 1
+    del loose["source_key"]
+    for stored in (json.dumps(loose), json.dumps(loose).encode(), loose):
+        paper = decode_paper(stored)
+        assert paper.mesh[0].descriptor == "Lupus Nephritis"
+        assert paper.source_key == pm.pmid
+        assert paper.fetched_at == pm.fetched_at
+
+
+def _fixture_papers() -> list[Paper]:
+    from pathlib import Path
+
+    from lupus_alerts.feeds import parse_feed_bytes
+    from lupus_alerts.pubmed import parse_pubmed_bytes
+
+    root = Path(__file__).resolve().parents[2]
+    papers: list[Paper] = []
+    for path in sorted((root / "tests/fixtures/pubmed").glob("*.xml")):
+        papers.extend(parse_pubmed_bytes(path.read_bytes())[0])
+    feeds = sorted((root / "tests/fixtures/feeds").iterdir()) + sorted(
+        (root / "include/lupus_alerts/data/demo").glob("feed_*")
+    )
+    for path in feeds:
+        if not path.name.endswith(".json"):
+            result = parse_feed_bytes(path.read_bytes(), seen_at=datetime(2026, 11, 2, 6, 0, 0, 250))
+            papers.extend(result.papers)
+    return papers
+
+
+def test_stored_text_is_the_paper_schema_for_every_fixture_record() -> None:
+    import json
+
+    from lupus_alerts.merge import decode_paper, encode_paper
+
+    papers = _fixture_papers()
+    assert len(papers) > 100
+    assert any(not p.title.isascii() or not p.abstract.isascii() for p in papers)
+    for p in papers:
+        text, _ = encode_paper(p)
+        assert json.loads(text) == p.to_dict(), p.source_key
+        assert decode_paper(text) == p, p.source_key
