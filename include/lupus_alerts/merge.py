@@ -1100,7 +1100,7 @@ def _pg_placeholders(conn: Connection, table: sa.Table, cols: Sequence[str]) -> 
     """A typed VALUES row ("(CAST(%s AS BIGINT), ...)") and an untyped one ("(%s, ...)").
 
     One typed row types the whole VALUES list (PostgreSQL resolves each column to a common type),
-    so the encoded JSON text lands in JSONB and NULL-only columns are not taken for text.
+    so the encoded JSON text lands in its JSON column and NULL-only columns are not taken for text.
     """
     typed = ", ".join(f"CAST(%s AS {table.c[c].type.compile(dialect=conn.dialect)})" for c in cols)
     return f"({typed})", "(" + ", ".join(["%s"] * len(cols)) + ")"

@@ -42,6 +42,9 @@ metadata = sa.MetaData(
 # Timestamps are stored as naive UTC: SQLite has no time zones and PostgreSQL must agree.
 Timestamp = sa.DateTime(timezone=False)
 Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# A whole record, written and read whole: plain json on PostgreSQL (text kept as sent, no
+# binary conversion either way; migration 0002), text on SQLite.
+RecordJson = sa.JSON()
 
 papers = sa.Table(
     "papers",
@@ -55,7 +58,7 @@ papers = sa.Table(
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("journal", sa.String(512)),
     sa.Column("pub_date", sa.Date),
-    sa.Column("record", Json, nullable=False),  # the merged Paper (paper schema)
+    sa.Column("record", RecordJson, nullable=False),  # the merged Paper (paper schema)
     # hash of the record's content (merge.encode_record): "unchanged" without decoding the JSON
     sa.Column("record_hash", sa.String(64)),
     sa.Column("is_lupus", sa.Boolean),  # None until classified
@@ -84,7 +87,7 @@ paper_sources = sa.Table(
     sa.Column("paper_id", sa.BigInteger, sa.ForeignKey("papers.id", ondelete="CASCADE"), nullable=False),
     sa.Column("source", sa.String(128), nullable=False),  # "pubmed" or "feed:<id>"
     sa.Column("source_key", sa.String(1024), nullable=False),  # PMID, or item guid/link
-    sa.Column("record", Json, nullable=False),  # that source's Paper, as it last said it
+    sa.Column("record", RecordJson, nullable=False),  # that source's Paper, as it last said it
     sa.Column("record_hash", sa.String(64)),  # as papers.record_hash: skips unchanged re-polls
     sa.Column("first_seen_at", Timestamp, nullable=False),
     sa.Column("last_seen_at", Timestamp, nullable=False),

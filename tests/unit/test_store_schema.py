@@ -22,7 +22,7 @@ def test_migrations_build_exactly_the_declared_schema(store_url: str) -> None:
 
 def test_upgrade_is_idempotent_and_reports_head(store_url: str) -> None:
     store.upgrade(store_url)
-    assert store.current_revision(store_url) == "0001"
+    assert store.current_revision(store_url) == "0002"
 
 
 def test_counters_start_at_zero_and_hand_out_consecutive_numbers(engine: sa.Engine) -> None:
@@ -69,3 +69,40 @@ def test_rolled_back_transaction_releases_nothing(engine: sa.Engine) -> None:
         pass
     with engine.begin() as conn:
         assert list(store.next_numbers(conn, "announce", 1)) == [1]
+
+
+def test_records_survive_the_move_to_json_and_back(db_url: str) -> None:
+    from datetime import date
+
+    from lupus_alerts.merge import upsert_papers
+    from lupus_alerts.models import Paper
+
+    paper = Paper(
+        source="pubmed",
+        source_key="41000001",
+        pmid="41000001",
+        title="Anifrolumab in lupus nephritis: a constructed record for the migration test",
+        doi="10.1177/09612033251234567",
+        pub_date=date(2026, 11, 1),
+        abstract='Résumé with accents and a "quote".',
+    )
+    store.upgrade(db_url, "0001")  # records were jsonb on PostgreSQL
+    eng = store.make_engine(db_url)
+    upsert_papers(eng, [paper])
+    from alembic import command
+
+    steps = (
+        ("0002", lambda: store.upgrade(db_url, "0002")),
+        ("0001", lambda: command.downgrade(store.alembic_config(db_url), "0001")),
+        ("head", lambda: store.upgrade(db_url)),
+    )
+    for revision, step in steps:
+        step()
+        with eng.connect() as conn:
+            stored = conn.execute(
+                sa.select(store.papers.c.record, store.paper_sources.c.record).join_from(
+                    store.papers, store.paper_sources
+                )
+            ).one()
+        assert stored[0] == stored[1] == paper.to_dict(), revision
+    eng.dispose()
