@@ -432,17 +432,27 @@ class _Checkpointer:
         self._writer = writer.connection.dbapi_connection
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-checkpoint")
         self._running: Future[None] | None = None
+        self._commits = 0  # batches committed, and how many of them the last checkpoint covers
+        self._covered = 0
+        # An in-memory database has no WAL, and another thread's connection is another database.
+        name = engine.url.database or ""
+        self._active = bool(name) and name != ":memory:" and "mode=memory" not in name
 
     def __enter__(self) -> _Checkpointer:
-        self._writer.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
+        if self._active:
+            self._writer.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
         return self
 
     def kick(self) -> None:
-        """Start a checkpoint unless one is still running."""
+        """After a commit: start a checkpoint unless one is still running."""
+        if not self._active:
+            return
+        self._commits += 1
         if self._running is not None:
             if not self._running.done():
                 return
             self._running.result()  # a failed checkpoint is an error like any other
+        self._covered = self._commits
         self._running = self._pool.submit(self._checkpoint)
 
     def _checkpoint(self) -> None:
@@ -452,11 +462,16 @@ class _Checkpointer:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self._pool.shutdown(wait=True)
-            if self._running is not None and exc[0] is None:
-                self._running.result()
+            if exc[0] is None:  # else the batch's error is the one to see
+                if self._running is not None:
+                    self._running.result()
+                if self._commits > self._covered:
+                    # batches committed while the last checkpoint ran: copy them back too
+                    self._pool.submit(self._checkpoint).result()
         finally:
-            self._writer.execute(f"PRAGMA wal_autocheckpoint={store.SQLITE_WAL_AUTOCHECKPOINT}")  # type: ignore[union-attr]
+            self._pool.shutdown(wait=True)
+            if self._active:
+                self._writer.execute(f"PRAGMA wal_autocheckpoint={store.SQLITE_WAL_AUTOCHECKPOINT}")  # type: ignore[union-attr]
 
 
 def _upsert_with_retries(

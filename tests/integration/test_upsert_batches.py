@@ -96,3 +96,13 @@ def test_many_batches_store_each_paper_once_and_enrich_it(engine: sa.Engine) -> 
     assert enriched == 600
     again = upsert_papers(engine, mixed, now=T0, batch_size=100)
     assert (again.new, again.updated, again.unchanged) == (0, 0, 1200)
+
+
+def test_in_memory_sqlite_store_upserts_without_a_checkpointing_connection() -> None:
+    # another thread's connection to ":memory:" would be another, empty database
+    engine = store.make_engine("sqlite:///:memory:")
+    store.metadata.create_all(engine)
+    stats = upsert_papers(engine, _feed_items(30), now=T0, batch_size=10)
+    assert stats.new == 30
+    assert _count(engine, store.papers) == 30
+    engine.dispose()
