@@ -556,6 +556,7 @@ def _comparable(record: dict[str, Any]) -> dict[str, Any]:
 # json-encoding it, and every record of every batch is encoded.
 _JSON_ENCODER = msgspec.json.Encoder(order="sorted")
 _PAPER_DECODER = msgspec.json.Decoder(Paper)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def encode_paper(p: Paper) -> tuple[str, str]:
@@ -566,7 +567,13 @@ def encode_paper(p: Paper) -> tuple[str, str]:
     unchanged, without reading or decoding the stored JSON. Keys are sorted and lists kept in
     order, so equal records give equal text. Non-ASCII text is stored as UTF-8.
     """
-    body = _JSON_ENCODER.encode(p)
+    try:
+        body = _JSON_ENCODER.encode(p)
+    except UnicodeEncodeError:
+        # A lone surrogate (not Unicode, so not UTF-8: a hand-written JSON "\ud800", say) is
+        # stored as U+FFFD, what any decoder would show for it.
+        p = _PAPER_DECODER.decode(_SURROGATE.sub("\ufffd", json.dumps(p.to_dict(), ensure_ascii=False)))
+        body = _JSON_ENCODER.encode(p)
     hashed = body
     if p.fetched_at is not None or p.classification is not None:
         hashed = _JSON_ENCODER.encode(dataclasses.replace(p, fetched_at=None, classification=None))

@@ -291,3 +291,15 @@ def test_stored_text_is_the_paper_schema_for_every_fixture_record() -> None:
         text, _ = encode_paper(p)
         assert json.loads(text) == p.to_dict(), p.source_key
         assert decode_paper(text) == p, p.source_key
+
+
+def test_encode_paper_stores_a_lone_surrogate_as_the_replacement_character() -> None:
+    import json
+
+    from lupus_alerts.merge import encode_paper
+
+    # what json.loads makes of a hand-written "\ud800": a str that UTF-8 cannot hold
+    broken = _feed(title=json.loads('"Lupus nephritis \\ud800 outcomes in a registry"'))
+    text, digest = encode_paper(broken)
+    assert json.loads(text)["title"] == "Lupus nephritis \ufffd outcomes in a registry"
+    assert encode_paper(broken) == (text, digest)  # the same record is the same record
