@@ -37,7 +37,7 @@ PG_ADMIN = os.environ.get("LUPUS_BENCH_PG_URL", "postgresql+psycopg2://postgres@
 SIZES = (100_000, 1_000_000)
 CANDIDATES = 10_000
 BUDGET_S = 2.0
-SEED_VERSION = 5  # bump when the seeded shape changes, to rebuild caches
+SEED_VERSION = 6  # bump when the seeded shape changes, to rebuild caches
 T0 = datetime(2026, 1, 1, 6, 0)
 JOURNALS = (
     "Lupus",

@@ -816,26 +816,45 @@ def _untouched_papers(uf: _UnionFind, same: list[bool]) -> set[int]:
     return out
 
 
+_SQLITE_DOI_LESS_TITLES = (
+    "SELECT id, doi, pmid, journal, title_key, json_extract(record, '$.journal_iso') AS iso"
+    " FROM papers INDEXED BY ix_papers_title_key_doi_less"
+    " WHERE doi IS NULL AND title_key IN (SELECT value FROM json_each(?))"
+)
+
+
 def _link_by_title(conn: Connection, recs: list[Paper], uf: _UnionFind, *, skip: list[bool]) -> None:
     """Join records to stored papers (and to each other) with the same title key, when nothing
     contradicts it: no different DOI or PMID, and compatible journal names."""
     P = store.papers
     keys_of = {i: ([] if skip[i] else _title_keys(r)) for i, r in enumerate(recs)}
-    all_keys = {k for ks in keys_of.values() for k in ks}
-    if not all_keys:
+    # A record with a DOI that found no paper by it can only be a paper stored without a DOI
+    # (one with another DOI contradicts it), so its keys are looked up among those alone, in a
+    # partial index holding just them; a record without a DOI may be any paper.
+    any_paper = {k for i, ks in keys_of.items() if not recs[i].doi for k in ks}
+    doi_less_only = {k for i, ks in keys_of.items() if recs[i].doi for k in ks} - any_paper
+    if not any_paper and not doi_less_only:
         return
+    q = sa.select(
+        P.c.id,
+        P.c.doi,
+        P.c.pmid,
+        P.c.journal,
+        P.c.title_key,
+        P.c.record["journal_iso"].as_string().label("iso"),
+    )
     candidates: dict[str, list[Any]] = {}
-    for chunk in _in_chunks(all_keys, _LIST_CHUNK):
-        q = sa.select(
-            P.c.id,
-            P.c.doi,
-            P.c.pmid,
-            P.c.journal,
-            P.c.title_key,
-            P.c.record["journal_iso"].as_string().label("iso"),
-        )
-        for row in conn.execute(q.where(_one_of(conn, P.c.title_key, chunk))):
-            candidates.setdefault(row.title_key, []).append(row)
+    for keys, only_doi_less in ((any_paper, False), (doi_less_only, True)):
+        for chunk in _in_chunks(keys, _LIST_CHUNK):
+            if only_doi_less and conn.dialect.name == "sqlite":
+                # Without statistics SQLite's planner takes "doi IS NULL" to the unique DOI
+                # index and walks every DOI-less paper; name the partial index instead.
+                rows = conn.exec_driver_sql(_SQLITE_DOI_LESS_TITLES, (json.dumps(chunk),))
+            else:
+                where = _one_of(conn, P.c.title_key, chunk)
+                rows = conn.execute(q.where(sa.and_(store.DOI_LESS, where) if only_doi_less else where))
+            for row in rows:
+                candidates.setdefault(row.title_key, []).append(row)
     own_key: dict[str, list[int]] = {}
     for i in range(len(recs)):
         if keys_of[i]:

@@ -467,3 +467,34 @@ def test_the_pending_index_holds_only_unclassified_papers_and_serves_announces_q
     classify_and_announce(engine, KeywordClassifier())
     with engine.connect() as conn:
         assert conn.execute(pending).all() == []
+
+
+def test_title_matching_in_both_directions_and_the_doi_less_index(engine: sa.Engine) -> None:
+    # A DOI-less feed item arriving after the PubMed record (which has the DOI) joins it: a record
+    # without a DOI may be any paper. A record with a DOI that found no paper by it is looked up
+    # among the papers stored without a DOI only, through their partial index.
+    upsert_papers(engine, [pubmed_record()], now=T0)
+    stats = upsert_papers(engine, [feed_item(doi=None)], now=T0 + timedelta(hours=1))
+    assert (stats.new, stats.updated) == (0, 1)
+    assert len(rows(engine, store.papers)) == 1
+    other = "Belimumab and renal flares in lupus nephritis: a constructed registry study"
+    upsert_papers(engine, [feed_item(doi=None, title=other, source_key="x")], now=T0)
+    later = pubmed_record(title=other, source_key="2", pmid="2", doi="10.1/x")
+    stats = upsert_papers(engine, [later], now=T0)
+    assert (stats.new, stats.updated) == (0, 1)
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            from lupus_alerts.merge import _SQLITE_DOI_LESS_TITLES
+
+            explained = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + _SQLITE_DOI_LESS_TITLES, ("[]",))
+            plan = " ".join(str(r[-1]) for r in explained)
+            assert "ix_papers_title_key_doi_less" in plan
+            definition = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'ix_papers_title_key_doi_less'"
+            ).scalar()
+            assert definition.endswith("WHERE doi IS NULL")
+        else:
+            definition = conn.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_papers_title_key_doi_less'"
+            ).scalar()
+            assert definition.endswith("WHERE (doi IS NULL)")

@@ -22,7 +22,7 @@ def test_migrations_build_exactly_the_declared_schema(store_url: str) -> None:
 
 def test_upgrade_is_idempotent_and_reports_head(store_url: str) -> None:
     store.upgrade(store_url)
-    assert store.current_revision(store_url) == "0002"
+    assert store.current_revision(store_url) == "0003"
 
 
 def test_counters_start_at_zero_and_hand_out_consecutive_numbers(engine: sa.Engine) -> None:
@@ -86,14 +86,14 @@ def test_records_survive_the_move_to_json_and_back(db_url: str) -> None:
         pub_date=date(2026, 11, 1),
         abstract='Résumé with accents and a "quote".',
     )
-    store.upgrade(db_url, "0001")  # records were jsonb on PostgreSQL
+    store.upgrade(db_url)
     eng = store.make_engine(db_url)
     upsert_papers(eng, [paper])
     from alembic import command
 
-    steps = (
-        ("0002", lambda: store.upgrade(db_url, "0002")),
+    steps = (  # records are jsonb on PostgreSQL at 0001, json from 0002
         ("0001", lambda: command.downgrade(store.alembic_config(db_url), "0001")),
+        ("0002", lambda: store.upgrade(db_url, "0002")),
         ("head", lambda: store.upgrade(db_url)),
     )
     for revision, step in steps:
