@@ -675,14 +675,22 @@ def _resolve_crashed(
 
 # Statements built once: constructing SQLAlchemy expressions costs more than running them on
 # SQLite, and a run executes these two or three times per subscriber.
+def _rendered_row(states: tuple[str, ...]) -> tuple[sa.ColumnElement[bool], ...]:
+    """The row this run read, still in one of `states` and still covering the range this run
+    rendered: a re-plan may have widened an unattempted row meanwhile, and such a row is
+    neither claimed nor finished by this run."""
+    return (
+        D.c.id == sa.bindparam("b_id"),
+        D.c.state.in_(states),
+        D.c.announce_to == sa.bindparam("b_range_a", type_=sa.BigInteger),
+        D.c.update_to == sa.bindparam("b_range_u", type_=sa.BigInteger),
+    )
+
+
 _CLAIM = (
     sa.update(D)
     .where(
-        D.c.id == sa.bindparam("b_id"),
-        D.c.state.in_(CLAIMABLE_STATES),
-        # the range this run rendered: a re-plan may have widened an unattempted row meanwhile
-        D.c.announce_to == sa.bindparam("b_range_a", type_=sa.BigInteger),
-        D.c.update_to == sa.bindparam("b_range_u", type_=sa.BigInteger),
+        *_rendered_row(CLAIMABLE_STATES),
         sa.exists().where(S.c.id == D.c.subscriber_id, S.c.status == "active"),
     )
     .values(state=SENDING, attempts=D.c.attempts + 1, updated_at=sa.bindparam("b_now"))
@@ -733,17 +741,7 @@ def _finish_stmt(expect: tuple[str, ...], sent: bool, with_count: bool) -> sa.Up
         values["sent_at"] = sa.bindparam("b_now")
     if with_count:
         values["paper_count"] = sa.bindparam("b_count")
-    return (
-        sa.update(D)
-        .where(
-            D.c.id == sa.bindparam("b_id"),
-            D.c.state.in_(expect),
-            # never finish a row whose range a re-plan changed after this run read it
-            D.c.announce_to == sa.bindparam("b_range_a", type_=sa.BigInteger),
-            D.c.update_to == sa.bindparam("b_range_u", type_=sa.BigInteger),
-        )
-        .values(**values)
-    )
+    return sa.update(D).where(*_rendered_row(expect)).values(**values)
 
 
 def _widen(conn: Connection, period: str, a_now: int, u_now: int, now: datetime) -> int:
