@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
+from email.message import EmailMessage
 
 import pytest
 import requests
@@ -196,29 +198,31 @@ def test_missing_secret_is_503_not_a_rejection(base_url, ana, monkeypatch) -> No
     assert r.status_code == 503
 
 
-def test_links_in_a_received_digest_work_over_http(base_url, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """The whole loop: plan, send over SMTP, read the received mail, follow its links."""
-    import re
-    from datetime import date
-
-    from digest_seed import add_papers
+def send_the_one_digest(engine, base_url: str, tmp_path) -> EmailMessage:  # type: ignore[no-untyped-def]
+    """Plan 2026-11-27's digests with links to `base_url`, send them over SMTP to a real sink,
+    and return the one message it received."""
     from smtp_sink import SmtpSink
 
     from lupus_alerts import delivery, mailer
     from lupus_alerts.config import settings_from_dict
 
     settings = settings_from_dict({"digest": {"public_base_url": base_url}}, base_dir=tmp_path)
-    s = subscribers.add(engine, email="ana@example.org", topics=["nephrology"], from_beginning=True)
-    add_papers(engine, [["nephrology"]])
+    day = date(2026, 11, 27)
     with SmtpSink() as sink:
-        day = date(2026, 11, 27)
         plan = delivery.plan_period(engine, settings, day=day)
         with mailer.SmtpTransport("127.0.0.1", sink.port, timeout=5) as t:
             assert (
                 delivery.send_due(engine, settings, day=day, subscriber_ids=plan.due, transport=t).sent == 1
             )
         [got] = sink.handler.messages
-    msg = got.message
+    return got.message
+
+
+def test_links_in_a_received_digest_work_over_http(base_url, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The whole loop: plan, send over SMTP, read the received mail, follow its links."""
+    s = subscribers.add(engine, email="ana@example.org", topics=["nephrology"], from_beginning=True)
+    add_papers(engine, [["nephrology"]])
+    msg = send_the_one_digest(engine, base_url, tmp_path)
     one_click = re.match(r"<([^>]+)>", msg["List-Unsubscribe"]).group(1)  # type: ignore[union-attr]
     html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
     prefs = re.search(r'href="([^"]*/preferences\?token=[^"]+)"', html).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
@@ -350,25 +354,9 @@ def test_papers_bad_parameters_get_400(base_url, engine) -> None:
 
 def test_overflow_link_in_a_received_digest_lists_the_papers_left_out(base_url, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A digest capped at 2 papers, sent over SMTP: its "see them all online" link lists the rest."""
-    from datetime import date
-
-    from smtp_sink import SmtpSink
-
-    from lupus_alerts import delivery, mailer
-    from lupus_alerts.config import settings_from_dict
-
-    settings = settings_from_dict({"digest": {"public_base_url": base_url}}, base_dir=tmp_path)
     subscribers.add(engine, email="ana@example.org", topics=["nephrology"], max_papers=2, from_beginning=True)
     nums = add_papers(engine, [["nephrology"]] * 5 + [["dermatology"]])
-    with SmtpSink() as sink:
-        day = date(2026, 11, 27)
-        plan = delivery.plan_period(engine, settings, day=day)
-        with mailer.SmtpTransport("127.0.0.1", sink.port, timeout=5) as t:
-            assert (
-                delivery.send_due(engine, settings, day=day, subscriber_ids=plan.due, transport=t).sent == 1
-            )
-        [got] = sink.handler.messages
-    html = got.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    html = send_the_one_digest(engine, base_url, tmp_path).get_body(("html",)).get_content()  # type: ignore[union-attr]
     shown = [int(n) for n in re.findall(r"https://doi\.org/10\.9999/constructed\.(\d+)", html)]
     assert len(set(shown)) == 2
     m = re.search(r'<a[^>]*href="([^"]*/papers\?[^"]+)"[^>]*>See them all online', html)
