@@ -465,31 +465,37 @@ def run_up(root: Path, airflow_home: Path, *, port: int = 8080) -> int:
         open_store(load_settings(config_path))
         add_demo_subscribers(config_path, now.date())
         log_path = root / "logs" / "standalone.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("w", encoding="utf-8") as log:
-            proc = subprocess.Popen(
-                [str(Path(sys.executable).with_name("airflow")), "standalone"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stopped as one on Ctrl-C
-            )
-            try:
-                login = _wait_for_login(airflow_home, proc, port)
-                print(f"Airflow UI: http://localhost:{port}  (log in as {login})")
-                print("DAGs lupus_ingest and lupus_digest are unpaused; the ingest's first run starts now,")
-                print("and its asset event starts the digest. Feed health: Browse > Lupus feed health.")
-                print(f"Sample servers: E-utilities {servers.eutils_url}, feeds {servers.feed_urls['lupus']}")
-                print(f"Digests: {root / 'outbox'}; Airflow log: {log_path}. Ctrl-C stops everything.")
-                while proc.poll() is None:
-                    time.sleep(1)
-                print(f"airflow standalone exited ({proc.returncode}); see {log_path}", file=sys.stderr)
-                return 1
-            except KeyboardInterrupt:
-                print("\nstopping Airflow ...", flush=True)
-                return 0
-            finally:
-                stop_process_group(proc)
+        proc = start_standalone(env, log_path)
+        try:
+            login = _wait_for_login(airflow_home, proc, port)
+            print(f"Airflow UI: http://localhost:{port}  (log in as {login})")
+            print("DAGs lupus_ingest and lupus_digest are unpaused; the ingest's first run starts now,")
+            print("and its asset event starts the digest. Feed health: Browse > Lupus feed health.")
+            print(f"Sample servers: E-utilities {servers.eutils_url}, feeds {servers.feed_urls['lupus']}")
+            print(f"Digests: {root / 'outbox'}; Airflow log: {log_path}. Ctrl-C stops everything.")
+            while proc.poll() is None:
+                time.sleep(1)
+            print(f"airflow standalone exited ({proc.returncode}); see {log_path}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\nstopping Airflow ...", flush=True)
+            return 0
+        finally:
+            stop_process_group(proc)
+
+
+def start_standalone(env: dict[str, str], log_path: Path) -> subprocess.Popen[Any]:
+    """Start `airflow standalone` with its output in `log_path`, in its own process group, so
+    `stop_process_group` stops it and everything it started as one (and Ctrl-C reaches us only)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w", encoding="utf-8") as log:
+        return subprocess.Popen(
+            [str(Path(sys.executable).with_name("airflow")), "standalone"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop_process_group(proc: subprocess.Popen[Any], timeout: float = 30) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -90,14 +89,7 @@ def standalone(pg_url: str, tmp_path: Path) -> Iterator[tuple[Api, demo.DemoServ
         demo.init_airflow(env)
         demo.add_demo_subscribers(config, today)
         log = tmp_path / "standalone.log"
-        with log.open("w", encoding="utf-8") as out:
-            proc = subprocess.Popen(
-                [str(Path(sys.executable).with_name("airflow")), "standalone"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc = demo.start_standalone(env, log)
         try:
             base = f"http://localhost:{port}"
             _wait(
