@@ -35,6 +35,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+# The tests' seeding helper, so the benchmark's papers are written exactly as the delivery
+# tests' are (tests/ is not a package: its folder goes on the path).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+from digest_seed import insert_announced
+
 from bench.report import write_section
 from lupus_alerts import subscribers
 
@@ -165,30 +170,7 @@ def seed(engine: sa.Engine, n_subscribers: int, n_papers: int, rng: random.Rando
                 pub_date=date(2026, 11, rng.randint(1, 26)),
                 classification=cls,
             )
-            pid = conn.execute(
-                sa.insert(store.papers)
-                .values(
-                    doi=paper.doi,
-                    pmid=paper.pmid,
-                    title=paper.title,
-                    journal=paper.journal,
-                    pub_date=paper.pub_date,
-                    record=paper.to_dict(),
-                    is_lupus=True,
-                    relevance_score=0.9,
-                    classification=paper.to_dict()["classification"],
-                    needs_classification=False,
-                    announce_no=no,
-                    announced_at=NOW,
-                    first_seen_at=NOW,
-                    updated_at=NOW,
-                )
-                .returning(store.papers.c.id)
-            ).scalar_one()
-            conn.execute(
-                sa.insert(store.paper_topics),
-                [{"paper_id": pid, "label": t.label, "score": t.score} for t in cls.topics],
-            )
+            insert_announced(conn, paper, announce_no=no, now=NOW)
         subs, topic_rows = [], []
         for i in range(1, n_subscribers + 1):
             weekly = rng.random() < 0.15
