@@ -19,14 +19,17 @@ import functools
 import hashlib
 import html
 import io
+import itertools
 import json
+import multiprocessing
 import random
 import re
 import time
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -57,7 +60,7 @@ _DOI_MAX = store.papers.c.doi.type.length or 512
 _PMID_MAX = store.papers.c.pmid.type.length or 16
 _IN_CHUNK = 900  # stays under SQLite's bound-parameter limit with room to spare
 _LIST_CHUNK = 5000  # values per _one_of list (a single parameter, so no such limit)
-_WRITERS = 2  # batches in flight at once on PostgreSQL (see upsert_papers)
+_WORKERS = 2  # processes writing batches at once on PostgreSQL (_upsert_in_workers)
 _IGNORED_IN_COMPARISON = ("fetched_at", "classification")
 
 _TAG = re.compile(r"<[^>]{0,200}>")
@@ -306,31 +309,82 @@ def upsert_papers(
 
     Idempotent (the same records again change nothing and count as unchanged), batched
     (`batch_size` records per transaction), and safe against concurrent writers on PostgreSQL
-    and SQLite. A merged record that changed is marked `needs_classification`. Raises
-    MergeError if a batch keeps conflicting with concurrent writers.
+    and SQLite. A merged record that changed is marked `needs_classification`. On PostgreSQL
+    an input of several batches is written by two forked worker processes at once. Raises
+    MergeError if a batch keeps conflicting with concurrent writers or a worker dies; a
+    database error in any batch is raised as it is, after the batches in flight finish.
     """
     when = now or store.utcnow()
-    total = UpsertStats()
     if engine.dialect.name == "sqlite":
         return _upsert_sqlite(engine, papers, when, batch_size)
-    # Two batches in flight, each in its own transaction on its own connection: while the
-    # server executes one batch's statements (the driver releases the GIL), this process
-    # plans the other, so a client core and a server core work at once. Batches of one call
-    # meet as any two concurrent writers do (docstring above): locks, then a retry.
-    with ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="upsert") as pool:
-        # never more in flight than workers, so nothing waits in the pool's queue
-        in_flight: deque[Future[UpsertStats]] = deque()
-        for batch in _chunks(papers, batch_size):
-            if len(in_flight) == _WRITERS:
+    batches = _chunks(papers, batch_size)
+    first, second = next(batches, None), next(batches, None)
+    if second is None or _FORK is None or multiprocessing.current_process().daemon:
+        # One batch (a daily poll, usually) is not worth a process. Without fork (Windows), or
+        # in a daemonic process (which may not start children), they run one after another.
+        total = UpsertStats()
+        for batch in itertools.chain([first] if first else [], [second] if second else [], batches):
+            total.add(_upsert_with_retries(engine.begin, _encode_batch(batch), when))
+        return total
+    return _upsert_in_workers(engine, itertools.chain([first, second], batches), when)
+
+
+def _upsert_in_workers(engine: Engine, batches: Iterable[list[Paper]], when: datetime) -> UpsertStats:
+    """Run the batches in `_WORKERS` forked processes, each on its own connection.
+
+    Planning a batch is Python work (matching, merging, encoding) about equal to the server's
+    work on it. Threads would take turns on the GIL, so a thread whose statement came back
+    waits for the other thread's planning while its connection idles; separate processes plan
+    and wait independently, which keeps both cores busy (docs/dedupe.md, "Performance").
+    Batches meet as any two concurrent writers do (module docstring): locks, then a retry.
+    A batch is sent as its JSON (msgspec, the store's own encoding of a Paper).
+    """
+    total = UpsertStats()
+    try:
+        with ProcessPoolExecutor(
+            max_workers=_WORKERS, mp_context=_FORK, initializer=_worker_start, initargs=(engine,)
+        ) as pool:
+            # never more in flight than workers, so the input is read as the work goes
+            in_flight: deque[Future[UpsertStats]] = deque()
+            for batch in batches:
+                if len(in_flight) == _WORKERS:
+                    total.add(in_flight.popleft().result())
+                in_flight.append(pool.submit(_worker_batch, _batch_payload(batch), when))
+            while in_flight:
                 total.add(in_flight.popleft().result())
-            in_flight.append(pool.submit(_upsert_encoded, engine, batch, when))
-        while in_flight:
-            total.add(in_flight.popleft().result())
+    except BrokenProcessPool as e:
+        # Killed (out of memory, say): the batches it committed stay, the rest can be redone.
+        raise MergeError(f"an upsert worker process died: {e}; rerun the upsert to finish") from e
     return total
 
 
-def _upsert_encoded(engine: Engine, batch: Sequence[Paper], when: datetime) -> UpsertStats:
-    return _upsert_with_retries(engine.begin, _encode_batch(batch), when)
+_FORK = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+_worker_engine: Engine | None = None
+_BATCH_DECODER = msgspec.json.Decoder(list[Paper])
+
+
+def _worker_start(engine: Engine) -> None:
+    """In a fresh worker: give the engine a pool of its own.
+
+    The caller's pooled connections came with the fork. `close=False` forgets them without
+    closing them: closing one here would end the caller's session on the server.
+    """
+    global _worker_engine
+    engine.dispose(close=False)
+    _worker_engine = engine
+
+
+def _batch_payload(batch: list[Paper]) -> bytes | list[Paper]:
+    try:
+        return _JSON_ENCODER.encode(batch)
+    except UnicodeEncodeError:
+        return batch  # a lone surrogate (encode_paper replaces it): pickled instead
+
+
+def _worker_batch(payload: bytes | list[Paper], when: datetime) -> UpsertStats:
+    assert _worker_engine is not None, "worker started without an engine"
+    batch = _BATCH_DECODER.decode(payload) if isinstance(payload, bytes) else payload
+    return _upsert_with_retries(_worker_engine.begin, _encode_batch(batch), when)
 
 
 def _upsert_sqlite(engine: Engine, papers: Iterable[Paper], when: datetime, batch_size: int) -> UpsertStats:

@@ -1,17 +1,19 @@
 """How upsert_papers runs its batches: one connection plus a checkpointing one on SQLite, two
-batches in flight on PostgreSQL. Real stores; records constructed in the paper schema."""
+forked worker processes on PostgreSQL. Real stores; records constructed in the paper schema."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from datetime import date, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
-from lupus_alerts import store
-from lupus_alerts.merge import upsert_papers
+from lupus_alerts import merge, store
+from lupus_alerts.merge import MergeError, upsert_papers
 from lupus_alerts.models import Paper
 
 T0 = datetime(2026, 11, 2, 6, 0)
@@ -76,7 +78,8 @@ def test_sqlite_upsert_leaves_its_rows_in_the_database_file_and_autocheckpoint_r
 
 
 def test_many_batches_store_each_paper_once_and_enrich_it(engine: sa.Engine) -> None:
-    # On PostgreSQL two batches are in flight at once: the counts prove none was lost or doubled.
+    # On PostgreSQL two worker processes write batches at once: the counts prove none was lost
+    # or doubled.
     feed = _feed_items(1200)
     first = upsert_papers(engine, feed, now=T0, batch_size=100)
     assert first.new == 1200 and first.attempts >= 1
@@ -105,4 +108,72 @@ def test_in_memory_sqlite_store_upserts_without_a_checkpointing_connection() -> 
     stats = upsert_papers(engine, _feed_items(30), now=T0, batch_size=10)
     assert stats.new == 30
     assert _count(engine, store.papers) == 30
+    engine.dispose()
+
+
+def _papers_with_source(engine: sa.Engine, source: str) -> int:
+    S = store.paper_sources
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).where(S.c.source == source)).scalar_one())
+
+
+def test_the_callers_pooled_connections_survive_the_worker_processes(pg_url: str) -> None:
+    # The workers are forked with the caller's pool in their memory: they must neither use
+    # nor close those connections (closing one ends the caller's session on the server).
+    store.upgrade(pg_url)
+    engine = store.make_engine(pg_url)
+    held = engine.connect()  # checked out across the upsert
+    pid = held.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with engine.connect() as idle:  # checked back in: sits in the pool during the fork
+        idle_pid = idle.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+    stats = upsert_papers(engine, _feed_items(900), now=T0, batch_size=100)
+
+    assert stats.new == 900
+    assert held.exec_driver_sql("SELECT pg_backend_pid()").scalar() == pid
+    with engine.connect() as again:
+        assert again.exec_driver_sql("SELECT pg_backend_pid()").scalar() == idle_pid
+    # one transaction per batch
+    assert held.exec_driver_sql("SELECT count(DISTINCT xmin::text) FROM paper_sources").scalar() == 9
+    held.close()
+    engine.dispose()
+
+
+def test_a_database_error_in_a_worker_reaches_the_caller_and_other_batches_stay(pg_url: str) -> None:
+    store.upgrade(pg_url)
+    engine = store.make_engine(pg_url)
+    items = _feed_items(300)
+    bad = items[150]
+    items[150] = Paper(**{**bad.to_dict(), "source": "feed:" + "x" * 200, "pub_date": bad.pub_date})
+    with pytest.raises(sa.exc.DataError, match="too long"):
+        upsert_papers(engine, items, now=T0, batch_size=100)
+    # the first batch committed; the failed batch (records 100-199) left nothing
+    assert _papers_with_source(engine, "feed:lupus") in (100, 200)
+    with engine.connect() as conn:
+        keys = set(conn.execute(sa.select(store.paper_sources.c.source_key)).scalars())
+    assert not {f"https://journals.example/item/{i}" for i in range(100, 200)} & keys
+    engine.dispose()
+
+
+def test_a_worker_that_dies_is_a_merge_error_and_a_rerun_finishes_the_job(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.upgrade(pg_url)
+    engine = store.make_engine(pg_url)
+    items = _feed_items(400)
+    encode = merge._encode_batch
+
+    def dies_on_the_third_batch(batch: list[Paper]) -> merge._Encoded:
+        if batch[0].source_key.endswith("/item/200"):
+            os._exit(9)  # as if killed: no exception, no cleanup
+        return encode(batch)
+
+    monkeypatch.setattr(merge, "_encode_batch", dies_on_the_third_batch)  # the workers fork with it
+    with pytest.raises(MergeError, match="worker process died"):
+        upsert_papers(engine, items, now=T0, batch_size=100)
+    monkeypatch.undo()
+
+    done = upsert_papers(engine, items, now=T0, batch_size=100)
+    assert done.new + done.unchanged == 400 and done.new >= 100
+    assert _count(engine, store.papers) == 400
     engine.dispose()

@@ -297,6 +297,21 @@ def test_stored_text_is_the_paper_schema_for_every_fixture_record() -> None:
         assert decode_paper(text) == p, p.source_key
 
 
+def test_a_batch_reaches_an_upsert_worker_exactly_as_it_was_given() -> None:
+    import pickle
+
+    from lupus_alerts.merge import _BATCH_DECODER, _batch_payload
+
+    papers = _fixture_papers()
+    payload = _batch_payload(papers)
+    assert isinstance(payload, bytes)  # sent as JSON ...
+    assert _BATCH_DECODER.decode(payload) == papers
+    # ... unless a lone surrogate (no UTF-8 for it) is in the batch: then pickled, unchanged
+    broken = _feed(title="Lupus nephritis \ud800 outcomes in a registry")
+    payload = _batch_payload([papers[0], broken])
+    assert isinstance(payload, list) and pickle.loads(pickle.dumps(payload)) == [papers[0], broken]
+
+
 def test_encode_paper_stores_a_lone_surrogate_as_the_replacement_character() -> None:
     import json
 
