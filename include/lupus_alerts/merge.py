@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import hashlib
 import html
 import io
@@ -367,9 +368,12 @@ def _worker_start(engine: Engine) -> None:
     """In a fresh worker: give the engine a pool of its own.
 
     The caller's pooled connections came with the fork. `close=False` forgets them without
-    closing them: closing one here would end the caller's session on the server.
+    closing them: closing one here would end the caller's session on the server. Every object
+    the caller had also came with it; frozen, the garbage collector never walks them here, which
+    would copy nearly every page of the caller's heap into this process (copy-on-write).
     """
     global _worker_engine
+    gc.freeze()
     engine.dispose(close=False)
     _worker_engine = engine
 
