@@ -319,15 +319,16 @@ def upsert_papers(
     if engine.dialect.name == "sqlite":
         return _upsert_sqlite(engine, papers, when, batch_size)
     batches = _chunks(papers, batch_size)
-    first, second = next(batches, None), next(batches, None)
-    if second is None or _FORK is None or multiprocessing.current_process().daemon:
+    head = list(itertools.islice(batches, 2))
+    every = itertools.chain(head, batches)
+    if len(head) < 2 or _FORK is None or multiprocessing.current_process().daemon:
         # One batch (a daily poll, usually) is not worth a process. Without fork (Windows), or
         # in a daemonic process (which may not start children), they run one after another.
         total = UpsertStats()
-        for batch in itertools.chain([first] if first else [], [second] if second else [], batches):
+        for batch in every:
             total.add(_upsert_with_retries(engine.begin, _encode_batch(batch), when))
         return total
-    return _upsert_in_workers(engine, itertools.chain([first, second], batches), when)
+    return _upsert_in_workers(engine, every, when)
 
 
 def _upsert_in_workers(engine: Engine, batches: Iterable[list[Paper]], when: datetime) -> UpsertStats:

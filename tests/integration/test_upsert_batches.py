@@ -3,6 +3,7 @@ forked worker processes on PostgreSQL. Real stores; records constructed in the p
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import sqlite3
@@ -177,3 +178,26 @@ def test_a_worker_that_dies_is_a_merge_error_and_a_rerun_finishes_the_job(
     assert done.new + done.unchanged == 400 and done.new >= 100
     assert _count(engine, store.papers) == 400
     engine.dispose()
+
+
+def _upsert_and_report(url: str, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    engine = store.make_engine(url)
+    try:
+        results.put(upsert_papers(engine, _feed_items(300), now=T0, batch_size=100).new)
+    except Exception as e:  # reported to the test
+        results.put(repr(e))
+    finally:
+        engine.dispose()
+
+
+def test_a_daemonic_caller_writes_its_batches_itself(pg_url: str) -> None:
+    # A daemonic process may not start children (multiprocessing refuses); its upsert must
+    # still work, one batch after another.
+    store.upgrade(pg_url)
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    proc = ctx.Process(target=_upsert_and_report, args=(pg_url, results), daemon=True)
+    proc.start()
+    proc.join(timeout=60)
+    assert proc.exitcode == 0
+    assert results.get(timeout=5) == 300
