@@ -426,8 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     def spread(lo_hi: tuple[float, float]) -> str:
         return f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f})" if args.repeat > 1 else ""
 
-    def _mb(mb: float) -> str:
-        return f"{mb:.0f} MB" if mb else "-"
+    def mb(megabytes: float) -> str:
+        return f"{megabytes:.0f} MB" if megabytes else "-"
 
     def ok(sec: float) -> str:
         return "" if sec <= BUDGET_S else " (over)"
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| {r['cpu_seconds']:.2f} s | {r['seconds_again']:.2f} s{ok(r['seconds_again'])} "
         f"| {r['seconds_b']:.2f} s{ok(r['seconds_b'])}{spread(r['seconds_b_range'])} "
         f"| {r['cpu_seconds_b']:.2f} s | {r['rss_growth_mb']:.1f} MB "
-        f"| {_mb(r['worker_rss_mb'])} |"
+        f"| {mb(r['worker_rss_mb'])} |"
         for db, size, r in results
     )
     body = (

@@ -326,7 +326,7 @@ def upsert_papers(
         # in a daemonic process (which may not start children), they run one after another.
         total = UpsertStats()
         for batch in every:
-            total.add(_upsert_with_retries(engine.begin, _encode_batch(batch), when))
+            total.add(_upsert_with_retries(engine.begin, batch, when))
         return total
     return _upsert_in_workers(engine, every, when)
 
@@ -389,7 +389,7 @@ def _batch_payload(batch: list[Paper]) -> bytes | list[Paper]:
 def _worker_batch(payload: bytes | list[Paper], when: datetime) -> UpsertStats:
     assert _worker_engine is not None, "worker started without an engine"
     batch = _BATCH_DECODER.decode(payload) if isinstance(payload, bytes) else payload
-    return _upsert_with_retries(_worker_engine.begin, _encode_batch(batch), when)
+    return _upsert_with_retries(_worker_engine.begin, batch, when)
 
 
 def _upsert_sqlite(engine: Engine, papers: Iterable[Paper], when: datetime, batch_size: int) -> UpsertStats:
@@ -404,7 +404,7 @@ def _upsert_sqlite(engine: Engine, papers: Iterable[Paper], when: datetime, batc
                 yield conn
 
         for batch in _chunks(papers, batch_size):
-            total.add(_upsert_with_retries(begin, _encode_batch(batch), when))
+            total.add(_upsert_with_retries(begin, batch, when))
             checkpointer.kick()
     return total
 
@@ -468,9 +468,10 @@ class _Checkpointer:
 
 
 def _upsert_with_retries(
-    begin: Callable[[], AbstractContextManager[Connection]], prepared: _Encoded, when: datetime
+    begin: Callable[[], AbstractContextManager[Connection]], batch: Sequence[Paper], when: datetime
 ) -> UpsertStats:
     """One batch in one transaction, redone when a concurrent writer got in its way."""
+    prepared = _encode_batch(batch)  # once: a retry redoes the transaction, not the encoding
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with begin() as conn:
@@ -568,8 +569,8 @@ def encode_paper(p: Paper) -> tuple[str, str]:
         p = _PAPER_DECODER.decode(_SURROGATE.sub("\ufffd", json.dumps(p.to_dict(), ensure_ascii=False)))
         body = _JSON_ENCODER.encode(p)
     hashed = body
-    if p.fetched_at is not None or p.classification is not None:
-        hashed = _JSON_ENCODER.encode(dataclasses.replace(p, fetched_at=None, classification=None))
+    if any(getattr(p, k) is not None for k in _IGNORED_IN_COMPARISON):
+        hashed = _JSON_ENCODER.encode(dataclasses.replace(p, **dict.fromkeys(_IGNORED_IN_COMPARISON)))
     return body.decode(), hashlib.blake2b(hashed, digest_size=16).hexdigest()
 
 
@@ -1092,7 +1093,7 @@ def _plan_group(
 
 # -- bulk writes --------------------------------------------------------------------------
 # The batch's rows go to the driver directly, with the JSON already encoded (once, by
-# encode_record) and a handful of statements per batch: through SQLAlchemy's executemany every
+# encode_paper) and a handful of statements per batch: through SQLAlchemy's executemany every
 # row's every value passes through its type's processor, which cost more than the database's
 # own work on a large batch.
 

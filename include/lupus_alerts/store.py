@@ -59,7 +59,7 @@ papers = sa.Table(
     sa.Column("journal", sa.String(512)),
     sa.Column("pub_date", sa.Date),
     sa.Column("record", RecordJson, nullable=False),  # the merged Paper (paper schema)
-    # hash of the record's content (merge.encode_record): "unchanged" without decoding the JSON
+    # hash of the record's content (merge.encode_paper): "unchanged" without decoding the JSON
     sa.Column("record_hash", sa.String(64)),
     sa.Column("is_lupus", sa.Boolean),  # None until classified
     sa.Column("relevance_score", sa.Float),

@@ -176,10 +176,20 @@ def test_merge_records_needs_a_record() -> None:
         merge_records([])
 
 
-def test_stored_text_is_exactly_to_dict_with_every_nested_kind() -> None:
+def _assert_stored_as_the_paper_schema(papers: list[Paper]) -> None:
+    """Each paper's stored text is its to_dict() and decodes back to the same paper."""
     import json
 
     from lupus_alerts.merge import decode_paper, encode_paper
+
+    for p in papers:
+        text, _ = encode_paper(p)
+        assert json.loads(text) == p.to_dict(), p.source_key
+        assert decode_paper(text) == p, p.source_key
+
+
+def test_stored_text_is_exactly_to_dict_with_every_nested_kind() -> None:
+
     from lupus_alerts.models import MeshQualifier, TopicLabel
 
     pm = _pubmed(
@@ -192,10 +202,7 @@ def test_stored_text_is_exactly_to_dict_with_every_nested_kind() -> None:
         classification=Classification(True, 0.9, ["mesh"], [TopicLabel("renal", 0.8, ["nephritis"])]),
         authors=[Author(collective_name="SLICC", affiliations=["Somewhere"])],
     )
-    for p in (pm, _feed(), Paper(source="s", source_key="k", title="t")):
-        text, _ = encode_paper(p)
-        assert json.loads(text) == p.to_dict()
-        assert decode_paper(text) == p
+    _assert_stored_as_the_paper_schema([pm, _feed(), Paper(source="s", source_key="k", title="t")])
 
 
 @pytest.mark.parametrize(
@@ -284,17 +291,11 @@ def _fixture_papers() -> list[Paper]:
 
 
 def test_stored_text_is_the_paper_schema_for_every_fixture_record() -> None:
-    import json
-
-    from lupus_alerts.merge import decode_paper, encode_paper
 
     papers = _fixture_papers()
     assert len(papers) > 100
     assert any(not p.title.isascii() or not p.abstract.isascii() for p in papers)
-    for p in papers:
-        text, _ = encode_paper(p)
-        assert json.loads(text) == p.to_dict(), p.source_key
-        assert decode_paper(text) == p, p.source_key
+    _assert_stored_as_the_paper_schema(papers)
 
 
 def test_a_batch_reaches_an_upsert_worker_exactly_as_it_was_given() -> None:
