@@ -8,8 +8,10 @@ another. Secrets never live here: they come from Airflow connections or the envi
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -99,6 +101,9 @@ class DigestSettings(_Strict):
     unsubscribe_mailto: str = "unsubscribe@lupus-alerts.example.org"
     max_papers: int = Field(50, ge=1, le=1000)
     timezone: str = "UTC"
+    # Preferences links expire (an expired one offers to mail a fresh link); unsubscribe links
+    # never do (RFC 8058: recipients click old mail). See docs/security.md.
+    preferences_link_days: int = Field(60, ge=1, le=3650)
 
 
 class MailSettings(_Strict):
@@ -150,11 +155,71 @@ class Settings(_Strict):
             return self.store_url
         return f"sqlite:///{(self.data_dir / 'lupus-alerts.db').resolve()}"
 
+    def placeholder_problems(self) -> list[str]:
+        """What still points at a placeholder or demo value: links to a reserved domain (RFC
+        2606: example.*, *.test, *.invalid, localhost) or over plain http, a sender or a reply
+        address on one. A live run refuses to start with any; `config check` lists them."""
+        problems = []
+        d = self.digest
+        base = urlsplit(d.public_base_url)
+        if base.scheme != "https":
+            problems.append(
+                f"digest.public_base_url {d.public_base_url!r} is not https: unsubscribe links must "
+                "be https (RFC 8058), at the public address of the web app"
+            )
+        if _reserved_host(base.hostname or ""):
+            problems.append(
+                f"digest.public_base_url {d.public_base_url!r} is a placeholder: set the public "
+                "address where the unsubscribe and preferences pages are served"
+            )
+        for name, value in (
+            ("digest.sender", d.sender),
+            ("digest.reply_to", d.reply_to),
+            ("digest.unsubscribe_mailto", d.unsubscribe_mailto),
+        ):
+            domain = value.rstrip("> ").rpartition("@")[2]
+            if value and _reserved_host(domain):
+                problems.append(f"{name} {value!r} is a placeholder address: set your own")
+        return problems
+
     def feed(self, feed_id: str) -> FeedConfig:
         for f in self.feeds:
             if f.id == feed_id:
                 return f
         raise KeyError(f"no feed with id {feed_id!r} in the configuration")
+
+
+_RESERVED_TLDS = ("example", "test", "invalid", "localhost")
+
+
+def _reserved_host(host: str) -> bool:
+    # RFC 2606 / 6761 names that can never be a real deployment's, and loopback addresses.
+    h = host.strip().strip(".").lower()
+    labels = h.split(".")
+    if not h or labels[-1] in _RESERVED_TLDS:
+        return True
+    if len(labels) >= 2 and labels[-2] == "example" and labels[-1] in ("com", "org", "net"):
+        return True
+    return h.startswith("127.") or h in ("::1", "[::1]", "0.0.0.0")
+
+
+# scheme://user:password@host in any text (URLs in messages, a YAML error quoting a line).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)(?P<pw>[^\s@/]+)(?P<at>@)")
+
+
+def redact_url(url: str) -> str:
+    """A database or service URL with its password replaced by ***, for printing and logging."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL: fall back to the generic pattern
+        return redact_text(url)
+
+
+def redact_text(text: str) -> str:
+    """`text` with the password of every `scheme://user:password@` in it replaced by ***."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", text)
 
 
 def config_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -172,7 +237,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
             f"{p}: configuration file not found (set {CONFIG_ENV} or create {DEFAULT_CONFIG_NAME})"
         ) from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        # The parser quotes the offending line, which may hold a store URL with its password.
+        raise ConfigError(redact_text(f"{p}: not valid YAML: {e}")) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lupus_alerts.cli import Groups
-from lupus_alerts.config import config_path, load_config
+from lupus_alerts.config import config_path, load_config, redact_url
 
 
 def register(groups: Groups) -> None:
@@ -19,8 +19,10 @@ def _check(args: argparse.Namespace) -> int:
     path = config_path(args.file or args.config)
     s = load_config(path)
     print(f"{path}: OK")
-    print(f"  store:    {s.database_url}")
+    print(f"  store:    {redact_url(s.database_url)}")
     print(f"  pubmed:   {s.pubmed.base_url} (overlap {s.pubmed.overlap_days} d, batch {s.pubmed.batch_size})")
     print(f"  feeds:    {len(s.feeds)} ({sum(f.all_lupus for f in s.feeds)} lupus journals)")
     print(f"  mail:     {s.mail.mode}" + (f" -> {s.mail.outbox_dir}" if s.mail.mode == "outbox" else ""))
+    for problem in s.placeholder_problems():
+        print(f"  warning:  {problem} (a live run refuses to start until it is set)")
     return 0

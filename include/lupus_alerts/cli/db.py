@@ -6,7 +6,7 @@ import argparse
 
 from lupus_alerts import store
 from lupus_alerts.cli import Groups
-from lupus_alerts.config import load_config
+from lupus_alerts.config import load_config, redact_url
 
 
 def register(groups: Groups) -> None:
@@ -26,16 +26,10 @@ def _url(args: argparse.Namespace) -> str:
 def _upgrade(args: argparse.Namespace) -> int:
     url = _url(args)
     store.upgrade(url)
-    print(f"store at revision {store.current_revision(url)}: {_redact(url)}")
+    print(f"store at revision {store.current_revision(url)}: {redact_url(url)}")
     return 0
 
 
 def _current(args: argparse.Namespace) -> int:
     print(store.current_revision(_url(args)) or "(empty)")
     return 0
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
