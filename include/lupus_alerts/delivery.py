@@ -204,7 +204,7 @@ def plan_period(
                 stats.widened += _widen(conn, p, a_now, u_now, now)
                 snap[p] = (a_now, u_now)
         subs = conn.execute(
-            sa.select(S.c.id, S.c.frequency, S.c.weekday, S.c.cursor, S.c.update_cursor)
+            sa.select(S.c.id, S.c.frequency, S.c.weekday, S.c.cursor, S.c.update_cursor, S.c.link_key)
             .where(_due_filter(day))
             .order_by(S.c.id)
         ).all()
@@ -236,7 +236,7 @@ def plan_period(
                     "subscriber_id": s.id,
                     "period": period,
                     "state": QUEUED,
-                    "message_id": mailer.message_id_for(s.id, period, domain),
+                    "message_id": mailer.message_id_for(s.link_key, period, domain),
                     "announce_from": a_from,
                     "announce_to": max(a_to, a_from),
                     "update_from": u_from,
@@ -427,6 +427,8 @@ def load_subscribers(conn: Connection, ids: Sequence[int]) -> dict[int, Subscrib
                 cursor=int(r.cursor),
                 update_cursor=int(r.update_cursor),
                 permanent_failures=int(r.permanent_failures),
+                link_key=r.link_key,
+                legacy_links=bool(r.legacy_links),
             )
     return out
 
@@ -556,13 +558,24 @@ def _deliver_one(
         if _finish(db, row, EMPTY, now, expect=CLAIMABLE_STATES, advance=True):
             stats.empty_skipped += 1
         return
-    msg = mailer.build_message(
-        dg,
-        settings=settings,
-        unsubscribe_url=dg.unsubscribe_url or tokens.unsubscribe_url(settings, sub.id, secret=secret),
-        now=now,
-        message_id=row.message_id,
-    )
+    try:
+        msg = mailer.build_message(
+            dg,
+            settings=settings,
+            unsubscribe_url=dg.unsubscribe_url
+            or tokens.unsubscribe_url(settings, sub.link_key, issued=now.date(), secret=secret),
+            now=now,
+            message_id=row.message_id,
+        )
+    except mailer.MessageBuildError as e:
+        # The subscriber's own data cannot go into a mail (a stored name with a line break):
+        # retrying cannot help. Recorded with the reason for the operator, who fixes the data;
+        # the cursor stays, so the next digest carries these papers. Not a bounce.
+        reason = f"the message could not be built: {e}"
+        if _finish(db, row, FAILED_PERMANENT, now, error=reason, expect=CLAIMABLE_STATES):
+            stats.failed_permanent += 1
+            stats.errors.append(_err(sub, None, reason, FAILED_PERMANENT))
+        return
     if not _claim(db, row, now):
         # Another run took the row, or the subscriber left since we loaded them (the claim
         # requires an active subscriber, so an unsubscribe during the run is honoured).
@@ -916,27 +929,39 @@ def preview_due(
                 stats.errors.append(_err(sub, None, "invalid email address", FAILED_PERMANENT))
                 continue
             view = dataclasses.replace(sub, cursor=int(a_from), update_cursor=int(u_from))
-            dg = build(
-                conn,
-                settings,
-                view,
-                announce_to=int(a_to),
-                update_to=int(u_to),
-                period=period,
-                now=now,
-                windows=windows,
-                secret=secret,
-            )
-            if dg.is_empty and not sub.send_when_empty:
-                stats.empty_skipped += 1
+            try:
+                dg = build(
+                    conn,
+                    settings,
+                    view,
+                    announce_to=int(a_to),
+                    update_to=int(u_to),
+                    period=period,
+                    now=now,
+                    windows=windows,
+                    secret=secret,
+                )
+                if dg.is_empty and not sub.send_when_empty:
+                    stats.empty_skipped += 1
+                    continue
+                msg = mailer.build_message(
+                    dg,
+                    settings=settings,
+                    unsubscribe_url=dg.unsubscribe_url,
+                    now=now,
+                    message_id=mailer.message_id_for(sub.link_key, period, domain),
+                )
+            except mailer.MessageBuildError as e:
+                # What send_due would record: reported, and the dry run goes on.
+                stats.failed_permanent += 1
+                stats.errors.append(_err(sub, None, f"the message could not be built: {e}", FAILED_PERMANENT))
                 continue
-            msg = mailer.build_message(
-                dg,
-                settings=settings,
-                unsubscribe_url=dg.unsubscribe_url,
-                now=now,
-                message_id=mailer.message_id_for(sid, period, domain),
-            )
+            except Exception as e:
+                log.exception("dry run: the digest for subscriber %s could not be built", sid)
+                stats.failed_transient += 1
+                stats.errors.append(_err(sub, None, f"{type(e).__name__}: {e}", FAILED_TRANSIENT))
+                conn.rollback()  # a failed statement aborts PostgreSQL's transaction: start afresh
+                continue
             result = transport.send(msg)
             if result.ok:
                 stats.sent += 1

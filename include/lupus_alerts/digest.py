@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -724,8 +724,9 @@ def build_digest(
     else:
         from lupus_alerts import tokens
 
-        prefs = tokens.preferences_url(settings, subscriber.id, secret=secret)
-        unsub = tokens.unsubscribe_url(settings, subscriber.id, secret=secret)
+        issued = (now.astimezone(UTC) if now.tzinfo else now).date()  # naive `now` is UTC
+        prefs = tokens.preferences_url(settings, subscriber.link_key, issued=issued, secret=secret)
+        unsub = tokens.unsubscribe_url(settings, subscriber.link_key, issued=issued, secret=secret)
     day = _local_day(now, settings.digest.timezone)
 
     def attempt(limit: int | None, compact: bool) -> tuple[Selection, DigestView, str, str]:

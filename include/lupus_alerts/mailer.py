@@ -22,18 +22,20 @@ import hashlib
 import html as html_lib
 import os
 import re
+import secrets
 import smtplib
 import socket
 import ssl
 import tempfile
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
-from email.utils import format_datetime, formataddr, getaddresses, parseaddr
+from email.utils import format_datetime, getaddresses, parseaddr
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
@@ -55,6 +57,11 @@ class MailerError(Exception):
 
 class TransportError(MailerError):
     """The transport cannot deliver at all (cannot connect, cannot log in, outbox unwritable)."""
+
+
+class MessageBuildError(MailerError, ValueError):
+    """The message cannot be built from this data (a header value with a control character, a
+    display name too long for a header line). Retrying cannot help; the data must change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +105,16 @@ def sender_domain(settings: Settings) -> str:
     return domain or "localhost"
 
 
-def message_id_for(subscriber_id: int, period: str, domain: str) -> str:
+def message_id_for(link_key: str, period: str, domain: str) -> str:
     """The Message-ID of a subscriber's digest for a period: the same on every retry.
 
-    Hashed so the id does not reveal the subscriber id; unique per (subscriber, period).
+    From the subscriber's link key (random, never reused), not the id, which SQLite reuses after
+    a delete: a new subscriber can never be given an earlier subscriber's Message-ID (the outbox
+    would take it for "already sent"). Hashed, so it reveals neither; unique per (key, period).
     """
-    digest = hashlib.sha256(f"lupus-alerts|{subscriber_id}|{period}".encode()).hexdigest()[:24]
+    if not link_key:
+        raise ValueError("a Message-ID needs the subscriber's link key")
+    digest = hashlib.sha256(f"lupus-alerts|{link_key}|{period}".encode()).hexdigest()[:24]
     safe_period = re.sub(r"[^A-Za-z0-9-]", "-", period)
     return f"<digest.{safe_period}.{digest}@{domain}>"
 
@@ -155,9 +166,24 @@ def _serialise(msg: Message) -> bytes:
 
 def _check_header(name: str, value: str) -> str:
     # A CR or LF in a value would start a new header: refuse rather than let a title inject one.
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{name} header value contains a line break")
+    # Other control characters (NUL, vertical tab, ...) and Unicode line separators have no
+    # place in a header either; some relays reject them, some clients split lines at them.
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            what = "a line break" if ch in "\r\n" else f"the control character U+{ord(ch):04X}"
+            raise MessageBuildError(f"{name} header value contains {what}")
     return value
+
+
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+_ESCAPES = re.compile(r'[\\"]')
+
+
+def _quote_name(name: str) -> str:
+    # formataddr's quoting, without its refusal of non-ASCII addresses (SMTPUTF8 mail has them).
+    if _SPECIALS.search(name):
+        return '"' + _ESCAPES.sub(r"\\\g<0>", name) + '"'
+    return name
 
 
 def _encode_words(text: str) -> str:
@@ -179,12 +205,19 @@ def _encode_words(text: str) -> str:
 
 
 def _format_address(name: str | None, addr: str) -> str:
-    name = _check_header("address", name or "").strip()
-    _check_header("address", addr)
+    from lupus_alerts.subscribers import InvalidSubscriber, normalize_name
+
+    try:
+        # The rule names are admitted by (no control character, at most MAX_NAME_CHARS), so a
+        # name stored before that rule, or written around it, cannot reach a header either.
+        name = normalize_name(name) or ""
+    except InvalidSubscriber as e:
+        raise MessageBuildError(f"To: display {e}") from None
+    _check_header("To", addr)
     if not name:
         return addr
     if name.isascii():
-        return formataddr((name, addr))  # quotes specials: "O'Brien, MD" <...>
+        return f"{_quote_name(name)} <{addr}>"  # "O'Brien, MD" <...>
     return f"{_encode_words(name)} <{addr}>"
 
 
@@ -228,9 +261,10 @@ def build_message(
     """The digest as a multipart/alternative message (text/plain, then text/html) to one recipient.
 
     `digest` is a `lupus_alerts.digest.Digest` (subject, text, html, period, subscriber).
-    `now` becomes the Date header (naive means UTC). The Message-ID is `message_id_for(subscriber,
-    period)` unless the ledger passes the one it stored. Raises ValueError for a header value
-    with a line break (header injection).
+    `now` becomes the Date header (naive means UTC). The Message-ID is `message_id_for(subscriber's
+    link key, period)` unless the ledger passes the one it stored. Raises MessageBuildError (a
+    ValueError) for a header value with a control character (header injection) or a display
+    name over the limit.
     """
     sub = digest.subscriber
     if now.tzinfo is None:
@@ -247,7 +281,7 @@ def build_message(
         msg["Reply-To"] = _check_header("Reply-To", settings.digest.reply_to)
     to = msg["To"] = _format_address(sub.name, sub.email)
     msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id or message_id_for(sub.id, digest.period, sender_domain(settings))
+    msg["Message-ID"] = message_id or message_id_for(sub.link_key, digest.period, sender_domain(settings))
     msg["List-Id"] = list_id(settings)
     msg["List-Unsubscribe"] = _fold_unsubscribe([_check_header("List-Unsubscribe", unsubscribe_url), mailto])
     # RFC 8058: the HTTPS URI accepts a POST with this body, and nothing else is needed.
@@ -262,6 +296,46 @@ def build_message(
     # Text first, HTML last: RFC 2046 orders alternatives from plainest to richest.
     msg.set_payload([_text_part(digest.text, "plain"), _text_part(digest.html, "html")])
     msg.envelope = (sender_addr, sub.email, to)
+    return msg
+
+
+def build_link_message(
+    settings: Settings, *, name: str | None, email: str, url: str, now: datetime
+) -> DigestMessage:
+    """A short message carrying a fresh preferences link (asked for on the web app's page for an
+    expired or unsubscribe link). Sent only to the subscriber's own address."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    sender_name, sender_addr = _parse_sender(settings.digest.sender)
+    domain = sender_domain(settings)
+    msg = DigestMessage(policy=_COMPAT)
+    msg["Subject"] = "Your Lupus Alerts preferences link"
+    msg["From"] = _format_address(sender_name, sender_addr)
+    to = msg["To"] = _format_address(name, email)
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = f"<link.{secrets.token_hex(12)}@{domain}>"
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    msg["MIME-Version"] = "1.0"
+    _check_header("link", url)
+    text = (
+        "You asked for a link to change your Lupus Alerts digest: topics, how often, or to\n"
+        "subscribe again.\n\n"
+        f"{url}\n\n"
+        "If you did not ask for it, ignore this message: nothing changes without the link.\n"
+    )
+    safe = html_lib.escape(url, quote=True)
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"></head><body>'
+        "<p>You asked for a link to change your Lupus Alerts digest: topics, how often, or to "
+        f'subscribe again.</p><p><a href="{safe}">Change my digest preferences</a></p>'
+        "<p>If you did not ask for it, ignore this message: nothing changes without the link.</p>"
+        "</body></html>"
+    )
+    boundary = "==lupus-alerts-" + hashlib.sha256(msg["Message-ID"].encode()).hexdigest()[:24] + "=="
+    msg["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+    msg.set_payload([_text_part(text, "plain"), _text_part(page, "html")])
+    msg.envelope = (sender_addr, email, to)
     return msg
 
 
@@ -723,11 +797,13 @@ def transport_from_settings(
 
 __all__ = [
     "MailerError",
+    "MessageBuildError",
     "OutboxTransport",
     "SendResult",
     "SmtpTransport",
     "Transport",
     "TransportError",
+    "build_link_message",
     "build_message",
     "classify_reply",
     "list_id",

@@ -20,6 +20,7 @@ Tables
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -172,7 +173,15 @@ subscribers = sa.Table(
     sa.Column("permanent_failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    # The subscriber's own random key, in every link and Message-ID instead of the id, which
+    # SQLite hands out again after a delete (migration 0004). A new key revokes the old links.
+    # (A client-side default, so every insert through this table gets one; tokens.new_link_key.)
+    sa.Column("link_key", sa.String(32), nullable=False, default=lambda: secrets.token_urlsafe(16)),
+    # Existed before link keys: unsubscribe links of the first format still work for them.
+    sa.Column("legacy_links", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("links_sent_at", Timestamp),  # last "here is a fresh link" mail (throttle)
 )
+sa.Index("ix_subscribers_link_key", subscribers.c.link_key, unique=True)
 
 subscriber_topics = sa.Table(
     "subscriber_topics",
@@ -233,6 +242,10 @@ _engines: dict[str, Engine] = {}
 
 
 SQLITE_WAL_AUTOCHECKPOINT = 10000  # pages (~40 MB of WAL); see make_engine
+SQLITE_BUSY_TIMEOUT_MS = 30000  # how long a writer waits for the lock (the web app waits less)
+# Execution option: this connection's transactions only read. On SQLite they then begin
+# DEFERRED, so (with WAL) they never wait for a writer; writers begin IMMEDIATE.
+READ_ONLY = "lupus_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -251,7 +264,7 @@ def make_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA synchronous=NORMAL")
             # A 16 MiB page cache per connection (default 2 MiB), so a batch upsert into a large
             # store keeps the index pages it revisits; bounded whatever the store's size (larger
@@ -266,7 +279,9 @@ def make_engine(url: str) -> Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql(
+                "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+            )
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)

@@ -16,9 +16,11 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -27,7 +29,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Connection, Engine
 
-from lupus_alerts import store
+from lupus_alerts import store, tokens
 
 Frequency = Literal["daily", "weekly"]
 Status = Literal["active", "unsubscribed", "bounced"]
@@ -35,6 +37,14 @@ FREQUENCIES: tuple[str, ...] = ("daily", "weekly")
 STATUSES: tuple[str, ...] = ("active", "unsubscribed", "bounced")
 WEEKDAYS: tuple[str, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MAX_PAPERS_LIMIT = 1000
+# A display name goes into the To: header and the greeting; real names are far shorter. The
+# limit keeps the header line well inside RFC 5322's 998 octets, however the name is encoded.
+MAX_NAME_CHARS = 100
+# Bidirectional overrides and isolates reorder what a reader sees (a name that displays as
+# something else): refused like control characters.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_LEAD = ("=", "+", "-", "@")
 
 # The classifier's 15 subspecialty labels (id -> display name), in taxonomy order. Used only when
 # the packaged taxonomy cannot be loaded; `topic_labels()` prefers the taxonomy file.
@@ -100,6 +110,8 @@ class Subscriber:
     cursor: int = 0
     update_cursor: int = 0
     permanent_failures: int = 0
+    link_key: str = ""  # in every link and Message-ID (tokens); "" only in constructed tests
+    legacy_links: bool = False  # existed before link keys: first-format unsubscribe links work
 
     @property
     def is_active(self) -> bool:
@@ -188,14 +200,53 @@ def normalize_topics(topics: Iterable[str] | str | None) -> frozenset[str] | Non
 
 
 def normalize_email(email: str) -> str:
-    """A syntactically valid address, lower-cased. Raises InvalidSubscriber. No DNS lookup."""
+    """A syntactically valid address, lower-cased, in its ASCII form when it has one.
+
+    An internationalised domain is kept as IDNA ("user@xn--exmple-cua.org", not
+    "user@exämple.org"), which every relay can send to; only a non-ASCII local part stays as
+    Unicode, and needs a relay that offers SMTPUTF8. Raises InvalidSubscriber. No DNS lookup.
+    """
     if not isinstance(email, str) or not email.strip():
         raise InvalidSubscriber("email: missing")
     try:
         info = validate_email(email.strip(), check_deliverability=False)
     except EmailNotValidError as e:
         raise InvalidSubscriber(f"email: {e}") from None
-    return info.normalized.lower()
+    return (info.ascii_email or info.normalized).lower()
+
+
+def normalize_name(name: str | None) -> str | None:
+    """A display name without surrounding spaces (None when empty); raises InvalidSubscriber
+    for a control character (CR, LF, tab, NUL, vertical tab, ...), a line or paragraph
+    separator, a bidirectional override, or more than MAX_NAME_CHARS characters.
+
+    Names go into the To: header: anything that could end a header line or reorder the text
+    is refused here, at the edge, so a stored name never stops a digest being built.
+    """
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise InvalidSubscriber(f"name: expected text, not {type(name).__name__}")
+    text = name.strip()
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS:
+            raise InvalidSubscriber(f"name: contains the control character U+{ord(ch):04X}")
+    if len(text) > MAX_NAME_CHARS:
+        raise InvalidSubscriber(f"name: {len(text)} characters, at most {MAX_NAME_CHARS}")
+    return text or None
+
+
+def _ascii_int(field_name: str, value: int | str) -> int:
+    # int() takes "٣" (an Arabic-Indic digit), "+3" and "1_0"; str.isdigit() passes "²", which
+    # int() then refuses (a 500 on the preferences form, once). Plain ASCII digits only.
+    if isinstance(value, bool):
+        raise InvalidSubscriber(f"{field_name}: {value!r} is not a whole number")
+    if isinstance(value, int):
+        return value
+    text = value.strip() if isinstance(value, str) else ""
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise InvalidSubscriber(f"{field_name}: {value!r} is not a whole number")
+    return int(text)
 
 
 def _check_frequency(frequency: str, weekday: int | str | None) -> tuple[str, int | None]:
@@ -220,8 +271,8 @@ def parse_weekday(value: int | str | None) -> int | None:
         day = value
     else:
         text = value.strip().lower()
-        if text.isdigit():
-            day = int(text)
+        if text.isascii() and text.isdigit():
+            day = _ascii_int("weekday", text)
         else:
             matches = [i for i, n in enumerate(WEEKDAYS) if len(text) >= 3 and n.startswith(text)]
             if len(matches) != 1:
@@ -233,10 +284,7 @@ def parse_weekday(value: int | str | None) -> int | None:
 
 
 def _check_max_papers(value: int | str) -> int:
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise InvalidSubscriber(f"max_papers: {value!r} is not a whole number") from None
+    n = _ascii_int("max_papers", value)
     if not 1 <= n <= MAX_PAPERS_LIMIT:
         raise InvalidSubscriber(f"max_papers: {n} is out of range 1..{MAX_PAPERS_LIMIT}")
     return n
@@ -283,7 +331,7 @@ def _where(id_or_email: int | str) -> sa.ColumnElement[bool]:
     if isinstance(id_or_email, int) and not isinstance(id_or_email, bool):
         return _S.c.id == id_or_email
     text = str(id_or_email).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) <= 9:
         return _S.c.id == int(text)
     return _S.c.email == text.lower()
 
@@ -316,6 +364,8 @@ def _from_row(row: Any, topics: set[str]) -> Subscriber:
         cursor=int(row.cursor),
         update_cursor=int(row.update_cursor),
         permanent_failures=int(row.permanent_failures),
+        link_key=row.link_key,
+        legacy_links=bool(row.legacy_links),
     )
 
 
@@ -325,6 +375,16 @@ def get(conn_or_engine: Connection | Engine, id_or_email: int | str) -> Subscrib
         row = conn.execute(sa.select(_S).where(_where(id_or_email))).first()
         if row is None:
             raise SubscriberNotFound(f"no subscriber {id_or_email!r}")
+        return _from_row(row, _load_topics(conn, [row.id])[row.id])
+
+
+def get_by_link_key(conn_or_engine: Connection | Engine, link_key: str) -> Subscriber:
+    """The subscriber whose link key this is. Raises SubscriberNotFound (deleted, or the key
+    was replaced by revoke_links)."""
+    with _tx(conn_or_engine) as conn:
+        row = conn.execute(sa.select(_S).where(_S.c.link_key == link_key)).first()
+        if row is None:
+            raise SubscriberNotFound("no subscriber with that link key")
         return _from_row(row, _load_topics(conn, [row.id])[row.id])
 
 
@@ -367,7 +427,7 @@ def _validated(
     freq, day = _check_frequency(frequency, weekday)
     return {
         "email": normalize_email(email),
-        "name": (name or "").strip() or None,
+        "name": normalize_name(name),
         "topics": normalize_topics(topics),
         "frequency": freq,
         "weekday": day,
@@ -396,6 +456,8 @@ def _insert(conn: Connection, v: dict[str, Any], *, from_beginning: bool) -> int
             permanent_failures=0,
             created_at=now,
             updated_at=now,
+            link_key=tokens.new_link_key(),
+            legacy_links=False,
         )
         .returning(_S.c.id)
     ).scalar_one()
@@ -470,8 +532,12 @@ def update(
                 if clash:
                     raise SubscriberExists(f"{new_email} is already a subscriber")
                 values["email"] = new_email
+                # Links sent to the old address must not keep working for the new one (an
+                # address handed to someone else, a shared inbox left behind).
+                values["link_key"] = tokens.new_link_key()
+                values["legacy_links"] = False
         if name is not _UNSET:
-            values["name"] = (name or "").strip() or None
+            values["name"] = normalize_name(name)
         if frequency is not _UNSET or weekday is not _UNSET:
             freq = cur.frequency if frequency is _UNSET else frequency
             if weekday is _UNSET:
@@ -517,6 +583,47 @@ def set_frequency(
 ) -> Subscriber:
     """Set daily, or weekly on `weekday` (0=Monday..6=Sunday or a day name)."""
     return update(conn_or_engine, id_or_email, frequency=frequency, weekday=weekday)
+
+
+def revoke_links(conn_or_engine: Connection | Engine, id_or_email: int | str) -> Subscriber:
+    """Give the subscriber a new link key: every unsubscribe and preferences link sent so far
+    stops working (the next digest carries new ones). For a forwarded digest or a leaked link."""
+    with _tx(conn_or_engine) as conn:
+        cur = get(conn, id_or_email)
+        conn.execute(
+            sa.update(_S)
+            .where(_S.c.id == cur.id)
+            .values(link_key=tokens.new_link_key(), legacy_links=False, updated_at=store.utcnow())
+        )
+        return get(conn, cur.id)
+
+
+def unsubscribe(conn: Connection, subscriber_id: int) -> bool:
+    """Unsubscribe in the caller's transaction; True only for the call that changed the status.
+
+    Conditional on the current status, so of two concurrent one-click POSTs exactly one applies
+    it (the other waits for the row and then finds nothing to change).
+    """
+    res = conn.execute(
+        sa.update(_S)
+        .where(_S.c.id == subscriber_id, _S.c.status != "unsubscribed")
+        .values(status="unsubscribed", updated_at=store.utcnow())
+    )
+    return res.rowcount == 1
+
+
+def claim_link_mail(conn: Connection, subscriber_id: int, *, now: datetime, min_interval: timedelta) -> bool:
+    """Record that a fresh-link mail goes out now, unless one went out within `min_interval`
+    (a timedelta); True when the caller may send it. Throttles a link-mail flood."""
+    res = conn.execute(
+        sa.update(_S)
+        .where(
+            _S.c.id == subscriber_id,
+            sa.or_(_S.c.links_sent_at.is_(None), _S.c.links_sent_at <= now - min_interval),
+        )
+        .values(links_sent_at=now)
+    )
+    return res.rowcount == 1
 
 
 def remove(
@@ -584,7 +691,8 @@ def _read_rows(text: str) -> Iterator[tuple[int, dict[str, str] | None, str | No
         if len(values) != len(columns):
             yield line, None, f"expected {len(columns)} fields, found {len(values)}"
             continue
-        yield line, dict(zip(columns, (v.strip() for v in values), strict=True)), None
+        cells = (_unescape_cell(v.strip()) for v in values)
+        yield line, dict(zip(columns, cells, strict=True)), None
 
 
 def import_csv(
@@ -672,8 +780,8 @@ def _write_csv(subs: list[Subscriber], fh: TextIO) -> int:
         topics = "all" if s.topics is None else ";".join(sorted(s.topics, key=_order_key(order)))
         w.writerow(
             [
-                s.email,
-                s.name or "",
+                _escape_cell(s.email),
+                _escape_cell(s.name or ""),
                 topics,
                 s.frequency,
                 "" if s.weekday is None else WEEKDAYS[s.weekday],
@@ -683,6 +791,16 @@ def _write_csv(subs: list[Subscriber], fh: TextIO) -> int:
             ]
         )
     return len(subs)
+
+
+def _escape_cell(text: str) -> str:
+    """A text cell a spreadsheet will not run: one that starts like a formula gets a leading
+    apostrophe (OWASP's CSV-injection advice), which import_csv takes off again."""
+    return "'" + text if text.startswith(_FORMULA_LEAD) else text
+
+
+def _unescape_cell(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_LEAD) else text
 
 
 def _order_key(order: list[str]) -> Any:

@@ -5,20 +5,31 @@ Served two ways (docs/delivery.md explains the choice): mounted on the Airflow 3
 `lupus-alerts web serve` (uvicorn). Either way `digest.public_base_url` must point at it.
 
 - `GET  /unsubscribe?token=`  a confirmation page with a button. Link scanners and prefetchers
-  follow GETs; a GET never unsubscribes anyone.
+  follow GETs (and HEADs); neither ever unsubscribes anyone.
 - `POST /unsubscribe?token=`  RFC 8058 one-click (body `List-Unsubscribe=One-Click`, sent by the
-  mail provider, no cookies, no login) and the confirmation page's button. Idempotent: 200 again.
-- `GET/POST /preferences?token=`  topics, frequency and weekday.
+  mail provider, no cookies, no login) and the confirmation page's button. Idempotent: 200 again,
+  and of concurrent POSTs exactly one changes the status.
+- `GET/POST /preferences?token=`  topics, frequency and weekday. Preferences links expire after
+  `digest.preferences_link_days`; an expired one gets a page that offers a fresh link.
+- `POST /email-link?token=`  mail a fresh preferences link to the subscriber's own address (from
+  an expired preferences link, or the unsubscribe pages, which never hand out a preferences
+  token themselves); at most one such mail per subscriber every LINK_MAIL_INTERVAL.
 - `GET  /papers?from=&to=[&topic=]`  the lupus papers announced in (from, to], oldest first, a
   page at a time: the "see them all online" link of a digest that holds more papers than the
   subscriber's maximum. Public (the list is the same for everyone, no token) and cacheable.
+- `GET  /healthz`  readiness: 200 when the store answers, 503 when it does not.
+  `GET /livez`  liveness: 200 while the process serves requests.
 
 A missing, malformed or tampered token gets 400 with a page that says nothing about anyone; a
-valid token for a subscriber who no longer exists gets the same page with 404. Token pages are
-not cached, not indexed, and send no Referer (the token is in the URL); the paper list may be
-cached for a few minutes. Bad `/papers` parameters get 400 with a page of their own. Airflow
-does not authenticate plugin apps, which is what these public endpoints need. Nothing is loaded
-at import: the configuration and the store engine are opened on the first request.
+valid token for a subscriber who no longer exists (or whose links were revoked) gets the same
+page with 404. Token pages are not cached, not indexed, and send no Referer (the token is in the
+URL); every response carries the security headers, error pages included. The store unreachable,
+or a lock or statement timeout: 503 with a page. Handlers are plain functions (FastAPI runs them
+in its thread pool), and every transaction has a lock timeout and a statement timeout, so a slow
+database never stalls the event loop (in Airflow's API server, Airflow's own UI with it). Tokens
+are kept out of uvicorn's access log. Airflow does not authenticate plugin apps, which is what
+these public endpoints need. Nothing is loaded at import: the configuration and the store
+engine are opened on the first request.
 """
 
 from __future__ import annotations
@@ -26,26 +37,39 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import DictLoader, Environment, select_autoescape
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from lupus_alerts import digest, subscribers, tokens
+from lupus_alerts import digest, mailer, subscribers, tokens
 from lupus_alerts import store as db
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from lupus_alerts.config import Settings
 
 log = logging.getLogger(__name__)
 
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+# How long a request waits for a row lock (PostgreSQL) or the write lock (SQLite), and how long
+# one statement may run, before the request gets a 503 page instead of holding a worker.
+LOCK_TIMEOUT_S = 5.0
+STATEMENT_TIMEOUT_S = 10.0
+# At most one "here is a fresh link" mail per subscriber in this interval.
+LINK_MAIL_INTERVAL = timedelta(minutes=10)
 
-_SECURITY_HEADERS = {
+SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex, nofollow",
@@ -56,13 +80,15 @@ _SECURITY_HEADERS = {
 
 # The paper list holds no personal data and changes only when a paper is reclassified or
 # retracted, so browsers and proxies may keep it a few minutes; everything else stays as above.
-_PUBLIC_HEADERS = {**_SECURITY_HEADERS, "Cache-Control": "public, max-age=300"}
+_PUBLIC_HEADERS = {**SECURITY_HEADERS, "Cache-Control": "public, max-age=300"}
 
 # A page of the paper list; the next page starts after its last paper (keyset paging, so a page
 # costs one indexed range scan however far into the range it is).
 PAPERS_PAGE_SIZE = 500
 # announce_no is a BIGINT; longer numbers are refused before they reach the database.
 _ANNOUNCE_NO = re.compile(r"[0-9]{1,18}")
+# Pages also reachable with a trailing slash (a mail client or a person may add one).
+_PAGES = ("unsubscribe", "preferences", "email-link", "papers")
 
 _TEMPLATES = {
     "base.html": """<!DOCTYPE html>
@@ -90,20 +116,38 @@ Please use the link from your most recent digest, or reply to a digest to ask us
     "unavailable.html": """{% extends "base.html" %}{% block title %}Unavailable{% endblock %}
 {% block heading %}Temporarily unavailable{% endblock %}{% block body %}
 <p>Please try again later, or reply to a digest and we will do it for you.</p>{% endblock %}""",
+    "error.html": """{% extends "base.html" %}{% block title %}Something went wrong{% endblock %}
+{% block heading %}Something went wrong{% endblock %}{% block body %}
+<p>Please try again later, or reply to a digest and we will do it for you.</p>{% endblock %}""",
     "unsubscribe_confirm.html": """{% extends "base.html" %}{% block title %}Unsubscribe{% endblock %}
 {% block heading %}Unsubscribe from Lupus Alerts?{% endblock %}{% block body %}
 {% if already %}<p class="ok">You are already unsubscribed. You will not receive any more digests.</p>
 {% else %}<p>You will stop receiving the Lupus Alerts literature digest.</p>
 <form method="post" action="unsubscribe?token={{ token|urlencode }}">
 <input type="hidden" name="List-Unsubscribe" value="One-Click">
-<button type="submit">Unsubscribe</button></form>
-<p class="muted">Prefer fewer emails? <a href="preferences?token={{ prefs_token|urlencode }}">Change topics or
-frequency</a> instead.</p>{% endif %}{% endblock %}""",
+<button type="submit">Unsubscribe</button></form>{% endif %}
+<form method="post" action="email-link?token={{ token|urlencode }}">
+<p class="muted">Prefer fewer emails, or other topics? <button type="submit">Email me a link to my
+preferences</button></p></form>{% endblock %}""",
     "unsubscribed.html": """{% extends "base.html" %}{% block title %}Unsubscribed{% endblock %}
 {% block heading %}You are unsubscribed{% endblock %}{% block body %}
 <p class="ok">You will not receive any more Lupus Alerts digests.</p>
-<p class="muted">Unsubscribed by mistake? <a href="preferences?token={{ prefs_token|urlencode }}">Subscribe
-again</a>.</p>{% endblock %}""",
+<form method="post" action="email-link?token={{ token|urlencode }}">
+<p class="muted">Unsubscribed by mistake? <button type="submit">Email me a link to subscribe
+again</button></p></form>{% endblock %}""",
+    "expired.html": """{% extends "base.html" %}{% block title %}Link expired{% endblock %}
+{% block heading %}This link has expired{% endblock %}{% block body %}
+<p>Links to change your preferences work for {{ days }} days. We can email a fresh link to the
+address your digests go to.</p>
+<form method="post" action="email-link?token={{ token|urlencode }}">
+<button type="submit">Email me a new link</button></form>
+<p class="muted">To stop the digests, use the unsubscribe link in any digest: it does not expire.</p>
+{% endblock %}""",
+    "link_sent.html": """{% extends "base.html" %}{% block title %}Link sent{% endblock %}
+{% block heading %}Check your inbox{% endblock %}{% block body %}
+<p class="ok">We have emailed a link to your preferences to the address your digests go to.
+It may take a few minutes to arrive; we send at most one every {{ minutes }} minutes.</p>
+{% endblock %}""",
     "papers_invalid.html": """{% extends "base.html" %}{% block title %}Link not valid{% endblock %}
 {% block heading %}This link is not valid{% endblock %}{% block body %}
 <p>The list of papers needs <code>from</code> and <code>to</code>, whole numbers with
@@ -158,37 +202,110 @@ _env = Environment(
     lstrip_blocks=True,
 )
 
+# Database trouble the visitor can do nothing about but come back: 503, not 500.
+_UNAVAILABLE_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+
 
 class _Store:
-    """The engine, opened on first use from the configuration (or a factory, in tests)."""
+    """The settings and the engine, opened on first use from the configuration (or factories, in
+    tests), and the transactions of one request, each with its lock and statement timeouts."""
 
-    def __init__(self, engine_factory: Callable[[], Engine] | None) -> None:
-        self._factory = engine_factory
+    def __init__(
+        self,
+        engine_factory: Callable[[], Engine] | None,
+        settings_factory: Callable[[], Settings] | None,
+        *,
+        lock_timeout_s: float,
+        statement_timeout_s: float,
+    ) -> None:
+        self._engine_factory = engine_factory
+        self._settings_factory = settings_factory
         self._engine: Engine | None = None
+        self._settings: Settings | None = None
         self._lock = threading.Lock()
+        self.lock_timeout_s = lock_timeout_s
+        self.statement_timeout_s = statement_timeout_s
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            with self._lock:
+                if self._settings is None:
+                    if self._settings_factory is not None:
+                        self._settings = self._settings_factory()
+                    else:
+                        from lupus_alerts.config import load_config
+
+                        self._settings = load_config()
+        return self._settings
 
     def engine(self) -> Engine:
         if self._engine is None:
+            settings = None if self._engine_factory is not None else self.settings()
             with self._lock:
                 if self._engine is None:
-                    if self._factory is not None:
-                        self._engine = self._factory()
+                    if self._engine_factory is not None:
+                        self._engine = self._engine_factory()
                     else:
-                        from lupus_alerts import store
-                        from lupus_alerts.config import load_config
-
-                        self._engine = store.get_engine(load_config().database_url)
+                        assert settings is not None
+                        self._engine = db.get_engine(settings.database_url)
         return self._engine
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (on SQLite it never waits for a writer)."""
+        with self._transaction(read_only=True) as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction, committed on success."""
+        with self._transaction(read_only=False) as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, *, read_only: bool) -> Iterator[Connection]:
+        with self.engine().connect() as conn:
+            if conn.dialect.name == "sqlite":
+                with self._sqlite_limits(conn):
+                    conn.execution_options(**{db.READ_ONLY: read_only})
+                    with conn.begin():
+                        yield conn
+                return
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    # SET LOCAL: for this transaction only, so the pooled connection (shared with
+                    # nothing else in the web app, but maybe in tests) keeps its settings.
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(self.lock_timeout_s * 1000)}")
+                    conn.exec_driver_sql(
+                        f"SET LOCAL statement_timeout = {int(self.statement_timeout_s * 1000)}"
+                    )
+                yield conn
+
+    @contextmanager
+    def _sqlite_limits(self, conn: Connection) -> Iterator[None]:
+        # SQLite has no lock or statement timeout: the busy timeout bounds the wait for the
+        # write lock (set before BEGIN IMMEDIATE, which is what waits), and a progress handler
+        # interrupts a statement that runs past its deadline. Both are restored after, for the
+        # pooled connection's next user.
+        raw = conn.connection.driver_connection
+        deadline = time.monotonic() + self.statement_timeout_s
+        raw.execute(f"PRAGMA busy_timeout={int(self.lock_timeout_s * 1000)}")
+        raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+        try:
+            yield
+        finally:
+            raw.set_progress_handler(None, 0)
+            raw.execute(f"PRAGMA busy_timeout={db.SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def _page(
-    name: str, http_status: int = 200, *, headers: Mapping[str, str] = _SECURITY_HEADERS, **ctx: Any
+    name: str, http_status: int = 200, *, headers: Mapping[str, str] = SECURITY_HEADERS, **ctx: Any
 ) -> HTMLResponse:
     return HTMLResponse(_env.get_template(name).render(**ctx), status_code=http_status, headers=dict(headers))
 
 
-def _invalid(status: int = 400) -> HTMLResponse:
-    return _page("invalid.html", status)
+def _unavailable() -> HTMLResponse:
+    return _page("unavailable.html", 503, headers={**SECURITY_HEADERS, "Retry-After": "60"})
 
 
 class _BadLink(Exception):
@@ -196,17 +313,40 @@ class _BadLink(Exception):
         self.status = status
 
 
-def _subscriber_for(store: _Store, token: str | None, purpose: str) -> subscribers.Subscriber:
+class _ExpiredLink(Exception):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _claims(token: str | None, purposes: Sequence[str]) -> tokens.Claims:
     if not token:
         raise _BadLink(400)
+    for purpose in purposes:
+        try:
+            return tokens.check_token(token, purpose)
+        except tokens.InvalidToken:
+            continue
+    raise _BadLink(400)
+
+
+def _subscriber(conn: Connection, claims: tokens.Claims) -> subscribers.Subscriber:
+    """The subscriber a valid token names; 404 when deleted or their links were revoked."""
     try:
-        sid = tokens.check_token(token, purpose)
-    except tokens.InvalidToken:
-        raise _BadLink(400) from None
-    try:
-        return subscribers.get(store.engine(), sid)
+        if claims.link_key is not None:
+            return subscribers.get_by_link_key(conn, claims.link_key)
+        assert claims.legacy_id is not None
+        sub = subscribers.get(conn, claims.legacy_id)
     except subscribers.SubscriberNotFound:
         raise _BadLink(404) from None
+    # A first-format token names an id, which SQLite hands out again: it counts only for a
+    # subscriber who existed when such tokens were sent, and whose links were not revoked.
+    if not sub.legacy_links:
+        raise _BadLink(404)
+    return sub
 
 
 async def _form(request: Request) -> dict[str, list[str]]:
@@ -219,6 +359,61 @@ async def _form(request: Request) -> dict[str, list[str]]:
         if isinstance(v, str):
             out.setdefault(k, []).append(v)
     return out
+
+
+_TOKEN_IN_QUERY = re.compile(r"(?i)((?:^|[?&;])token=)[^&;#\s\"]*")
+
+
+def redact_tokens(text: str) -> str:
+    """`text` (a request line, a URL) with every `token=` query value replaced by [redacted]."""
+    return _TOKEN_IN_QUERY.sub(r"\1[redacted]", text)
+
+
+class RedactTokens(logging.Filter):
+    """Keeps link tokens out of uvicorn's access log (`GET /unsubscribe?token=[redacted]`).
+
+    Attached to the `uvicorn.access` logger, so it applies before any handler writes the line.
+    (Airflow's API server has its own access log, which already masks a `token` parameter.)
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_tokens(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact_tokens(record.msg)
+        return True
+
+
+def _install_access_log_filter() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
+
+
+class _SecurityHeaders:
+    """Every response carries the security headers, unless it set its own value (the paper
+    list's Cache-Control): FastAPI's own 404/405/422 answers included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._defaults = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers.extend((k, v) for k, v in self._defaults if k not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class _BadRange(Exception):
@@ -274,7 +469,7 @@ def _first_date(record: Mapping[str, Any], pub_date: Any) -> date | None:
 
 
 def list_papers(
-    engine: Engine,
+    db_or_conn: Engine | Connection,
     announce_from: int,
     announce_to: int,
     *,
@@ -295,7 +490,7 @@ def list_papers(
     )
     if topics:
         q = q.where(sa.exists().where(pt.c.paper_id == p.c.id, pt.c.label.in_(list(topics))))
-    with engine.connect() as conn:
+    with _connection(db_or_conn) as conn:
         rows = conn.execute(q).all()
         more = len(rows) > page_size
         rows = rows[:page_size]
@@ -329,52 +524,110 @@ def list_papers(
     return PaperPage(tuple(listed), listed[-1].announce_no if more else None)
 
 
+@contextmanager
+def _connection(db_or_conn: Engine | Connection) -> Iterator[Connection]:
+    if isinstance(db_or_conn, Connection):
+        yield db_or_conn
+    else:
+        with db_or_conn.connect() as conn:
+            yield conn
+
+
 def create_app(
-    *, engine_factory: Callable[[], Engine] | None = None, papers_page_size: int = PAPERS_PAGE_SIZE
+    *,
+    engine_factory: Callable[[], Engine] | None = None,
+    settings_factory: Callable[[], Settings] | None = None,
+    transport_factory: Callable[[], mailer.Transport] | None = None,
+    papers_page_size: int = PAPERS_PAGE_SIZE,
+    lock_timeout_s: float = LOCK_TIMEOUT_S,
+    statement_timeout_s: float = STATEMENT_TIMEOUT_S,
 ) -> FastAPI:
     """The unsubscribe/preferences/paper-list app.
 
-    `engine_factory` overrides the configured store (tests); `papers_page_size` is the number of
-    papers on one page of `/papers`.
+    `engine_factory` and `settings_factory` override the configured store and settings (tests);
+    `transport_factory` the transport that mails fresh links (default: the configured one,
+    `mail.mode`); `papers_page_size` is the number of papers on one page of `/papers`; the
+    timeouts bound each request's database work.
     """
-    store = _Store(engine_factory)
+    store = _Store(
+        engine_factory,
+        settings_factory,
+        lock_timeout_s=lock_timeout_s,
+        statement_timeout_s=statement_timeout_s,
+    )
+    _install_access_log_filter()
     app = FastAPI(
         title="Lupus Alerts: unsubscribe and preferences",
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # Starlette would answer "/unsubscribe/" with a redirect built from the Host header
+        # (`Host: evil.example` -> http://evil.example/...): the app makes its own, relative.
+        redirect_slashes=False,
     )
+    app.add_middleware(_SecurityHeaders)
 
     @app.exception_handler(_BadLink)
     async def _bad_link(request: Request, exc: _BadLink) -> Response:
-        return _invalid(exc.status)
+        return _page("invalid.html", exc.status)
+
+    @app.exception_handler(_ExpiredLink)
+    async def _expired(request: Request, exc: _ExpiredLink) -> Response:
+        days = store.settings().digest.preferences_link_days
+        return _page("expired.html", 410, token=exc.token, days=days)
 
     @app.exception_handler(tokens.MissingSecret)
     async def _no_secret(request: Request, exc: tokens.MissingSecret) -> Response:
         log.error("lupus-alerts web: %s", exc)
-        return _page("unavailable.html", 503)
+        return _unavailable()
 
-    @app.get("/unsubscribe", response_class=HTMLResponse)
+    async def _store_unavailable(request: Request, exc: Exception) -> Response:
+        # The database is down, or a lock or statement timeout fired: a page the visitor can
+        # read, with the headers, instead of a bare 500 (or a request that hangs).
+        log.warning("lupus-alerts web: the store is unavailable: %s", type(exc).__name__, exc_info=exc)
+        return _unavailable()
+
+    from lupus_alerts.config import ConfigError
+
+    for exc_type in (*_UNAVAILABLE_ERRORS, ConfigError, mailer.TransportError):
+        app.add_exception_handler(exc_type, _store_unavailable)
+
+    @app.exception_handler(Exception)
+    async def _error(request: Request, exc: Exception) -> Response:
+        log.error("lupus-alerts web: unexpected error", exc_info=exc)
+        return _page("error.html", 500)
+
+    def _resolve(conn: Connection, token: str | None, purpose: str) -> subscribers.Subscriber:
+        """The subscriber of a valid, current `purpose` token; _BadLink or _ExpiredLink otherwise."""
+        claims = _claims(token, (purpose,))
+        sub = _subscriber(conn, claims)
+        if purpose == "unsubscribe":
+            return sub  # never expires (RFC 8058: one-click must work from old mail)
+        assert token is not None
+        if claims.expired(_today(), store.settings().digest.preferences_link_days):
+            raise _ExpiredLink(token)
+        return sub
+
+    @app.api_route("/unsubscribe", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def unsubscribe_page(token: str | None = None) -> Response:
-        sub = _subscriber_for(store, token, "unsubscribe")
-        return _page(
-            "unsubscribe_confirm.html",
-            token=token,
-            prefs_token=tokens.make_token(sub.id, "preferences"),
-            already=sub.status == "unsubscribed",
-        )
+        with store.read() as conn:
+            sub = _resolve(conn, token, "unsubscribe")
+        # No preferences token here: anyone holding the unsubscribe link (a forwarded digest, a
+        # scanner) would get the right to change topics and resubscribe. A button mails one to
+        # the subscriber instead.
+        return _page("unsubscribe_confirm.html", token=token, already=sub.status == "unsubscribed")
 
     @app.post("/unsubscribe", response_class=HTMLResponse)
-    async def unsubscribe(request: Request, token: str | None = None) -> Response:
-        form = await _form(request)
+    def unsubscribe(token: str | None = None, form: dict[str, list[str]] = Depends(_form)) -> Response:
         token = token or (form.get("token") or [None])[0]
-        sub = _subscriber_for(store, token, "unsubscribe")
+        with store.write() as conn:
+            sub = _resolve(conn, token, "unsubscribe")
+            changed = subscribers.unsubscribe(conn, sub.id)
         # The token is the authority; the RFC 8058 body is not required, so a client that posts
         # an empty body still unsubscribes (the spec asks servers to be liberal here).
-        if sub.status != "unsubscribed":
-            subscribers.set_status(store.engine(), sub.id, "unsubscribed")
+        if changed:
             log.info("subscriber %s unsubscribed (one-click=%s)", sub.id, "List-Unsubscribe" in form)
-        return _page("unsubscribed.html", prefs_token=tokens.make_token(sub.id, "preferences"))
+        return _page("unsubscribed.html", token=token)
 
     def _prefs_page(
         sub: subscribers.Subscriber, token: str, http_status: int = 200, **extra: Any
@@ -383,7 +636,7 @@ def create_app(
             "preferences.html",
             http_status,
             token=token,
-            unsub_token=tokens.make_token(sub.id, "unsubscribe"),
+            unsub_token=tokens.make_token(sub.link_key, "unsubscribe", issued=_today()),
             topics=list(subscribers.topic_labels().items()),
             chosen=sub.topics or frozenset(),
             all_topics=sub.topics is None,
@@ -394,27 +647,68 @@ def create_app(
             **extra,
         )
 
-    @app.get("/preferences", response_class=HTMLResponse)
+    @app.api_route("/preferences", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def preferences_page(token: str | None = None) -> Response:
-        sub = _subscriber_for(store, token, "preferences")
+        with store.read() as conn:
+            sub = _resolve(conn, token, "preferences")
         return _prefs_page(sub, token or "")
 
     @app.post("/preferences", response_class=HTMLResponse)
-    async def preferences(request: Request, token: str | None = None) -> Response:
-        form = await _form(request)
-        sub = _subscriber_for(store, token, "preferences")
-        frequency = (form.get("frequency") or [sub.frequency])[0]
-        weekday: str | None = (form.get("weekday") or [None])[0] if frequency == "weekly" else None
-        topics: list[str] | None = None if form.get("all_topics") else form.get("topics", [])
-        changes: dict[str, Any] = {"topics": topics, "frequency": frequency, "weekday": weekday}
-        if sub.status != "active":
-            changes["status"] = "active"  # saving preferences is an explicit wish for digests
+    def preferences(token: str | None = None, form: dict[str, list[str]] = Depends(_form)) -> Response:
+        frequency_given = (form.get("frequency") or [None])[0]
         try:
-            updated = subscribers.update(store.engine(), sub.id, **changes)
+            with store.write() as conn:
+                sub = _resolve(conn, token, "preferences")
+                frequency = frequency_given or sub.frequency
+                weekday = (form.get("weekday") or [None])[0] if frequency == "weekly" else None
+                topics: list[str] | None = None if form.get("all_topics") else form.get("topics", [])
+                changes: dict[str, Any] = {"topics": topics, "frequency": frequency, "weekday": weekday}
+                if sub.status != "active":
+                    changes["status"] = "active"  # saving preferences is an explicit wish for digests
+                updated = subscribers.update(conn, sub.id, **changes)
         except subscribers.InvalidSubscriber as e:
-            # The message names a field and a rule, never anyone's data.
+            # Rolled back. The message names a field and a rule, never anyone's data.
+            with store.read() as conn:
+                sub = _resolve(conn, token, "preferences")
             return _prefs_page(sub, token or "", 422, error=str(e))
         return _prefs_page(updated, token or "", saved=True)
+
+    def _send_link(sub: subscribers.Subscriber) -> None:
+        settings = store.settings()
+        now = db.utcnow()
+        url = tokens.preferences_url(settings, sub.link_key, issued=now.date())
+        msg = mailer.build_link_message(settings, name=sub.name, email=sub.email, url=url, now=now)
+        factory = transport_factory or (lambda: mailer.transport_from_settings(settings))
+        with factory() as transport:  # type: ignore[attr-defined]
+            result = transport.send(msg)
+        if not result.ok:
+            raise mailer.TransportError(f"the link mail was not accepted: {result.code} {result.message}")
+
+    @app.post("/email-link", response_class=HTMLResponse)
+    def email_link(token: str | None = None, form: dict[str, list[str]] = Depends(_form)) -> Response:
+        token = token or (form.get("token") or [None])[0]
+        # Any valid link of this subscriber, expired or not: the mail goes to their own address.
+        claims = _claims(token, ("preferences", "unsubscribe"))
+        now = db.utcnow()
+        with store.write() as conn:
+            sub = _subscriber(conn, claims)
+            may_send = subscribers.claim_link_mail(conn, sub.id, now=now, min_interval=LINK_MAIL_INTERVAL)
+        if may_send:
+            try:
+                _send_link(sub)
+            except (mailer.MailerError, OSError) as e:
+                with store.write() as conn:  # let the visitor try again at once
+                    conn.execute(
+                        sa.update(db.subscribers)
+                        .where(db.subscribers.c.id == sub.id)
+                        .values(links_sent_at=None)
+                    )
+                if isinstance(e, mailer.TransportError):
+                    raise
+                raise mailer.TransportError(f"the link mail could not be sent: {e}") from e
+            log.info("subscriber %s was mailed a fresh preferences link", sub.id)
+        # The same page when throttled: it says nothing about whether a mail went out.
+        return _page("link_sent.html", minutes=int(LINK_MAIL_INTERVAL.total_seconds() // 60))
 
     @app.exception_handler(_BadRange)
     async def _bad_range(request: Request, exc: _BadRange) -> Response:
@@ -422,7 +716,7 @@ def create_app(
 
     # `from` is a Python keyword, hence the alias; the values are read as text and checked here
     # so a bad link gets the project's 400 page rather than FastAPI's 422 JSON.
-    @app.get("/papers", response_class=HTMLResponse)
+    @app.api_route("/papers", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def papers_page(
         from_: str | None = Query(None, alias="from"),
         to: str | None = None,
@@ -436,7 +730,8 @@ def create_app(
         chosen = sorted({t for t in topic if t})
         if any(t not in names for t in chosen):
             raise _BadRange(bad_topic=True)
-        page = list_papers(store.engine(), lo, hi, topics=chosen, page_size=papers_page_size)
+        with store.read() as conn:
+            page = list_papers(conn, lo, hi, topics=chosen, page_size=papers_page_size)
         next_url = None
         if page.next_from is not None:
             query = [("from", page.next_from), ("to", hi), *(("topic", t) for t in chosen)]
@@ -450,9 +745,37 @@ def create_app(
             all_topics_url="papers?" + urlencode({"from": lo, "to": hi}),
         )
 
+    def _to_page(name: str) -> Callable[[Request], Response]:
+        def redirect(request: Request) -> Response:
+            # Relative ("../unsubscribe?token=..."): right wherever the app is mounted, and
+            # never built from the Host header. 307 keeps a POST a POST.
+            query = request.url.query
+            return RedirectResponse(f"../{name}" + (f"?{query}" if query else ""), status_code=307)
+
+        return redirect
+
+    for name in _PAGES:
+        app.add_api_route(
+            f"/{name}/", _to_page(name), methods=["GET", "HEAD", "POST"], include_in_schema=False
+        )
+
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> Response:
+        """Readiness: the store answers a query within the statement timeout."""
+        try:
+            with store.read() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except Exception as e:  # any failure means "not ready"; the cause goes to the log
+            log.warning("lupus-alerts web: health check failed: %s: %s", type(e).__name__, e)
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable"}, 503, headers=SECURITY_HEADERS
+            )
+        return JSONResponse({"status": "ok", "database": "ok"}, headers=SECURITY_HEADERS)
+
+    @app.get("/livez")
+    def livez() -> Response:
+        """Liveness: the process serves requests (restart it only when this fails)."""
+        return JSONResponse({"status": "ok"}, headers=SECURITY_HEADERS)
 
     return app
 

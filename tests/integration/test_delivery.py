@@ -92,7 +92,7 @@ def test_received_digest_has_both_parts_rfc8058_headers_and_working_links(engine
     https, mailto = re.fullmatch(r"<([^>]+)>, <([^>]+)>", msg["List-Unsubscribe"]).groups()  # type: ignore[union-attr]
     u = urlsplit(https)
     assert (u.scheme, u.netloc, u.path) == ("https", "alerts.example.org", "/lupus-alerts/unsubscribe")
-    assert tokens.check_token(parse_qs(u.query)["token"][0], "unsubscribe") == s.id
+    assert tokens.check_token(parse_qs(u.query)["token"][0], "unsubscribe").link_key == s.link_key
     assert mailto == "mailto:unsubscribe@lupus-alerts.example.org?subject=unsubscribe"
     html = parts[1].get_content()
     text = parts[0].get_content()

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 
 import pytest
@@ -18,6 +18,7 @@ from digest_seed import add_papers
 from smtp_sink import free_port
 
 from lupus_alerts import store, subscribers, tokens, web
+from lupus_alerts.config import settings_from_dict
 
 SECRET = "web-test-secret-0123456789abcdef"
 
@@ -44,9 +45,16 @@ def serve(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     thread.join(5)
 
 
+SETTINGS = settings_from_dict({"digest": {"public_base_url": "https://alerts.example.org/lupus-alerts"}})
+
+
+def app_for(engine, **kw):  # type: ignore[no-untyped-def]
+    return web.create_app(engine_factory=lambda: engine, settings_factory=lambda: SETTINGS, **kw)
+
+
 @pytest.fixture
 def base_url(engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    with serve(web.create_app(engine_factory=lambda: engine)) as url:
+    with serve(app_for(engine)) as url:
         yield url
 
 
@@ -55,16 +63,24 @@ def ana(engine):  # type: ignore[no-untyped-def]
     return subscribers.add(engine, email="ana.ruiz@example.org", name="Ana Ruiz", topics=["nephrology"])
 
 
-def unsub_url(base: str, sid: int) -> str:
-    return f"{base}/unsubscribe?token={tokens.make_token(sid, 'unsubscribe')}"
+def today() -> date:
+    return datetime.now(UTC).date()
 
 
-def prefs_url(base: str, sid: int) -> str:
-    return f"{base}/preferences?token={tokens.make_token(sid, 'preferences')}"
+def token(sub: subscribers.Subscriber, purpose: str) -> str:
+    return tokens.make_token(sub.link_key, purpose, issued=today())
+
+
+def unsub_url(base: str, sub: subscribers.Subscriber) -> str:
+    return f"{base}/unsubscribe?token={token(sub, 'unsubscribe')}"
+
+
+def prefs_url(base: str, sub: subscribers.Subscriber) -> str:
+    return f"{base}/preferences?token={token(sub, 'preferences')}"
 
 
 def test_get_unsubscribe_shows_a_button_and_unsubscribes_nobody(base_url, engine, ana) -> None:
-    r = requests.get(unsub_url(base_url, ana.id), timeout=5)
+    r = requests.get(unsub_url(base_url, ana), timeout=5)
     assert r.status_code == 200
     assert '<form method="post" action="unsubscribe?token=' in r.text
     assert 'name="List-Unsubscribe" value="One-Click"' in r.text
@@ -73,12 +89,12 @@ def test_get_unsubscribe_shows_a_button_and_unsubscribes_nobody(base_url, engine
     assert r.headers["Referrer-Policy"] == "no-referrer"
     # Scanners may fetch it many times, and HEAD it.
     for _ in range(3):
-        requests.get(unsub_url(base_url, ana.id), timeout=5)
+        requests.get(unsub_url(base_url, ana), timeout=5)
     assert subscribers.get(engine, ana.id).status == "active"
 
 
 def test_one_click_post_unsubscribes_and_is_idempotent(base_url, engine, ana) -> None:
-    url = unsub_url(base_url, ana.id)
+    url = unsub_url(base_url, ana)
     # Exactly what a mail provider sends under RFC 8058: no cookies, form-encoded body.
     r = requests.post(
         url,
@@ -100,7 +116,7 @@ def test_confirmation_page_form_posts_to_a_working_url(base_url, engine, ana) ->
     import re
     from urllib.parse import urljoin
 
-    url = unsub_url(base_url, ana.id)
+    url = unsub_url(base_url, ana)
     page = requests.get(url, timeout=5).text
     action = re.search(r'<form method="post" action="([^"]+)"', page).group(1)  # type: ignore[union-attr]
     r = requests.post(
@@ -113,16 +129,16 @@ def test_confirmation_page_form_posts_to_a_working_url(base_url, engine, ana) ->
 @pytest.mark.parametrize(
     "mangle",
     [
-        lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),  # tampered MAC
-        lambda t: str(int(t.split(".")[0]) + 1) + "." + t.split(".")[1],  # someone else's id
-        lambda t: "",  # missing
-        lambda t: "garbage",
-        lambda t: tokens.make_token(int(t.split(".")[0]), "preferences"),  # wrong purpose
+        lambda t, other: t[:-1] + ("A" if t[-1] != "A" else "B"),  # tampered MAC
+        lambda t, other: other.link_key + t[t.index(".") :],  # someone else's key, Ana's MAC
+        lambda t, other: "",  # missing
+        lambda t, other: "garbage",
+        lambda t, other: tokens.make_token(t.split(".")[0], "preferences", issued=today()),  # wrong purpose
     ],
 )
 def test_bad_tokens_get_400_that_leaks_nothing_and_change_nothing(base_url, engine, ana, mangle) -> None:
     other = subscribers.add(engine, email="bob@example.org", name="Bob")
-    bad = mangle(tokens.make_token(ana.id, "unsubscribe"))
+    bad = mangle(token(ana, "unsubscribe"), other)
     for method in ("get", "post"):
         r = requests.request(
             method, f"{base_url}/unsubscribe?token={bad}", data={"List-Unsubscribe": "One-Click"}, timeout=5
@@ -136,19 +152,19 @@ def test_bad_tokens_get_400_that_leaks_nothing_and_change_nothing(base_url, engi
 
 
 def test_valid_token_for_a_deleted_subscriber_is_404(base_url, engine, ana) -> None:
-    url = unsub_url(base_url, ana.id)
+    url = unsub_url(base_url, ana)
     subscribers.remove(engine, ana.id, delete=True)
     r = requests.post(url, data={"List-Unsubscribe": "One-Click"}, timeout=5)
     assert r.status_code == 404 and "not valid" in r.text
 
 
 def test_token_signed_with_another_secret_is_refused(base_url, ana) -> None:
-    forged = tokens.make_token(ana.id, "unsubscribe", secret="an-attackers-guess-0123456789")
+    forged = tokens.make_token(ana.link_key, "unsubscribe", issued=today(), secret="an-attackers-guess-0123")
     assert requests.post(f"{base_url}/unsubscribe?token={forged}", timeout=5).status_code == 400
 
 
 def test_preferences_page_shows_current_choices(base_url, ana) -> None:
-    r = requests.get(prefs_url(base_url, ana.id), timeout=5)
+    r = requests.get(prefs_url(base_url, ana), timeout=5)
     assert r.status_code == 200
     assert 'value="nephrology" checked' in r.text
     assert 'value="dermatology" checked' not in r.text
@@ -157,42 +173,40 @@ def test_preferences_page_shows_current_choices(base_url, ana) -> None:
 
 def test_preferences_post_changes_topics_and_frequency(base_url, engine, ana) -> None:
     r = requests.post(
-        prefs_url(base_url, ana.id),
+        prefs_url(base_url, ana),
         data={"topics": ["dermatology", "pregnancy"], "frequency": "weekly", "weekday": "2"},
         timeout=5,
     )
     assert r.status_code == 200 and "Saved." in r.text
     s = subscribers.get(engine, ana.id)
     assert (s.topics, s.frequency, s.weekday) == (frozenset({"dermatology", "pregnancy"}), "weekly", 2)
-    r = requests.post(prefs_url(base_url, ana.id), data={"all_topics": "1", "frequency": "daily"}, timeout=5)
+    r = requests.post(prefs_url(base_url, ana), data={"all_topics": "1", "frequency": "daily"}, timeout=5)
     s = subscribers.get(engine, ana.id)
     assert (s.topics, s.frequency, s.weekday) == (None, "daily", None)
 
 
 def test_preferences_reject_invalid_choices_without_saving(base_url, engine, ana) -> None:
-    r = requests.post(prefs_url(base_url, ana.id), data={"topics": ["<script>alert(1)</script>"]}, timeout=5)
+    r = requests.post(prefs_url(base_url, ana), data={"topics": ["<script>alert(1)</script>"]}, timeout=5)
     assert r.status_code == 422
     assert "<script>alert(1)</script>" not in r.text  # escaped if echoed at all
     assert subscribers.get(engine, ana.id).topics == frozenset({"nephrology"})
 
 
 def test_unsubscribe_token_does_not_open_preferences(base_url, ana) -> None:
-    t = tokens.make_token(ana.id, "unsubscribe")
+    t = token(ana, "unsubscribe")
     assert requests.get(f"{base_url}/preferences?token={t}", timeout=5).status_code == 400
 
 
 def test_saving_preferences_resubscribes(base_url, engine, ana) -> None:
-    requests.post(unsub_url(base_url, ana.id), data={"List-Unsubscribe": "One-Click"}, timeout=5)
-    page = requests.get(prefs_url(base_url, ana.id), timeout=5).text
+    requests.post(unsub_url(base_url, ana), data={"List-Unsubscribe": "One-Click"}, timeout=5)
+    page = requests.get(prefs_url(base_url, ana), timeout=5).text
     assert "You are unsubscribed" in page
-    requests.post(
-        prefs_url(base_url, ana.id), data={"topics": ["nephrology"], "frequency": "daily"}, timeout=5
-    )
+    requests.post(prefs_url(base_url, ana), data={"topics": ["nephrology"], "frequency": "daily"}, timeout=5)
     assert subscribers.get(engine, ana.id).status == "active"
 
 
 def test_missing_secret_is_503_not_a_rejection(base_url, ana, monkeypatch) -> None:
-    t = tokens.make_token(ana.id, "unsubscribe")
+    t = token(ana, "unsubscribe")
     monkeypatch.delenv(tokens.SECRET_ENV)
     r = requests.post(f"{base_url}/unsubscribe?token={t}", timeout=5)
     assert r.status_code == 503
@@ -268,8 +282,13 @@ def test_papers_lists_the_range_in_announce_order_with_links_and_badges(base_url
     assert "No lupus papers were announced in this range" in empty.text
     # Public and cacheable, otherwise the same hardening as the token pages.
     assert "public" in r.headers["Cache-Control"] and "no-store" not in r.headers["Cache-Control"]
-    for h in ("Referrer-Policy", "X-Content-Type-Options", "Content-Security-Policy", "X-Robots-Tag"):
-        assert r.headers[h] == web._SECURITY_HEADERS[h]
+    assert r.headers["Referrer-Policy"] == "no-referrer"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["X-Robots-Tag"] == "noindex, nofollow"
+    assert r.headers["Content-Security-Policy"] == (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
 
 
 def test_papers_leaves_out_a_paper_no_longer_classified_lupus(base_url, engine) -> None:
@@ -305,7 +324,7 @@ def test_papers_filter_by_several_topics_lists_papers_with_any_of_them(base_url,
 
 def test_papers_pages_follow_on_until_the_range_is_exhausted(engine) -> None:
     nums = add_papers(engine, [["nephrology"]] * 5)
-    with serve(web.create_app(engine_factory=lambda: engine, papers_page_size=2)) as base:
+    with serve(app_for(engine, papers_page_size=2)) as base:
         url, pages = f"{base}/papers?from=0&to={nums[-1]}", []
         while url:
             page = requests.get(url, timeout=5).text

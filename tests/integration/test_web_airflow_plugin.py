@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def test_plugin_serves_one_click_unsubscribe_under_lupus_alerts_prefix(tmp_path:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(0.5)
-        token = tokens.make_token(s.id, "unsubscribe", secret=secret)
+        token = tokens.make_token(s.link_key, "unsubscribe", issued=date.today(), secret=secret)
         page = requests.get(f"{base}/unsubscribe?token={token}", timeout=10)
         assert page.status_code == 200 and "Unsubscribe" in page.text
         assert subscribers.get(engine, s.id).status == "active"

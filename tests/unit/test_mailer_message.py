@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
@@ -29,7 +30,9 @@ class FakeDigest:
 
 def _digest(**kw: object) -> FakeDigest:
     d = {
-        "subscriber": Subscriber(id=7, email="zoë@example.org".replace("ë", "e"), name="Zoë O'Brien, MD"),
+        "subscriber": Subscriber(
+            id=7, email="zoe@example.org", name="Zoë O'Brien, MD", link_key="k7-constructed-link-key"
+        ),
         "period": "2026-11-27",
         "subject": "Lupus digest · 2 new papers (Nephrology 1, Dermatology 1) · 27 Nov 2026",
         "html": "<html><body><p>" + "Lupus nephritis — café " * 400 + "</p></body></html>",
@@ -93,15 +96,26 @@ def test_message_id_is_deterministic_per_subscriber_and_period() -> None:
     b = mailer.build_message(_digest(), settings=SETTINGS, unsubscribe_url="u", now=datetime(2026, 11, 28))
     c = mailer.build_message(_digest(period="2026-11-28"), settings=SETTINGS, unsubscribe_url="u", now=NOW)
     d = mailer.build_message(
-        _digest(subscriber=Subscriber(id=8, email="x@example.org")),
+        _digest(subscriber=Subscriber(id=8, email="x@example.org", link_key="k8-constructed-link-key")),
+        settings=SETTINGS,
+        unsubscribe_url="u",
+        now=NOW,
+    )
+    # The same subscriber id with another link key (SQLite gave a deleted subscriber's id to a
+    # new one): another Message-ID.
+    e = mailer.build_message(
+        _digest(subscriber=Subscriber(id=7, email="zoe@example.org", link_key="k7-another-link-key-00")),
         settings=SETTINGS,
         unsubscribe_url="u",
         now=NOW,
     )
     assert a["Message-ID"] == b["Message-ID"]
-    assert len({a["Message-ID"], c["Message-ID"], d["Message-ID"]}) == 3
-    assert a["Message-ID"].endswith("@lupus-alerts.example.org>")
-    assert "7" not in a["Message-ID"].split(".")[-2] or True  # hashed: no plain id is required
+    assert len({a["Message-ID"], c["Message-ID"], d["Message-ID"], e["Message-ID"]}) == 4
+    # Exactly <digest.PERIOD.HASH@DOMAIN>: 24 hex digits that reveal neither the key nor the
+    # address, and no other part.
+    mid = a["Message-ID"]
+    assert re.fullmatch(r"<digest\.2026-11-27\.[0-9a-f]{24}@lupus-alerts\.example\.org>", mid)
+    assert "k7-constructed-link-key" not in mid and "zoe" not in mid
 
 
 def test_header_injection_through_the_subject_is_refused() -> None:
@@ -196,7 +210,7 @@ def test_smtp_refuses_a_built_message_given_a_second_recipient() -> None:
 
 @pytest.mark.parametrize("name", ["Zoë O'Brien, MD", "Plain Name", "", 'Dr. "Quoted" (Lab)'])
 def test_envelope_is_what_the_from_and_to_headers_say(name: str) -> None:
-    sub = Subscriber(id=9, email="reader.nine@example.org", name=name)
+    sub = Subscriber(id=9, email="reader.nine@example.org", name=name, link_key="k9-constructed-link-key")
     msg = mailer.build_message(_digest(subscriber=sub), settings=SETTINGS, unsubscribe_url="u", now=NOW)
     parsed = _roundtrip(msg)
     assert msg.envelope is not None

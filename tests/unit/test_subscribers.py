@@ -170,7 +170,7 @@ def test_advance_cursors_never_moves_backwards(engine):
 BAD_CSV = (
     "email,name,topics,frequency,weekday,max_papers\n"  # line 1
     "good1@example.org,Good One,nephrology;dermatology,daily,,10\n"  # 2
-    '"multi@example.org","Name with\na newline",all,daily,,\n'  # 3-4: one record on two lines
+    '"multi@example.org","Name with\na newline",all,daily,,\n'  # 3-4: one record on two lines, bad
     "broken-address,Bad,nephrology,daily,,\n"  # 5
     "ok2@example.org,,all,weekly,monday,\n"  # 6
     "ok3@example.org,,kidneys,daily,,\n"  # 7
@@ -185,7 +185,8 @@ def test_import_reports_each_bad_row_with_its_line_and_imports_nothing(engine, t
     f.write_text(BAD_CSV, encoding="utf-8")
     report = subs.import_csv(engine, f)
     lines = {p.line: p.reason for p in report.problems}
-    assert sorted(lines) == [5, 7, 8, 9, 10]
+    assert sorted(lines) == [3, 5, 7, 8, 9, 10]
+    assert lines[3] == "name: contains the control character U+000A"  # reported at its first line
     assert lines[5].startswith("email:")
     assert "kidneys" in lines[7]
     assert "duplicate of line 2" in lines[8]
@@ -199,11 +200,10 @@ def test_import_with_skip_invalid_imports_the_good_rows(engine, tmp_path: Path):
     f = tmp_path / "subs.csv"
     f.write_text(BAD_CSV, encoding="utf-8")
     report = subs.import_csv(engine, f, skip_invalid=True)
-    assert report.imported == 3 and report.skipped == 5 and len(report.problems) == 5
+    assert report.imported == 2 and report.skipped == 6 and len(report.problems) == 6
     got = {s.email: s for s in subs.list_subscribers(engine)}
-    assert sorted(got) == ["good1@example.org", "multi@example.org", "ok2@example.org"]
+    assert sorted(got) == ["good1@example.org", "ok2@example.org"]
     assert got["good1@example.org"].max_papers == 10
-    assert got["multi@example.org"].name == "Name with\na newline"
     assert (got["ok2@example.org"].frequency, got["ok2@example.org"].weekday) == ("weekly", 0)
 
 

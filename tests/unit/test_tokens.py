@@ -1,8 +1,9 @@
-"""Link tokens: bound to one subscriber and one purpose, unforgeable without the secret."""
+"""Link tokens: bound to one subscriber's link key and one purpose, dated, unforgeable without the secret."""
 
 from __future__ import annotations
 
 import base64
+from datetime import date
 
 import pytest
 from hypothesis import given
@@ -11,42 +12,80 @@ from hypothesis import strategies as st
 from lupus_alerts import tokens
 
 SECRET = b"test-secret-0123456789abcdef"
+KEY = "Qm9iJ3Mga2V5IGlzIHJhbmQ"  # 23 base64url characters, as new_link_key() makes them (22)
+DAY = date(2026, 11, 27)
 
 
-def test_round_trip_returns_the_subscriber() -> None:
-    t = tokens.make_token(1234, "unsubscribe", secret=SECRET)
-    assert tokens.check_token(t, "unsubscribe", secret=SECRET) == 1234
+def test_round_trip_returns_the_link_key_and_issue_day() -> None:
+    t = tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=SECRET)
+    claims = tokens.check_token(t, "unsubscribe", secret=SECRET)
+    assert (claims.link_key, claims.issued, claims.legacy_id) == (KEY, DAY, None)
+    assert t.split(".")[:2] == [KEY, str((DAY - date(1970, 1, 1)).days)]
 
 
-@given(st.integers(min_value=0, max_value=2**40), st.sampled_from(tokens.PURPOSES))
-def test_tokens_are_url_safe_and_round_trip(sid: int, purpose: str) -> None:
-    t = tokens.make_token(sid, purpose, secret=SECRET)
+@given(
+    st.sampled_from(tokens.PURPOSES),
+    st.dates(min_value=date(1970, 1, 1), max_value=date(2200, 1, 1)),
+)
+def test_tokens_are_url_safe_and_round_trip(purpose: str, day: date) -> None:
+    key = tokens.new_link_key()
+    t = tokens.make_token(key, purpose, issued=day, secret=SECRET)
     assert all(c.isalnum() or c in "-_." for c in t)
-    assert tokens.check_token(t, purpose, secret=SECRET) == sid
+    assert len(t) <= tokens.MAX_TOKEN_CHARS
+    claims = tokens.check_token(t, purpose, secret=SECRET)
+    assert (claims.link_key, claims.issued) == (key, day)
+
+
+def test_new_link_keys_are_random_and_128_bits() -> None:
+    keys = {tokens.new_link_key() for _ in range(1000)}
+    assert len(keys) == 1000
+    assert all(len(base64.urlsafe_b64decode(k + "==")) == 16 for k in keys)
 
 
 def test_token_for_one_purpose_is_refused_for_the_other() -> None:
-    t = tokens.make_token(7, "preferences", secret=SECRET)
+    t = tokens.make_token(KEY, "preferences", issued=DAY, secret=SECRET)
     with pytest.raises(tokens.InvalidToken):
         tokens.check_token(t, "unsubscribe", secret=SECRET)
 
 
-def test_changing_the_subscriber_id_invalidates_the_token() -> None:
-    t = tokens.make_token(7, "unsubscribe", secret=SECRET)
-    forged = "8" + t[1:]
-    with pytest.raises(tokens.InvalidToken):
-        tokens.check_token(forged, "unsubscribe", secret=SECRET)
+def test_changing_the_key_or_the_day_invalidates_the_token() -> None:
+    t = tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=SECRET)
+    key, day, mac = t.split(".")
+    other_key = tokens.new_link_key()
+    for forged in (f"{other_key}.{day}.{mac}", f"{key}.{int(day) + 1}.{mac}", f"{key}.{int(day) - 1}.{mac}"):
+        with pytest.raises(tokens.InvalidToken):
+            tokens.check_token(forged, "unsubscribe", secret=SECRET)
 
 
 def test_another_secret_does_not_validate() -> None:
-    t = tokens.make_token(7, "unsubscribe", secret=SECRET)
+    t = tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=SECRET)
     with pytest.raises(tokens.InvalidToken):
         tokens.check_token(t, "unsubscribe", secret=b"another-secret-0123456789")
 
 
+_GOOD = tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=SECRET)
+_MAC = _GOOD.split(".")[2]
+
+
 @pytest.mark.parametrize(
     "bad",
-    ["", "7", "7.", ".abc", "07.AAAA", "+7.AAAA", "7.!!!!", "x" * 200, "7.AAAAAAAAAAAAAAAAAAAAAA", "٧.AAAA"],
+    [
+        "",
+        KEY,
+        f"{KEY}.",
+        f"{KEY}.20419.",
+        f".20419.{_MAC}",
+        f"{KEY}.020419.{_MAC}",  # non-canonical day
+        f"{KEY}.+20419.{_MAC}",
+        f"{KEY}.-1.{_MAC}",
+        f"{KEY}.٢٠٤١٩.{_MAC}",  # Arabic-Indic digits
+        f"{KEY[:10]}.20419.{_MAC}",  # key too short
+        f"{KEY}!.20419.{_MAC}",
+        f"{KEY}.20419.{_MAC}.x",
+        f"{KEY}.20419.{_MAC}=",  # padding is not part of the canonical form
+        "x" * 200,
+        f"{KEY}.20419.!!!!",
+    ],
 )
 def test_malformed_tokens_are_invalid(bad: str) -> None:
     with pytest.raises(tokens.InvalidToken):
@@ -54,27 +93,61 @@ def test_malformed_tokens_are_invalid(bad: str) -> None:
 
 
 def test_every_single_character_change_is_detected() -> None:
-    t = tokens.make_token(42, "unsubscribe", secret=SECRET)
+    t = tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=SECRET)
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    sid, mac = t.split(".")
+    key, day, mac = t.split(".")
     for i in range(len(mac)):
         for c in alphabet:
             if c == mac[i]:
                 continue
             with pytest.raises(tokens.InvalidToken):
-                tokens.check_token(f"{sid}.{mac[:i]}{c}{mac[i + 1 :]}", "unsubscribe", secret=SECRET)
+                tokens.check_token(f"{key}.{day}.{mac[:i]}{c}{mac[i + 1 :]}", "unsubscribe", secret=SECRET)
+
+
+def test_a_truncated_mac_is_refused_at_every_length() -> None:
+    """A MAC is compared whole, never as a prefix of the expected one: every shorter MAC (down to
+    none at all) is refused, in both token formats."""
+    t = tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=SECRET)
+    key, day, mac = t.split(".")
+    legacy = tokens.make_legacy_token(7, "unsubscribe", secret=SECRET)
+    sid, legacy_mac = legacy.split(".")
+    for n in range(len(mac)):
+        with pytest.raises(tokens.InvalidToken):
+            tokens.check_token(f"{key}.{day}.{mac[:n]}", "unsubscribe", secret=SECRET)
+        with pytest.raises(tokens.InvalidToken):
+            tokens.check_token(f"{sid}.{legacy_mac[:n]}", "unsubscribe", secret=SECRET)
+    assert tokens.check_token(t, "unsubscribe", secret=SECRET).link_key == KEY
 
 
 def test_mac_carries_128_bits() -> None:
-    mac = tokens.make_token(1, "unsubscribe", secret=SECRET).split(".")[1]
+    mac = tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=SECRET).split(".")[2]
     assert len(base64.urlsafe_b64decode(mac + "==")) == 16
+
+
+def test_first_format_tokens_are_recognised_as_legacy() -> None:
+    t = tokens.make_legacy_token(42, "unsubscribe", secret=SECRET)
+    claims = tokens.check_token(t, "unsubscribe", secret=SECRET)
+    assert (claims.legacy_id, claims.link_key, claims.issued, claims.is_legacy) == (42, None, None, True)
+    assert claims.expired(DAY, 3650)  # no date: never good for an expiring purpose
+    with pytest.raises(tokens.InvalidToken):
+        tokens.check_token("43." + t.split(".")[1], "unsubscribe", secret=SECRET)
+    with pytest.raises(tokens.InvalidToken):
+        tokens.check_token(t, "preferences", secret=SECRET)
+
+
+def test_expiry_counts_whole_days_from_the_issue_day() -> None:
+    claims = tokens.check_token(
+        tokens.make_token(KEY, "preferences", issued=DAY, secret=SECRET), "preferences", secret=SECRET
+    )
+    assert not claims.expired(date(2027, 1, 26), 60)  # day 60
+    assert claims.expired(date(2027, 1, 27), 60)  # day 61
 
 
 def test_secret_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(tokens.SECRET_ENV, "env-secret-0123456789abcdef")
     monkeypatch.delenv("AIRFLOW_CONN_LUPUS_ALERTS_SECRET", raising=False)
-    t = tokens.make_token(5, "unsubscribe")
-    assert tokens.check_token(t, "unsubscribe", secret="env-secret-0123456789abcdef") == 5
+    t = tokens.make_token(KEY, "unsubscribe", issued=DAY)
+    assert tokens.check_token(t, "unsubscribe", secret="env-secret-0123456789abcdef").link_key == KEY
 
 
 def test_secret_comes_from_the_connection_when_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,31 +155,35 @@ def test_secret_comes_from_the_connection_when_no_environment(monkeypatch: pytes
     monkeypatch.setenv(
         "AIRFLOW_CONN_LUPUS_ALERTS_SECRET", '{"conn_type": "generic", "password": "conn-secret-0123456789"}'
     )
-    t = tokens.make_token(5, "preferences")
-    assert tokens.check_token(t, "preferences", secret="conn-secret-0123456789") == 5
+    t = tokens.make_token(KEY, "preferences", issued=DAY)
+    assert tokens.check_token(t, "preferences", secret="conn-secret-0123456789").link_key == KEY
 
 
 def test_no_secret_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(tokens.SECRET_ENV, raising=False)
     monkeypatch.delenv("AIRFLOW_CONN_LUPUS_ALERTS_SECRET", raising=False)
     with pytest.raises(tokens.MissingSecret, match="LUPUS_ALERTS_SECRET"):
-        tokens.make_token(5, "unsubscribe")
+        tokens.make_token(KEY, "unsubscribe", issued=DAY)
     with pytest.raises(tokens.MissingSecret):
-        tokens.check_token("5.AAAA", "unsubscribe")
+        tokens.check_token(_GOOD, "unsubscribe")
 
 
 def test_short_secret_is_refused() -> None:
     with pytest.raises(tokens.MissingSecret, match="at least"):
-        tokens.make_token(5, "unsubscribe", secret="short")
+        tokens.make_token(KEY, "unsubscribe", issued=DAY, secret="short")
 
 
-def test_unknown_purpose_is_a_programming_error() -> None:
+def test_unknown_purpose_and_bad_keys_are_programming_errors() -> None:
     with pytest.raises(ValueError):
-        tokens.make_token(5, "delete-account", secret=SECRET)
+        tokens.make_token(KEY, "delete-account", issued=DAY, secret=SECRET)
+    for bad in ("", "short", "has.dot.in.it.xxxxxxxx", 7):
+        with pytest.raises(ValueError):
+            tokens.make_token(bad, "unsubscribe", issued=DAY, secret=SECRET)  # type: ignore[arg-type]
 
 
 def test_link_builds_a_url_with_the_token() -> None:
-    url = tokens.link("https://x.example.org/lupus-alerts/", "unsubscribe", 9, "unsubscribe", secret=SECRET)
+    token = tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=SECRET)
+    url = tokens.link("https://x.example.org/lupus-alerts/", "unsubscribe", token)
     base, _, query = url.partition("?token=")
     assert base == "https://x.example.org/lupus-alerts/unsubscribe"
-    assert tokens.check_token(query, "unsubscribe", secret=SECRET) == 9
+    assert tokens.check_token(query, "unsubscribe", secret=SECRET).link_key == KEY
