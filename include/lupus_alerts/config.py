@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -190,6 +191,58 @@ class Settings(_Strict):
 
 
 _RESERVED_TLDS = ("example", "test", "invalid", "localhost")
+# Secrets that are somebody's placeholder, not a secret: the value shipped in .env.example, the
+# docs' "change me"s, and the demo's constant of before (it is in the repository's history).
+_PLACEHOLDER_SECRET_MARKERS = (
+    "change-me",
+    "changeme",
+    "change_me",
+    "not-for-production",
+    "placeholder",
+    "example",
+)
+OPERATOR_EMAIL_ENV = "LUPUS_ALERTS_OPERATOR_EMAIL"
+OPERATOR_EMAIL_VAR_ENV = "AIRFLOW_VAR_LUPUS_ALERTS_OPERATOR_EMAIL"
+
+
+def live_problems(
+    settings: Settings, environ: Mapping[str, str] | None = None, *, demo_secret: str | None = None
+) -> list[str]:
+    """Why this configuration and environment must not run for real, each with its fix (empty: fine).
+
+    The link-signing secret missing, short, a placeholder or the demo's (`demo_secret`); no
+    operator address for failure alerts, or a placeholder one; and the configuration's own
+    placeholders (`Settings.placeholder_problems`). `make run` refuses to start on any, and so
+    does the compose deployment's init (`lupus-alerts config check --strict`).
+    """
+    from lupus_alerts import tokens
+
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    try:
+        raw = tokens.get_secret(environ.get(tokens.SECRET_ENV) or None)
+    except tokens.MissingSecret as e:
+        problems.append(str(e))
+    else:
+        secret = raw.decode("utf-8", "replace")
+        if demo_secret and secret == demo_secret:
+            problems.append(
+                f"{tokens.SECRET_ENV} is the demo's secret (.demo/link-secret): live links need their own"
+            )
+        elif any(m in secret.lower() for m in _PLACEHOLDER_SECRET_MARKERS) or len(set(secret)) < 8:
+            problems.append(
+                f"{tokens.SECRET_ENV} is a placeholder, not a secret: generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+    operator = (environ.get(OPERATOR_EMAIL_VAR_ENV) or environ.get(OPERATOR_EMAIL_ENV) or "").strip()
+    if not operator:
+        problems.append(
+            f"no operator address for failure alerts: set {OPERATOR_EMAIL_ENV} (or the Airflow "
+            f"Variable lupus_alerts_operator_email, e.g. through {OPERATOR_EMAIL_VAR_ENV})"
+        )
+    elif _reserved_host(operator.rpartition("@")[2]):
+        problems.append(f"the operator address {operator!r} is a placeholder: set your team's address")
+    return problems + settings.placeholder_problems()
 
 
 def _reserved_host(host: str) -> bool:

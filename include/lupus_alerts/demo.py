@@ -14,6 +14,12 @@ as the end-to-end tests - each in its own process with its log in `.demo/logs/`.
 to operators go through the real `SmtpNotifier` to a local SMTP catcher (`.demo/operator-mail`).
 
 Airflow's metadata database is SQLite in `airflow_home/` (git-ignored), migrated on first use.
+
+Demo values never reach a live run. The demo signs its links with a secret generated on this
+machine (`.demo/link-secret`, git-ignored; nothing in the repository can sign a link), sends its
+operator alerts to a local catcher, and shortens retry delays; `--live` uses none of that, and
+refuses to start (`live_env`) without a real link-signing secret, without an operator address,
+or with a configuration that still points at placeholder addresses.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -29,6 +36,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +46,9 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO_DATA = Path(__file__).resolve().parent / "data" / "demo"
 DAG_IDS = ("lupus_ingest", "lupus_digest")
 NCBI_POOL_SLOTS = 3  # NCBI allows 3 requests/s without an API key: one slot per request stream
-DEMO_SECRET = "demo-only-link-signing-secret-not-for-production"  # the demo's own, never used in production
+DEMO_SECRET_FILE = "link-secret"  # in the demo folder: the demo's own link-signing secret
+DEMO_OPERATOR_EMAIL = "operators@demo.example.org"
+ALERT_SENDER_VAR_ENV = "AIRFLOW_VAR_LUPUS_ALERTS_ALERT_SENDER"
 # Journal feeds served by the demo: (feed id, journal name, publisher, file, all_lupus).
 DEMO_FEEDS = (
     ("lupus", "Lupus", "SAGE", "feed_lupus.rss.xml", True),
@@ -58,6 +68,14 @@ DEMO_SUBSCRIBERS = (
 
 class DemoError(Exception):
     """The demo could not run (a DAG run failed, Airflow could not start, ...)."""
+
+
+class LiveModeRefused(DemoError):
+    """A live run would have used a demo or placeholder value; `problems` says which, and how to fix it."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -201,15 +219,42 @@ def add_demo_subscribers(config_path: Path, day: date) -> list[int]:
 # -- Airflow -----------------------------------------------------------------------------------
 
 
-def airflow_env(
+def live_env(
     airflow_home: Path,
     config_path: Path,
     *,
-    operator_smtp_port: int | None = None,
-    extra: Mapping[str, str] | None = None,
+    demo_root: Path = REPO / ".demo",
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment Airflow and the tasks run in (a copy of os.environ plus the demo's settings)."""
-    env = dict(os.environ)
+    """The environment for a LIVE run (`make run`): the operator's own secret and operator
+    address, the configuration as written, nothing from the demo.
+
+    Raises LiveModeRefused, listing every problem with its fix (`config.live_problems`: the
+    link-signing secret missing, a placeholder or the demo's; no operator address, or a
+    placeholder; placeholder addresses in the configuration). A ConfigError propagates.
+    """
+    from lupus_alerts.config import OPERATOR_EMAIL_ENV, OPERATOR_EMAIL_VAR_ENV, live_problems
+    from lupus_alerts.pipeline import load_settings
+
+    environ = os.environ if environ is None else environ
+    settings = load_settings(config_path)
+    demo_file = demo_root / DEMO_SECRET_FILE
+    demo = demo_file.read_text(encoding="utf-8").strip() if demo_file.exists() else None
+    problems = live_problems(settings, environ, demo_secret=demo)
+    if problems:
+        raise LiveModeRefused(problems)
+    env = _base_env(airflow_home, config_path, environ)
+    env.pop("LUPUS_ALERTS_RETRY_DELAY_S", None)  # the DAGs' own back-off, not a demo's
+    env[OPERATOR_EMAIL_VAR_ENV] = (environ.get(OPERATOR_EMAIL_VAR_ENV) or environ[OPERATOR_EMAIL_ENV]).strip()
+    # Alerts come from the digests' own sender unless one is given (the DAGs' fallback is a
+    # placeholder address a relay would refuse).
+    env.setdefault(ALERT_SENDER_VAR_ENV, parseaddr(settings.digest.sender)[1])
+    return env
+
+
+def _base_env(airflow_home: Path, config_path: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """What every run's Airflow needs (a copy of `environ` plus the project's paths); no demo value."""
+    env = dict(environ)
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
     env.update(
         AIRFLOW_HOME=str(airflow_home),
@@ -218,13 +263,45 @@ def airflow_env(
         AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{airflow_home.resolve() / 'airflow.db'}",
         LUPUS_ALERTS_CONFIG=str(config_path.resolve()),
-        LUPUS_ALERTS_SECRET=os.environ.get("LUPUS_ALERTS_SECRET") or DEMO_SECRET,
-        # Retries stay at 2+ but wait seconds, not minutes, in a demo.
-        LUPUS_ALERTS_RETRY_DELAY_S="1",
-        AIRFLOW_VAR_LUPUS_ALERTS_OPERATOR_EMAIL="operators@demo.example.org",
         PYTHONUNBUFFERED="1",
         # `airflow standalone` starts its components as `airflow ...` from PATH: use this venv's.
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), environ.get("PATH", "")]),
+    )
+    return env
+
+
+def demo_secret(root: Path) -> str:
+    """The demo's link-signing secret: random, made once per demo folder (`root/link-secret`,
+    readable by its owner only), so links in the demo's outbox keep working across runs and no
+    secret that can sign a link is ever in the repository."""
+    path = root / DEMO_SECRET_FILE
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    root.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(value + "\n")
+    return value
+
+
+def airflow_env(
+    airflow_home: Path,
+    config_path: Path,
+    *,
+    operator_smtp_port: int | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment Airflow and the tasks run in for the DEMO (`make demo`, `make up`, the
+    end-to-end tests): a copy of os.environ plus the demo's settings, its own secret (made in
+    the config's folder), its operator address and short retry delays. Never for a live run:
+    that is `live_env`."""
+    env = _base_env(airflow_home, config_path, os.environ)
+    env.update(
+        LUPUS_ALERTS_SECRET=demo_secret(config_path.resolve().parent),
+        # Retries stay at 2+ but wait seconds, not minutes, in a demo.
+        LUPUS_ALERTS_RETRY_DELAY_S="1",
+        AIRFLOW_VAR_LUPUS_ALERTS_OPERATOR_EMAIL=DEMO_OPERATOR_EMAIL,  # the local catcher
     )
     if operator_smtp_port is not None:
         env["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
@@ -426,12 +503,21 @@ def run_demo(root: Path, airflow_home: Path, *, today: datetime | None = None) -
     return 0
 
 
-def run_live(airflow_home: Path, config: Path) -> int:
-    """`make run`: both DAGs once with dag.test() on the real configuration (live endpoints, SMTP)."""
+def run_live(airflow_home: Path, config: Path, *, demo_root: Path = REPO / ".demo") -> int:
+    """`make run`: both DAGs once with dag.test() on the real configuration (live endpoints, SMTP).
+
+    Refuses (exit 2, before anything starts) when a demo or placeholder value would be used.
+    """
     from lupus_alerts.pipeline import load_settings, open_store
 
-    open_store(load_settings(config))  # a config error stops here, naming file and field
-    env = airflow_env(airflow_home, config)
+    try:
+        env = live_env(airflow_home, config, demo_root=demo_root)  # a config error stops here too
+    except LiveModeRefused as e:
+        print("refusing to run live:", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    open_store(load_settings(config))
     init_airflow(env)
     log_path = REPO / "data" / "logs" / "dag_test.log"
     now = datetime.now(UTC)
@@ -564,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
         help="config for --live (default: $LUPUS_ALERTS_CONFIG or ./lupus-alerts.yaml)",
     )
     args = parser.parse_args(argv)
+    from lupus_alerts.config import ConfigError
+
     airflow_home = Path(os.environ.get("AIRFLOW_HOME") or REPO / "airflow_home").resolve()
     try:
         if args.up:
@@ -571,8 +659,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.live:
             from lupus_alerts.config import config_path
 
-            return run_live(airflow_home, config_path(args.config).resolve())
+            return run_live(airflow_home, config_path(args.config).resolve(), demo_root=args.root.resolve())
         return run_demo(args.root.resolve(), airflow_home)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except DemoError as e:
         print(f"demo failed: {e}", file=sys.stderr)
         return 1
