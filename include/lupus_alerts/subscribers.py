@@ -333,7 +333,10 @@ def _where(id_or_email: int | str) -> sa.ColumnElement[bool]:
     text = str(id_or_email).strip()
     if text.isascii() and text.isdigit() and len(text) <= 9:
         return _S.c.id == int(text)
-    return _S.c.email == text.lower()
+    try:
+        return _S.c.email == normalize_email(text)  # the stored form (ASCII domain, lower case)
+    except InvalidSubscriber:
+        return _S.c.email == text.lower()
 
 
 def _load_topics(conn: Connection, ids: list[int]) -> dict[int, set[str]]:

@@ -25,6 +25,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     session_no: int
+    mail_options: list[str] = field(default_factory=list)  # e.g. ["SMTPUTF8"]
 
     @property
     def message(self) -> EmailMessage:
@@ -93,7 +94,11 @@ class SinkHandler:
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         no = self._session_no(session)
-        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, no))
+        self.messages.append(
+            Received(
+                envelope.mail_from, list(envelope.rcpt_tos), envelope.content, no, list(envelope.mail_options)
+            )
+        )
         if self.drop_after_data > 0:
             self.drop_after_data -= 1
             server.transport.close()
@@ -109,10 +114,13 @@ def free_port() -> int:
 class SmtpSink:
     """`with SmtpSink() as sink:` a server on 127.0.0.1:sink.port; `sink.handler` to script it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, smtputf8: bool = False) -> None:
         self.handler = SinkHandler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        # smtputf8: offer SMTPUTF8 (RFC 6531), so internationalised addresses can be sent to it.
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8
+        )
 
     def __enter__(self) -> SmtpSink:
         self.controller.start()
