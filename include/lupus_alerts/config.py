@@ -290,8 +290,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
             f"{p}: configuration file not found (set {CONFIG_ENV} or create {DEFAULT_CONFIG_NAME})"
         ) from None
     except yaml.YAMLError as e:
-        # The parser quotes the offending line, which may hold a store URL with its password.
-        raise ConfigError(redact_text(f"{p}: not valid YAML: {e}")) from None
+        raise ConfigError(_yaml_error(p, e)) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -301,6 +300,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
     except ValidationError as e:
         raise ConfigError(_describe(p, e)) from None
     return _resolve_paths(settings, p)
+
+
+def _yaml_error(path: Path, e: yaml.YAMLError) -> str:
+    # PyYAML's own message quotes a snippet of the offending line, which may be a store URL with
+    # its password (cut anywhere, so a pattern cannot always find it): say where, not what.
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or type(e).__name__
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(e, "context", None)
+    return redact_text(f"{path}: not valid YAML{where}: {problem}" + (f" ({context})" if context else ""))
 
 
 def settings_from_dict(raw: dict, base_dir: Path | None = None) -> Settings:
