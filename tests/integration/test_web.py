@@ -90,6 +90,9 @@ def test_get_unsubscribe_shows_a_button_and_unsubscribes_nobody(base_url, engine
     # Scanners may fetch it many times, and HEAD it.
     for _ in range(3):
         requests.get(unsub_url(base_url, ana), timeout=5)
+        head = requests.head(unsub_url(base_url, ana), timeout=5)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["Cache-Control"] == "no-store"
     assert subscribers.get(engine, ana.id).status == "active"
 
 
