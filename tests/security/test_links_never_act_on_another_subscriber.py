@@ -19,6 +19,7 @@ from smtp_sink import SmtpSink
 from webapp import DAY, NOW, app_for, links_in, rebase, send_digests, serve, settings_for
 
 from lupus_alerts import delivery, mailer, store, subscribers, tokens
+from lupus_alerts.cli import main as cli
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
@@ -84,7 +85,10 @@ def test_revoked_links_stop_working_and_the_next_digest_carries_new_ones(engine,
     ana = subscribers.add(engine, email="ana@example.org", from_beginning=True)
     add_papers(engine, [["nephrology"]])
     old = _received_links(engine, settings)
-    subscribers.revoke_links(engine, ana.id)  # e.g. a digest forwarded to a mailing list
+    # e.g. a digest forwarded to a mailing list: the operator revokes its links
+    cfg = tmp_path / "lupus-alerts.yaml"
+    cfg.write_text(f"store_url: {engine.url.render_as_string(hide_password=False)}\n", encoding="utf-8")
+    assert cli(["--config", str(cfg), "subscribers", "revoke-links", "ana@example.org"]) == 0
     add_papers(engine, [["nephrology"]])
     with SmtpSink() as sink:
         send_digests(engine, settings, sink, day=date(2026, 11, 28), now=datetime(2026, 11, 28, 9))

@@ -55,6 +55,13 @@ def register(groups: Groups) -> None:
     p.add_argument("--delete", action="store_true", help="erase the subscriber and their delivery history")
     p.set_defaults(func=_remove)
 
+    p = g.add_parser(
+        "revoke-links",
+        help="a new link key for a subscriber: every unsubscribe and preferences link sent stops working",
+    )
+    p.add_argument("subscriber", help="email address or id")
+    p.set_defaults(func=_revoke_links)
+
     p = g.add_parser("import", help="add subscribers from a CSV file (all or nothing, unless --skip-invalid)")
     p.add_argument("file", help=f"CSV with a header; columns: {', '.join(subs.CSV_COLUMNS)} (email required)")
     p.add_argument("--skip-invalid", action="store_true", help="import the good rows even if some are bad")
@@ -150,6 +157,15 @@ def _remove(args: argparse.Namespace) -> int:
     except subs.SubscriberError as e:
         return _fail(e)
     print(f"{'deleted' if args.delete else 'unsubscribed'} {s.email}")
+    return 0
+
+
+def _revoke_links(args: argparse.Namespace) -> int:
+    try:
+        s = subs.revoke_links(_engine(args), args.subscriber)
+    except subs.SubscriberError as e:
+        return _fail(e)
+    print(f"revoked the links sent to {s.email}; the next digest carries new ones")
     return 0
 
 
