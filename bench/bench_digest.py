@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
 
-    os.environ.setdefault("LUPUS_ALERTS_SECRET", "benchmark-secret-not-for-production-0123")
+    os.environ.setdefault("LUPUS_ALERTS_SECRET", "benchmark-link-secret-0123456789abcdef")
     from lupus_alerts.config import settings_from_dict
 
     engine, config, tmp = new_store(args)

@@ -47,6 +47,9 @@ SECRET_CONN_ID = "lupus_alerts_secret"
 PURPOSES = ("unsubscribe", "preferences")
 # A shorter secret is almost certainly a placeholder; refuse it rather than sign weakly.
 MIN_SECRET_BYTES = 16
+# Secrets that are somebody's placeholder, not a secret: the value shipped in .env.example, the
+# docs' "change me"s, the demo's constant of before (it is in the repository's history).
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "change_me", "not-for-production", "placeholder", "example")
 MAX_TOKEN_CHARS = 96
 _MAC_BYTES = 16
 _VERSION = b"lupus-alerts/token/v2"
@@ -108,6 +111,12 @@ def get_secret(secret: bytes | str | None = None) -> bytes:
     raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
     if len(raw) < MIN_SECRET_BYTES:
         raise MissingSecret(f"the link-signing secret must be at least {MIN_SECRET_BYTES} bytes long")
+    text = raw.decode("utf-8", "replace").lower()
+    if any(m in text for m in PLACEHOLDER_MARKERS) or len(set(raw)) < 8:
+        raise MissingSecret(
+            f"{SECRET_ENV} is a placeholder, not a secret: generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
     return raw
 
 

@@ -146,7 +146,7 @@ def test_the_demo_secret_is_made_on_this_machine_and_is_in_no_file_of_the_reposi
     assert not hasattr(demo, "DEMO_SECRET")
     for value in (a, "demo-only-link-signing-secret-not-for-production"):
         found = subprocess.run(
-            ["git", "grep", "-l", "-F", value, "--", ".", ":!tests/security"],
+            ["git", "grep", "-l", "-F", value, "--", ".", ":!tests"],  # tests name it as a bad value
             cwd=demo.REPO,
             capture_output=True,
             text=True,
@@ -174,3 +174,35 @@ def test_the_compose_deployment_checks_before_it_starts_and_requires_its_secrets
     env = init["environment"]
     assert env["LUPUS_ALERTS_SECRET"].startswith("${LUPUS_ALERTS_SECRET:?")
     assert env["AIRFLOW_VAR_LUPUS_ALERTS_OPERATOR_EMAIL"].startswith("${LUPUS_ALERTS_OPERATOR_EMAIL:?")
+
+
+def test_every_path_that_signs_links_refuses_a_placeholder_secret(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Not only `make run`: the CLI send, the scheduler's tasks (send_due) and the web app."""
+    import requests
+    from digest_seed import add_papers
+    from webapp import app_for, serve, settings_for
+
+    from lupus_alerts import delivery, store, subscribers
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store.upgrade(url)
+    engine = store.make_engine(url)
+    subscribers.add(engine, email="ana@example.org", from_beginning=True)
+    add_papers(engine, [["nephrology"]])
+    cfg = tmp_path / "lupus-alerts.yaml"
+    cfg.write_text(
+        yaml.safe_dump({"store_url": url, "mail": {"outbox_dir": str(tmp_path / "out")}}), encoding="utf-8"
+    )
+    monkeypatch.setenv("LUPUS_ALERTS_SECRET", PLACEHOLDER_SECRETS[1])
+    assert cli(["--config", str(cfg), "digest", "send", "--date", "2026-11-27"]) == 1
+    assert "LUPUS_ALERTS_SECRET is a placeholder" in capsys.readouterr().err
+    settings = settings_for(tmp_path)
+    with pytest.raises(delivery.DeliveryError, match="placeholder"):
+        delivery.send_due(engine, settings, now=demo.datetime(2026, 11, 27, 9))
+    with serve(app_for(engine, settings)) as base:
+        r = requests.get(f"{base}/unsubscribe?token=x.1.AAAAAAAAAAAAAAAAAAAAAA", timeout=5)
+    assert r.status_code == 503 and "Temporarily unavailable" in r.text
+    assert not list((tmp_path / "out").glob("*.eml"))  # nothing was sent
+    engine.dispose()

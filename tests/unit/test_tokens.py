@@ -187,3 +187,22 @@ def test_link_builds_a_url_with_the_token() -> None:
     base, _, query = url.partition("?token=")
     assert base == "https://x.example.org/lupus-alerts/unsubscribe"
     assert tokens.check_token(query, "unsubscribe", secret=SECRET).link_key == KEY
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        "change-me-change-me-change-me",
+        "CHANGEME-0123456789abcdef",
+        "demo-only-link-signing-secret-not-for-production",
+        "my-placeholder-secret-value",
+        "secret.example.org-0123456789",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "abababababababababababab",
+    ],
+)
+def test_a_placeholder_secret_is_refused(placeholder: str) -> None:
+    with pytest.raises(tokens.MissingSecret, match="is a placeholder, not a secret"):
+        tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=placeholder)
+    with pytest.raises(tokens.MissingSecret):
+        tokens.check_token(_GOOD, "unsubscribe", secret=placeholder)
