@@ -70,12 +70,14 @@ def test_a_held_lock_stalls_only_the_write_that_needs_it_and_it_gets_a_503(engin
                 elapsed = time.monotonic() - t0
                 assert r.status_code == 200, path
                 assert elapsed < 1.0, f"{path} took {elapsed:.2f} s while a POST waited for a lock"
+                print(f"{engine.dialect.name}: {path.split('?')[0]} answered in {elapsed * 1000:.0f} ms")
             assert thread.is_alive()  # and the POST is still waiting
             thread.join(HOLD_S + 5)
         finally:
             release.cancel()
             holder.rollback()
             holder.close()
+    print(f"{engine.dialect.name}: the POST got {post['status']} after {post['elapsed']:.2f} s")
     assert post["status"] == 503, post
     # It gave up after the lock timeout, long before the lock was released.
     assert LOCK_TIMEOUT_S - 0.5 <= post["elapsed"] < HOLD_S - 2, post["elapsed"]
