@@ -106,6 +106,15 @@ class DigestSettings(_Strict):
     # never do (RFC 8058: recipients click old mail). See docs/security.md.
     preferences_link_days: int = Field(60, ge=1, le=3650)
 
+    @field_validator("sender", "reply_to", "public_base_url", "unsubscribe_mailto")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        # These go into every message's headers: a control character would make every digest
+        # unbuildable (each subscriber's row failed for a configuration typo). Refused at load.
+        if any(ord(c) < 32 or ord(c) == 127 or c in "\u2028\u2029" for c in v):
+            raise ValueError("must be one line without control characters")
+        return v
+
 
 class MailSettings(_Strict):
     mode: Literal["outbox", "smtp"] = "outbox"

@@ -181,3 +181,15 @@ def test_csv_export_never_writes_a_cell_a_spreadsheet_would_run(engine, tmp_path
         (s.email, s.name) for s in subscribers.list_subscribers(engine)
     }
     copy.dispose()
+
+
+def test_a_control_character_in_a_configured_header_value_is_a_config_error(tmp_path: Path, capsys) -> None:
+    """Every digest carries these: a typo must stop the run at load, not fail every subscriber."""
+    cfg = tmp_path / "lupus-alerts.yaml"
+    cfg.write_text(
+        'digest:\n  reply_to: "editors@hospital-one.org\\r\\nBcc: all@hospital-one.org"\n', encoding="utf-8"
+    )
+    assert cli(["config", "check", str(cfg)]) == 2
+    assert (
+        "digest.reply_to: Value error, must be one line without control characters" in capsys.readouterr().err
+    )
