@@ -39,9 +39,12 @@ import yaml
 from lupus_alerts import relevance
 from lupus_alerts.models import Classification, Paper, TopicLabel
 from lupus_alerts.phrases import (
+    MAX_ABSTRACT_CHARS,
+    MAX_TITLE_CHARS,
     Doc,
     Hit,
     PhraseSet,
+    clip,
     in_exclusion_sentence,
     is_negated,
     matched_text,
@@ -298,16 +301,22 @@ class LabelScore:
 
 def abstract_sections(paper: Paper) -> list[tuple[str, str]]:
     """The abstract as (NLM category, text) pieces: structured sections when the record has
-    them, headings written inline ("Methods: ...") when it does not, else one piece."""
+    them, headings written inline ("Methods: ...") when it does not, else one piece. At most
+    `MAX_ABSTRACT_CHARS` of text in all."""
     if paper.abstract_sections:
         out = []
+        budget = MAX_ABSTRACT_CHARS
         for s in paper.abstract_sections:
+            if budget <= 0:
+                break
             cat = (s.category or "").upper()
             if cat not in SECTION_FACTORS or not cat:  # e.g. NLM's "UNASSIGNED"
                 cat = _HEADING_CATEGORY.get((s.label or "").strip().lower(), "")
-            out.append((cat if cat in SECTION_FACTORS else "", s.text))
+            text = clip(s.text or "", budget)
+            budget -= len(text)
+            out.append((cat if cat in SECTION_FACTORS else "", text))
         return out
-    text = paper.abstract or ""
+    text = clip(paper.abstract or "", MAX_ABSTRACT_CHARS)
     matches = list(_INLINE_HEADING.finditer(text))
     if not matches:
         return [("", text)] if text else []
@@ -322,7 +331,9 @@ def abstract_sections(paper: Paper) -> list[tuple[str, str]]:
 
 def _docs(paper: Paper) -> tuple[Doc, Doc]:
     """The title and the abstract (by section), tokenised once for relevance and labels."""
-    return Doc.from_text(paper.title or ""), Doc.from_sections(abstract_sections(paper))
+    return Doc.from_text(clip(paper.title or "", MAX_TITLE_CHARS)), Doc.from_sections(
+        abstract_sections(paper)
+    )
 
 
 def _sentence_factors(doc: Doc) -> list[float]:
@@ -531,7 +542,8 @@ class Classifier:
     def _score_age(self, acc: dict[str, _Acc], paper: Paper) -> None:
         if "pediatrics" not in acc:
             return
-        for m in _AGE.finditer(f"{paper.title} {paper.abstract}"):
+        text = f"{clip(paper.title or '', MAX_TITLE_CHARS)} {clip(paper.abstract or '', MAX_ABSTRACT_CHARS)}"
+        for m in _AGE.finditer(text):
             age = int(m.group(1))
             if age < PAEDIATRIC_AGE_LIMIT:
                 acc["pediatrics"].raw += AGE_WEIGHT

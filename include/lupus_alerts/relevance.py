@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lupus_alerts.models import MeshHeading
-from lupus_alerts.phrases import Doc, Hit, PhraseSet, in_exclusion_sentence, is_negated
+from lupus_alerts.phrases import (
+    MAX_ABSTRACT_CHARS,
+    MAX_TITLE_CHARS,
+    Doc,
+    Hit,
+    PhraseSet,
+    clip,
+    in_exclusion_sentence,
+    is_negated,
+)
 
 # Journals whose every paper is a lupus paper (normalised: lower case, "&" -> "and", no dots).
 LUPUS_JOURNALS = frozenset({"lupus", "lupus science and medicine", "lupus sci med"})
@@ -427,7 +436,7 @@ def _is_comparison(doc: Doc, hit: Hit, n_other: int) -> bool:
         return False
     if n_other >= 2:
         return True  # a list of diseases, lupus among them
-    return any(w in _COMPARATOR_WORDS for w in doc.sentence_tokens(hit.sentence))
+    return hit.sentence in doc.sentences_with(_COMPARATOR_WORDS)
 
 
 _LUPUS_DRUGS = frozenset(_POSITIVE["drug"])
@@ -451,8 +460,10 @@ def assess(
     """Decide whether a record is about lupus erythematosus, with a 0..1 score and evidence.
 
     `mesh` holds `MeshHeading`s, paper-schema dicts or bare descriptor names. A record in a
-    lupus journal is a lupus paper by definition.
+    lupus journal is a lupus paper by definition. Only the first `MAX_TITLE_CHARS` of the title
+    and `MAX_ABSTRACT_CHARS` of the abstract are read.
     """
+    title, abstract = clip(title or "", MAX_TITLE_CHARS), clip(abstract or "", MAX_ABSTRACT_CHARS)
     return assess_docs(
         title,
         abstract,
@@ -475,6 +486,7 @@ def assess_docs(
     keywords: Sequence[str] = (),
 ) -> Relevance:
     """`assess` on already tokenised title and abstract (the classifier tokenises them once)."""
+    title, abstract = clip(title, MAX_TITLE_CHARS), clip(abstract, MAX_ABSTRACT_CHARS)
     evidence: list[str] = []
     raw = 0.0
 
