@@ -60,6 +60,8 @@ NEG_TERMINATORS = frozenset(
     {"but", "however", "although", "though", "whereas", "while", "yet", "which", "who"}
 )
 NEG_AFTER = frozenset({"excluded", "absent", "ineligible", "ruled"})
+# every word that can make a negation (a sentence without one needs no window check)
+_NEGATION_WORDS = NEG_BEFORE | NEG_AFTER | {"not"} | {second for _first, second in NEG_BEFORE_BIGRAMS}
 EXCLUSION_SENTENCE = frozenset({"excluded", "exclusion", "exclude", "excluding", "ineligible"})
 NEG_WINDOW = 5
 # The classifier reads at most this much of a record. PubMed titles are a few hundred
@@ -78,6 +80,11 @@ NEG_AFTER_WINDOW = 4
 def clip(text: str, limit: int) -> str:
     """`text` cut to at most `limit` characters (see `MAX_TITLE_CHARS`, `MAX_ABSTRACT_CHARS`)."""
     return text if len(text) <= limit else text[:limit]
+
+
+def tokens(text: str) -> list[str]:
+    """The words of `text` as the matcher sees them (punctuation dropped)."""
+    return _TOKEN.findall(text)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -280,6 +287,8 @@ class PhraseSet(Generic[P]):
 
 def is_negated(doc: Doc, hit: Hit) -> bool:
     """True when the phrase is negated ("no nephritis", "nephritis was absent") in its sentence."""
+    if hit.sentence not in doc.sentences_with(_NEGATION_WORDS):
+        return False  # most sentences hold no negation word at all: one set lookup
     s0 = doc.sent_start[hit.sentence]
     lower = doc.lower
     lo = max(s0, hit.start - NEG_WINDOW)
