@@ -103,3 +103,34 @@ def test_sentence_splitting_past_many_abbreviations_is_linear() -> None:
     ratio = cpu_seconds(lambda: split_sentences(large)) / cpu_seconds(lambda: split_sentences(small))
     assert ratio < 3.0, ratio
     assert split_sentences("St. Louis encephalitis. Next one.") == ["St. Louis encephalitis.", "Next one."]
+
+
+def test_relevance_on_a_megabyte_costs_no_more_than_on_the_capped_text() -> None:
+    megabyte = text_of(1_000_000)
+    title = "Systemic lupus erythematosus"
+    relevance.assess(title, megabyte[:MAX_ABSTRACT_CHARS])
+    ops_capped = line_events(lambda: relevance.assess(title, megabyte[:MAX_ABSTRACT_CHARS]))
+    ops_huge = line_events(lambda: relevance.assess(megabyte, megabyte))
+    assert ops_huge <= ops_capped * 1.05, (ops_capped, ops_huge)
+
+
+def feed_with_one_item(description: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>A journal</title>'
+        "<item><title>Systemic lupus erythematosus and the kidney</title>"
+        f"<link>https://example.org/a</link><description>{description}</description></item>"
+        "</channel></rss>"
+    ).encode()
+
+
+def test_a_feed_poll_with_a_huge_item_grows_linearly_with_it() -> None:
+    # the poll's relevance filter reads the item (feeds.parse_feed_bytes): a 580 KB item once
+    # cost 44 s of CPU there; twice the item must cost about twice the work, not four times
+    from lupus_alerts.feeds import parse_feed_bytes
+
+    small, large = feed_with_one_item(text_of(200_000)), feed_with_one_item(text_of(400_000))
+    parse_feed_bytes(small, filter_relevance=True)
+    ops_small = line_events(lambda: parse_feed_bytes(small, filter_relevance=True))
+    ops_large = line_events(lambda: parse_feed_bytes(large, filter_relevance=True))
+    assert ops_large / ops_small < 2.3, (ops_small, ops_large)
+    assert parse_feed_bytes(large, filter_relevance=True).kept == 1
