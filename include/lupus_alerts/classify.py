@@ -15,13 +15,17 @@ it was found:
   authors state the design; a drug named in the title counts in full, and a list of drugs in
   the abstract about as much as its strongest member (background treatment).
 
-The sum `raw` becomes a score `1 - exp(-raw)` in 0..1, and a label is given when the score
-reaches the label's threshold (tuned on the dev split by `scripts/tune_classifier.py`, stored in
+The sum `raw` becomes a score `1 - exp(-raw)` in 0..1. Which labels a paper gets is decided
+by the learned layer (`label_model`, fitted on real labelled papers) from each label's score
+and where its cues were found (`LabelScore.features`); for a record with almost no abstract,
+or a taxonomy without a fitted model, a label is given when its score reaches the label's
+threshold (tuned on the dev split by `scripts/tune_classifier.py`, stored in
 `data/classifier_thresholds.json`; `DEFAULT_THRESHOLD` otherwise). Whether the paper is about
-lupus at all is `relevance.assess`; a paper that is not gets no labels.
+lupus at all is `relevance.assess`; a paper that is not gets no labels. The title and abstract
+are read up to `phrases.MAX_TITLE_CHARS` and `MAX_ABSTRACT_CHARS`.
 
-Every label carries the evidence that produced it, phrased for a clinician:
-"'lupus nephritis' in the title", "MeSH Lupus Nephritis (major topic)".
+Every label carries the evidence that produced it, phrased for a clinician, decisive cue
+first: "'lupus nephritis' in the title", "MeSH Lupus Nephritis (major topic)".
 """
 
 from __future__ import annotations
@@ -383,9 +387,8 @@ def abstract_sections(paper: Paper) -> list[tuple[str, str]]:
 
 def _docs(paper: Paper) -> tuple[Doc, Doc]:
     """The title and the abstract (by section), tokenised once for relevance and labels."""
-    return Doc.from_text(clip(paper.title or "", MAX_TITLE_CHARS)), Doc.from_sections(
-        abstract_sections(paper)
-    )
+    title = Doc.from_text(clip(paper.title or "", MAX_TITLE_CHARS))
+    return title, Doc.from_sections(abstract_sections(paper))
 
 
 def _sentence_factors(doc: Doc) -> list[float]:
