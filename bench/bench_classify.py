@@ -2,10 +2,13 @@
 
     .venv/bin/python -m bench.bench_classify [--papers N]
 
-Runs `Classifier.classify` (relevance check + all fifteen labels + evidence) over the labelled
-set (dev and test, MeSH kept, so MeSH scoring is included) repeated up to N papers, and over the
-176 real PubMed records of the fatcat sample (long structured abstracts, MeSH). One process, one
-thread. Prints the figures and rewrites the `classify` section of docs/benchmarks.md.
+Runs `Classifier.classify` (relevance check + all fifteen labels, the learned layer + evidence)
+over the labelled set (dev and test, MeSH kept, so MeSH scoring is included) repeated up to N
+papers, over the 224 real PubMed lupus candidates (2025-2026 abstracts, no MeSH), over the 176
+real PubMed records of the fatcat sample (long structured abstracts, MeSH), and times one
+1 MB title + abstract (the classifier reads at most 1,000 + 20,000 characters of it). One
+process, one thread. Prints the figures and rewrites the `classify` section of
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench.report import write_section
-from lupus_alerts.classify import DATA_DIR, Classifier, read_jsonl
+from lupus_alerts.classify import DATA_DIR, REAL_DEV, REAL_TEST, Classifier, read_jsonl
 from lupus_alerts.models import Paper
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,6 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     pm_chars = sum(len(p.title) + len(p.abstract) for p in pubmed) / max(len(pubmed), 1)
     pm_cpu, pm_wall = _rate(clf, pubmed * 10)
 
+    real = [Paper.from_dict(r) for path in (REAL_DEV, REAL_TEST) for r in read_jsonl(path)]
+    real_chars = sum(len(p.title) + len(p.abstract) for p in real) / max(len(real), 1)
+    real_cpu, real_wall = _rate(clf, real * 10)
+
+    unit = "lupus nephritis with proteinuria, pregnancy, hydroxychloroquine, seizures and SLE in St. Louis, "
+    megabyte = (unit * (1_000_000 // len(unit) + 1))[:1_000_000]
+    huge = Paper(source="bench", source_key="1mb", title=megabyte, abstract=megabyte)
+    c0 = time.process_time()
+    clf.classify(huge)
+    huge_ms = (time.process_time() - c0) * 1000
+
     lines = [
         f"Classifier built (taxonomy loaded, cues compiled) in {build_ms:.0f} ms.",
         "",
@@ -79,11 +93,25 @@ def main(argv: list[str] | None = None) -> int:
         f"{lab_cpu:,.0f} | {lab_wall:,.0f} |",
         f"| real PubMed records (fatcat sample, x10) | {len(pubmed) * 10} | {pm_chars:.0f} | {pm_cpu:,.0f} | "
         f"{pm_wall:,.0f} |",
+        f"| real lupus candidates 2025-2026 (224, x10) | {len(real) * 10} | {real_chars:.0f} | "
+        f"{real_cpu:,.0f} | {real_wall:,.0f} |",
         "",
-        "Median of 5 passes. Each paper: relevance check, 15 labels, evidence strings (MeSH kept).",
-        f"Target: >= {TARGET:,.0f} papers/s on one core: "
-        f"{'met' if min(lab_cpu, pm_cpu) >= TARGET else 'NOT met'} on both inputs (CPU time). "
-        "Wall-clock rates are lower when the shared machine's other processes take the core.",
+        "Median of 5 passes. Each paper: relevance check, 15 labels, the learned layer, evidence "
+        "strings (MeSH kept where the record has it).",
+        f"Target: >= {TARGET:,.0f} papers/s on one core (CPU time): "
+        + "; ".join(
+            f"{name} {'met' if rate >= TARGET else 'NOT met'}"
+            for name, rate in (
+                ("labelled set", lab_cpu),
+                ("fatcat sample", pm_cpu),
+                ("real lupus candidates", real_cpu),
+            )
+        )
+        + ". Wall-clock rates are lower when the shared machine's other processes take the core.",
+        "",
+        f"A 1 MB title plus a 1 MB abstract (one sentence of cues, the worst case before issue 13): "
+        f"{huge_ms:.0f} ms of CPU (target < 1 s); the classifier reads the first 1,000 title and "
+        "20,000 abstract characters.",
     ]
     body = "\n".join(lines)
     print(body)

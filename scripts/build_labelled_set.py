@@ -366,7 +366,9 @@ def load_sources() -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def stratified_split(records: list[dict[str, Any]], rng: random.Random) -> tuple[list[int], list[int]]:
+def stratified_split(
+    records: list[dict[str, Any]], rng: random.Random, dev_fraction: float = DEV_FRACTION
+) -> tuple[list[int], list[int]]:
     """Iterative stratification (Sechidis et al., 2011) of one source file into dev and test.
 
     Each record's strata are its topic labels, or a "not lupus" stratum. Records are taken
@@ -375,7 +377,7 @@ def stratified_split(records: list[dict[str, Any]], rng: random.Random) -> tuple
     """
     strata = [r["gold_topics"] or ["__negative__"] for r in records]
     totals = Counter(s for ss in strata for s in ss)
-    fractions = {"dev": DEV_FRACTION, "test": 1 - DEV_FRACTION}
+    fractions = {"dev": dev_fraction, "test": 1 - dev_fraction}
     want = {sp: {s: n * f for s, n in totals.items()} for sp, f in fractions.items()}
     want_n = {sp: len(records) * f for sp, f in fractions.items()}
     remaining = list(range(len(records)))

@@ -104,7 +104,7 @@ def cross_validate(dev_path: Path, folds: int) -> tuple[float, float]:
     An estimate of how much the threshold search flatters the dev figures (it says nothing
     about the cue weights, which were written with all of dev in view).
     """
-    clf = Classifier(thresholds={})
+    clf = Classifier(thresholds={}, learned=False)
     items = _items(clf, read_jsonl(dev_path))
     pooled: list[tuple[bool, set[str], dict[str, LabelScore] | None]] = []
     predictions: list[set[str]] = []
@@ -133,7 +133,7 @@ def cross_validate(dev_path: Path, folds: int) -> tuple[float, float]:
 def tune(dev_path: Path) -> dict[str, Any]:
     """Compute the thresholds artefact from the dev file."""
     records = read_jsonl(dev_path)
-    clf = Classifier(thresholds={})  # scores do not depend on thresholds
+    clf = Classifier(thresholds={}, learned=False)  # scores do not depend on thresholds
     items = _items(clf, records)
     shared, th = _search(clf, items)
     _obj, micro, macro = _objective(clf, items, th)

@@ -15,13 +15,17 @@ it was found:
   authors state the design; a drug named in the title counts in full, and a list of drugs in
   the abstract about as much as its strongest member (background treatment).
 
-The sum `raw` becomes a score `1 - exp(-raw)` in 0..1, and a label is given when the score
-reaches the label's threshold (tuned on the dev split by `scripts/tune_classifier.py`, stored in
+The sum `raw` becomes a score `1 - exp(-raw)` in 0..1. Which labels a paper gets is decided
+by the learned layer (`label_model`, fitted on real labelled papers) from each label's score
+and where its cues were found (`LabelScore.features`); for a record with almost no abstract,
+or a taxonomy without a fitted model, a label is given when its score reaches the label's
+threshold (tuned on the dev split by `scripts/tune_classifier.py`, stored in
 `data/classifier_thresholds.json`; `DEFAULT_THRESHOLD` otherwise). Whether the paper is about
-lupus at all is `relevance.assess`; a paper that is not gets no labels.
+lupus at all is `relevance.assess`; a paper that is not gets no labels. The title and abstract
+are read up to `phrases.MAX_TITLE_CHARS` and `MAX_ABSTRACT_CHARS`.
 
-Every label carries the evidence that produced it, phrased for a clinician:
-"'lupus nephritis' in the title", "MeSH Lupus Nephritis (major topic)".
+Every label carries the evidence that produced it, phrased for a clinician, decisive cue
+first: "'lupus nephritis' in the title", "MeSH Lupus Nephritis (major topic)".
 """
 
 from __future__ import annotations
@@ -31,25 +35,38 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from lupus_alerts import relevance
+from lupus_alerts.label_model import MIN_SENTENCES, MODEL_FILE, LabelModel, LabelModelError, load_label_model
 from lupus_alerts.models import Classification, Paper, TopicLabel
 from lupus_alerts.phrases import (
+    MAX_ABSTRACT_CHARS,
+    MAX_TITLE_CHARS,
     Doc,
     Hit,
     PhraseSet,
+    clip,
     in_exclusion_sentence,
     is_negated,
     matched_text,
     phrase_words,
+    tokens,
 )
 
 DATA_DIR = Path(__file__).parent / "data"
 TAXONOMY_PATH = DATA_DIR / "taxonomy.yaml"
+# The labelled sets (docs/annotation-guidelines.md; real/SOURCES.md for the real papers)
+LABELLED_DIR = DATA_DIR / "labelled"
+WRITTEN_DEV = LABELLED_DIR / "dev.jsonl"
+WRITTEN_TEST = LABELLED_DIR / "test.jsonl"
+REAL_DEV = LABELLED_DIR / "real" / "dev.jsonl"
+REAL_TEST = LABELLED_DIR / "real" / "test.jsonl"
+RHEUMATOLOGY_OTHER = LABELLED_DIR / "real" / "source" / "rheumatology_other.jsonl"
 THRESHOLDS_FILE = "classifier_thresholds.json"
 
 # Without a tuned artefact: the shared value the tuning lands on, which is what "weight 1.0 =
@@ -137,6 +154,10 @@ DRUG_STEMS = (
     "dronate",  # bisphosphonates
 )
 DRUG_STEM_MIN_LEN = 7
+NO_LABEL = ""  # the payload label of a not_cues phrase
+# A cue lighter than this says little on its own ("urinary", "outcomes", "treatment"): it is
+# quoted as evidence only when nothing heavier was found in the same place.
+EVIDENCE_MIN_WEIGHT = 0.5
 DRUG_STEM_WEIGHT = 0.5
 DRUG_STEM_LABEL = "therapeutics"
 NOT_DRUGS = frozenset({"concept", "concepts", "except", "accept", "intercept", "percept", "precept"})
@@ -188,6 +209,9 @@ class Taxonomy:
     qualifiers: dict[str, tuple[str, float]]  # qualifier name (lower) -> (label, weight)
     thresholds: dict[str, float] = field(default_factory=dict)
     version: int = 1
+    not_cues: tuple[str, ...] = ()  # other diseases' names that hold a cue word (no label)
+    # the learned layer fitted for this taxonomy (data/label_model.json beside it), if any
+    label_model: LabelModel | None = None
 
     @property
     def ids(self) -> list[str]:
@@ -271,8 +295,28 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
             thresholds = {k: float(v) for k, v in tdata["thresholds"].items() if k in labels}
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise TaxonomyError(f"{tpath}: cannot read thresholds: {e}") from e
+    model = None
+    mpath = path.parent / MODEL_FILE
+    if mpath.exists():
+        try:
+            model = load_label_model(mpath)
+        except LabelModelError as e:
+            raise TaxonomyError(str(e)) from e
+        if set(model.labels) != set(labels):
+            raise TaxonomyError(
+                f"{mpath}: the label model knows labels {sorted(model.labels)}, the taxonomy "
+                f"{sorted(labels)}; retrain with scripts/train_label_model.py or remove the file"
+            )
+    not_cues = data.get("not_cues") or []
+    if not isinstance(not_cues, list) or not all(isinstance(p, str) for p in not_cues):
+        raise TaxonomyError(f"{path}: 'not_cues' must be a list of phrases")
     return Taxonomy(
-        labels=labels, qualifiers=qualifiers, thresholds=thresholds, version=int(data.get("version", 1))
+        labels=labels,
+        qualifiers=qualifiers,
+        thresholds=thresholds,
+        version=int(data.get("version", 1)),
+        not_cues=tuple(not_cues),
+        label_model=model,
     )
 
 
@@ -284,6 +328,18 @@ class _Acc:
     # (source rank, contribution, evidence text): evidence lists the title first, then MeSH,
     # keywords, publication type, abstract, journal; within a source the largest first.
     parts: list[tuple[int, float, str]] = field(default_factory=list)
+    # where the contributions came from (LOCATIONS), for the learned layer
+    where: dict[str, float] = field(default_factory=dict)
+    title_weight: float = 0.0  # the heaviest cue weight found in the title
+    abstract_weight: float = 0.0  # ... and in the abstract
+    sentences: set[int] = field(default_factory=set)  # abstract sentences with a cue
+    cues: int = 0  # distinct cues in the abstract
+    found: dict[str, set[str]] = field(default_factory=dict)  # cue -> where it was found
+    title_at: int = -1  # the first title word of a cue of this label (-1: none)
+    weak: set[str] = field(default_factory=set)  # evidence texts that quote only weak cues
+
+    def add(self, where: str, c: float) -> None:
+        self.where[where] = self.where.get(where, 0.0) + c
 
 
 @dataclass(slots=True)
@@ -294,20 +350,29 @@ class LabelScore:
     score: float
     raw: float
     evidence: list[str]
+    # what the learned layer reads (label_model.FEATURES); empty when not computed
+    features: dict[str, float] = field(default_factory=dict)
+    found: dict[str, set[str]] = field(default_factory=dict)  # text cue -> where it was found
 
 
 def abstract_sections(paper: Paper) -> list[tuple[str, str]]:
     """The abstract as (NLM category, text) pieces: structured sections when the record has
-    them, headings written inline ("Methods: ...") when it does not, else one piece."""
+    them, headings written inline ("Methods: ...") when it does not, else one piece. At most
+    `MAX_ABSTRACT_CHARS` of text in all."""
     if paper.abstract_sections:
         out = []
+        budget = MAX_ABSTRACT_CHARS
         for s in paper.abstract_sections:
+            if budget <= 0:
+                break
             cat = (s.category or "").upper()
             if cat not in SECTION_FACTORS or not cat:  # e.g. NLM's "UNASSIGNED"
                 cat = _HEADING_CATEGORY.get((s.label or "").strip().lower(), "")
-            out.append((cat if cat in SECTION_FACTORS else "", s.text))
+            text = clip(s.text or "", budget)
+            budget -= len(text)
+            out.append((cat if cat in SECTION_FACTORS else "", text))
         return out
-    text = paper.abstract or ""
+    text = clip(paper.abstract or "", MAX_ABSTRACT_CHARS)
     matches = list(_INLINE_HEADING.finditer(text))
     if not matches:
         return [("", text)] if text else []
@@ -322,7 +387,8 @@ def abstract_sections(paper: Paper) -> list[tuple[str, str]]:
 
 def _docs(paper: Paper) -> tuple[Doc, Doc]:
     """The title and the abstract (by section), tokenised once for relevance and labels."""
-    return Doc.from_text(paper.title or ""), Doc.from_sections(abstract_sections(paper))
+    title = Doc.from_text(clip(paper.title or "", MAX_TITLE_CHARS))
+    return title, Doc.from_sections(abstract_sections(paper))
 
 
 def _sentence_factors(doc: Doc) -> list[float]:
@@ -334,6 +400,111 @@ def _sentence_factors(doc: Doc) -> list[float]:
         UNSTRUCTURED_LAST if s == n - 1 else UNSTRUCTURED_FIRST if s == 0 else UNSTRUCTURED_MIDDLE
         for s in range(n)
     ]
+
+
+# Where a cue was found, for the learned layer (label_model): the title; in the abstract what
+# the paper set out to do (objective), what it concluded, how (methods), what it found
+# (results), what was known (background), elsewhere (other); and outside the text (meta:
+# MeSH, keywords, publication type, journal, a patient's age).
+LOCATIONS = (
+    "title",
+    "subtitle",  # after the title's first colon: "Malar rash in SLE: clinical, serological, ..."
+    "objective",
+    "conclusion",
+    "methods",
+    "results",
+    "background",
+    "other",
+    "meta",
+)
+_SECTION_LOCATION = {
+    "OBJECTIVE": "objective",
+    "CONCLUSIONS": "conclusion",
+    "METHODS": "methods",
+    "RESULTS": "results",
+    "BACKGROUND": "background",
+}
+# An unstructured abstract's objective sentence says so in its first words: "This study aimed
+# to ...", "To evaluate ...", "We report a ...", "Here we investigated ...".
+_AIM_WORDS = frozenset(
+    {"aim", "aims", "aimed", "objective", "objectives", "purpose", "sought", "hypothesized", "hypothesised"}
+)
+_AIM_VERBS = frozenset(
+    {
+        "investigate", "investigated", "evaluate", "evaluated", "assess", "assessed", "explore",
+        "explored", "examine", "examined", "determine", "determined", "identify", "identified",
+        "compare", "compared", "characterise", "characterize", "characterised", "characterized",
+        "describe", "described", "elucidate", "report", "present", "review", "reviewed",
+        "summarise", "summarize", "analyse", "analyze", "analysed", "analyzed", "studied",
+    }
+)  # fmt: skip
+AIM_LEAD = 8  # the words of a sentence searched for an aim
+_CONCLUDING_WORDS = frozenset(
+    {"conclusion", "conclusions", "conclude", "concluded", "highlights", "underscores", "suggest", "suggests"}
+)
+
+
+def sentence_locations(doc: Doc) -> list[str]:
+    """Each abstract sentence's location (see `LOCATIONS`): by its section when the abstract
+    is structured; otherwise an aim in its first words makes it the objective, the last
+    sentence (and the one before it when it concludes) the conclusion, the first the
+    background."""
+    n = len(doc.sent_start)
+    if any(doc.sent_labels):
+        return [_SECTION_LOCATION.get(lab, "other") for lab in doc.sent_labels]
+    out = []
+    for s in range(n):
+        lead = doc.lower[doc.sent_start[s] : doc.sent_start[s] + AIM_LEAD]
+        if (
+            s < n - 1
+            and s <= n // 2
+            and (
+                any(w in _AIM_WORDS for w in lead)
+                or any(a in ("we", "to", "here", "study") and b in _AIM_VERBS for a, b in pairwise(lead))
+            )
+        ):
+            out.append("objective")
+        elif s == n - 1 or (s == n - 2 and any(w in _CONCLUDING_WORDS for w in lead)):
+            out.append("conclusion")
+        elif s == 0:
+            out.append("background")
+        else:
+            out.append("other")
+    return out
+
+
+_CASE_REPORT = re.compile(
+    r"\bcase (?:report|series|presentation)\b|\bwe (?:report|describe|present) (?:a|an|the|two|three)\b"
+    r"|\b\d{1,3}[- ](?:year|month)s?[- ]old\b",
+    re.I,
+)
+_REVIEW = re.compile(r"\b(?:review|meta-analys[ie]s|meta analys[ie]s|overview|perspective)\b", re.I)
+
+
+def _paper_features(paper: Paper, abstract_doc: Doc) -> dict[str, float]:
+    """What kind of paper it is, as far as its words say: a case report, a review."""
+    title = clip(paper.title or "", MAX_TITLE_CHARS)
+    text = f"{title} {clip(paper.abstract or '', MAX_ABSTRACT_CHARS)}"
+    return {
+        "case_report": float(bool(_CASE_REPORT.search(text))),
+        "review": float(bool(_REVIEW.search(title))),
+        "sentences": float(len(abstract_doc.sent_start)),
+    }
+
+
+# "patients fulfilling the 2019 EULAR/ACR classification criteria", "meeting the SLICC
+# criteria": an inclusion criterion earns no label (guidelines 3.5).
+_INCLUSION_WORDS = frozenset(
+    {"fulfilling", "fulfilled", "fulfil", "fulfill", "fulfils", "fulfills", "meeting", "met", "satisfying"}
+)
+INCLUSION_WINDOW = 4
+
+
+def _inclusion_criterion(doc: Doc, hit: Hit) -> bool:
+    if hit.sentence not in doc.sentences_with(_INCLUSION_WORDS):
+        return False
+    s0 = doc.sent_start[hit.sentence]
+    return any(w in _INCLUSION_WORDS for w in doc.lower[max(s0, hit.start - INCLUSION_WINDOW) : hit.start])
 
 
 def _quote_list(items: list[str]) -> str:
@@ -348,12 +519,19 @@ class Classifier:
     """
 
     def __init__(
-        self, taxonomy: Taxonomy | None = None, *, thresholds: dict[str, float] | None = None
+        self,
+        taxonomy: Taxonomy | None = None,
+        *,
+        thresholds: dict[str, float] | None = None,
+        learned: bool = True,
     ) -> None:
+        """`learned=False` decides by the rule scores and thresholds alone, even when the
+        taxonomy has a label model (the model's training and the thresholds' tuning use it)."""
         self.taxonomy = taxonomy or load_taxonomy()
         self.thresholds = {lid: self.taxonomy.threshold(lid) for lid in self.taxonomy.ids}
         if thresholds:
             self.thresholds.update(thresholds)
+        self.label_model = self.taxonomy.label_model if learned else None
         # payload: (label, weight, phrase as shown in evidence, kind: "", DESIGN or DRUG)
         # A phrase listed twice for one label (as a cue and as an abbreviation) counts once.
         best: dict[tuple[Any, str], tuple[float, str, str]] = {}
@@ -367,6 +545,9 @@ class Classifier:
         self._cues: PhraseSet[tuple[str, float, str, str]] = PhraseSet()
         for (_k, lid), (w, phrase, kind) in best.items():
             self._cues.add(phrase, (lid, w, phrase, kind))
+        for phrase in self.taxonomy.not_cues:
+            # found like a cue, so that it hides the shorter cue inside it, but counts for no label
+            self._cues.add(phrase, (NO_LABEL, 0.0, phrase, ""))
         self._journals: PhraseSet[tuple[str, float]] = PhraseSet(
             (phrase, (lid, w))
             for lid, lab in self.taxonomy.labels.items()
@@ -391,7 +572,11 @@ class Classifier:
 
     def _scores(self, paper: Paper, title_doc: Doc, abstract_doc: Doc) -> dict[str, LabelScore]:
         acc = {lid: _Acc() for lid in self.taxonomy.ids}
-        self._score_text(acc, title_doc, "the title", TITLE_FACTOR, context=False, rank=0)
+        head, colon, _sub = clip(paper.title or "", MAX_TITLE_CHARS).partition(": ")
+        subtitle_start = len(tokens(head)) if colon else len(title_doc.tokens)
+        self._score_text(
+            acc, title_doc, "the title", TITLE_FACTOR, context=False, rank=0, subtitle_start=subtitle_start
+        )
         if abstract_doc.tokens:
             self._score_text(acc, abstract_doc, "the abstract", 1.0, context=True, rank=4)
         for kw in paper.keywords:
@@ -407,6 +592,7 @@ class Classifier:
         for lid, (w, pt) in best_pt.items():
             c = w * PUBTYPE_FACTOR
             acc[lid].raw += c
+            acc[lid].add("meta", c)
             acc[lid].parts.append((3, c, f"publication type {pt}"))
         if paper.journal and not relevance.is_lupus_journal(paper.journal):
             seen: set[str] = set()
@@ -416,26 +602,63 @@ class Classifier:
                         seen.add(lid)
                         c = w * JOURNAL_FACTOR
                         acc[lid].raw += c
+                        acc[lid].add("meta", c)
                         acc[lid].parts.append((5, c, f"published in {paper.journal}"))
         self._score_age(acc, paper)
+        paper_features = _paper_features(paper, abstract_doc)
+        top = max(a.raw for a in acc.values())
+        n_sent = max(len(abstract_doc.sent_start), 1)
+        n_title = max(len(title_doc.tokens), 1)
+        firsts = sorted(a.title_at for a in acc.values() if a.title_at >= 0)
+        first = firsts[0] if firsts else -1
         out = {}
         for lid, a in acc.items():
             a.parts.sort(key=lambda p: (p[0], -p[1]))
-            out[lid] = LabelScore(lid, round(1.0 - math.exp(-a.raw), 3), a.raw, [e for _r, _c, e in a.parts])
+            score = round(1.0 - math.exp(-a.raw), 3)
+            features = {f"at_{loc}": a.where.get(loc, 0.0) for loc in LOCATIONS}
+            features.update(
+                raw=a.raw,
+                title_weight=a.title_weight,
+                abstract_weight=a.abstract_weight,
+                coverage=len(a.sentences) / n_sent,
+                cues=float(a.cues),
+                relative=a.raw / top if top > 0 else 0.0,
+                top=float(a.raw == top and top > 0),
+                # the title's subject comes first: "Malar rash in SLE: ... therapeutic associations"
+                title_first=float(a.title_at >= 0 and a.title_at == first),
+                title_position=1.0 - a.title_at / n_title if a.title_at >= 0 else 0.0,
+                rule=float(score >= self.thresholds[lid]),
+                **paper_features,
+            )
+            evidence = [e for _r, _c, e in a.parts]
+            # weak words are not shown as the reason when something decisive was found
+            decisive = [e for e in evidence if e not in a.weak]
+            out[lid] = LabelScore(lid, score, a.raw, decisive or evidence, features, a.found)
         return out
 
     def _score_text(
-        self, acc: dict[str, _Acc], doc: Doc, where: str, factor: float, *, context: bool, rank: int
+        self,
+        acc: dict[str, _Acc],
+        doc: Doc,
+        where: str,
+        factor: float,
+        *,
+        context: bool,
+        rank: int,
+        subtitle_start: int = 0,
     ) -> None:
-        # per label: phrase shown -> [contribution of first mention, count, is a drug]
+        # per label: phrase shown -> [contribution of first mention, count, is a drug, weight]
         found: dict[str, dict[str, list[float]]] = {}
         factors = _sentence_factors(doc) if context else None
+        locations = sentence_locations(doc) if context else None
         labels = doc.sent_labels
         hits = self._cues.find(doc)
         if DRUG_STEM_LABEL in acc:
             hits = hits + self._drug_stem_hits(doc, hits)
         for hit in hits:
-            if context and (in_exclusion_sentence(doc, hit) or is_negated(doc, hit)):
+            if context and (
+                in_exclusion_sentence(doc, hit) or is_negated(doc, hit) or _inclusion_criterion(doc, hit)
+            ):
                 continue
             if not context and is_negated(doc, hit):
                 continue
@@ -444,6 +667,8 @@ class Classifier:
             # and "diagnos*"; the heavier cue speaks for it
             per_label: dict[str, tuple[float, str, str]] = {}
             for lid, w, phrase, kind in hit.payloads:
+                if lid == NO_LABEL:
+                    continue
                 if lid not in per_label or w > per_label[lid][0]:
                     per_label[lid] = (w, phrase, kind)
             for lid, (w, phrase, kind) in per_label.items():
@@ -456,8 +681,23 @@ class Classifier:
                 if kind == DRUG and not context:
                     w = max(w, DRUG_TITLE_WEIGHT)
                 c = w * factor * f
+                a = acc[lid]
+                if locations is None:
+                    loc = "title" if hit.start < subtitle_start else "subtitle"
+                    if a.title_at < 0 or hit.start < a.title_at:
+                        a.title_at = hit.start
+                else:
+                    loc = locations[hit.sentence]
+                a.found.setdefault(phrase, set()).add(loc)
+                if locations is None:
+                    a.add(loc, w * factor)
+                    a.title_weight = max(a.title_weight, w)
+                else:
+                    a.add(locations[hit.sentence], w)
+                    a.abstract_weight = max(a.abstract_weight, w)
+                    a.sentences.add(hit.sentence)
                 if cur is None:
-                    per[shown] = [c, 1, kind == DRUG]
+                    per[shown] = [c, 1, kind == DRUG, w]
                 else:
                     cur[0] = max(cur[0], c)
                     cur[1] += 1
@@ -465,21 +705,29 @@ class Classifier:
             total = 0.0
             ranked = []
             drug_parts = []
-            for shown, (c, n, is_drug) in per.items():
+            for shown, (c, n, is_drug, w) in per.items():
                 contribution = c * (1 + REPEAT_BONUS * min(n - 1, REPEAT_CAP))
                 if is_drug and context:
                     drug_parts.append(contribution)
                 else:
                     total += contribution
-                ranked.append((contribution, shown))
+                ranked.append((w >= EVIDENCE_MIN_WEIGHT, contribution, shown))
             if drug_parts:
                 drug_parts.sort(reverse=True)
                 total += drug_parts[0] + DRUG_LIST_EXTRA * sum(drug_parts[1:])
-            ranked.sort(key=lambda r: -r[0])
+            # The evidence names the cues that decide: a weak word ("urinary", "outcomes") is
+            # shown only when nothing stronger was found there.
+            ranked.sort(key=lambda r: (not r[0], -r[1]))
             a = acc[lid]
             a.raw += total
-            top = [s for _c, s in ranked[:3]]
-            a.parts.append((rank, total, f"{_quote_list(top)} in {where}"))
+            if context:
+                a.cues += len(per)
+            strong = [s for ok, _c, s in ranked if ok]
+            top = (strong or [s for _ok, _c, s in ranked])[:3]
+            text = f"{_quote_list(top)} in {where}"
+            a.parts.append((rank, total, text))
+            if not strong:
+                a.weak.add(text)
 
     @staticmethod
     def _drug_stem_hits(doc: Doc, known: list[Hit]) -> list[Hit]:
@@ -501,11 +749,12 @@ class Classifier:
         seen: set[str] = set()
         for hit in self._cues.find(doc):
             for lid, w, _phrase, _kind in hit.payloads:
-                if lid in seen:
+                if lid in seen or lid == NO_LABEL:
                     continue
                 seen.add(lid)
                 c = w * KEYWORD_FACTOR
                 acc[lid].raw += c
+                acc[lid].add("meta", c)
                 acc[lid].parts.append((2, c, f"keyword '{keyword}'"))
 
     def _score_mesh(self, acc: dict[str, _Acc], paper: Paper) -> None:
@@ -515,6 +764,7 @@ class Classifier:
             for lid, w in targets:
                 c = w * (MESH_MAJOR_FACTOR if major else MESH_MINOR_FACTOR)
                 acc[lid].raw += c
+                acc[lid].add("meta", c)
                 acc[lid].parts.append((1, c, f"MeSH {m.descriptor}" + (" (major topic)" if major else "")))
             if m.descriptor.lower() in relevance.LUPUS_MESH or (m.ui or "") in relevance.LUPUS_MESH_UIS:
                 for q in m.qualifiers:
@@ -524,6 +774,7 @@ class Classifier:
                         qmajor = q.major
                         c = w * (QUALIFIER_MAJOR_FACTOR if qmajor else QUALIFIER_MINOR_FACTOR)
                         acc[lid].raw += c
+                        acc[lid].add("meta", c)
                         acc[lid].parts.append(
                             (1, c, f"MeSH {m.descriptor}/{q.name}" + (" (major topic)" if qmajor else ""))
                         )
@@ -531,10 +782,12 @@ class Classifier:
     def _score_age(self, acc: dict[str, _Acc], paper: Paper) -> None:
         if "pediatrics" not in acc:
             return
-        for m in _AGE.finditer(f"{paper.title} {paper.abstract}"):
+        text = f"{clip(paper.title or '', MAX_TITLE_CHARS)} {clip(paper.abstract or '', MAX_ABSTRACT_CHARS)}"
+        for m in _AGE.finditer(text):
             age = int(m.group(1))
             if age < PAEDIATRIC_AGE_LIMIT:
                 acc["pediatrics"].raw += AGE_WEIGHT
+                acc["pediatrics"].add("meta", AGE_WEIGHT)
                 acc["pediatrics"].parts.append((4, AGE_WEIGHT, f"a patient aged {age} years"))
                 return
 
@@ -554,8 +807,14 @@ class Classifier:
         )
         if not rel.is_lupus:
             return Classification(False, rel.score, rel.evidence, [])
-        chosen = sorted(self.decide(self._scores(paper, title_doc, abstract_doc)), key=lambda s: -s.score)
-        topics = [TopicLabel(s.label, s.score, s.evidence[:4]) for s in chosen]
+        scores = self._scores(paper, title_doc, abstract_doc)
+        if self.label_model is not None and len(abstract_doc.sent_start) >= MIN_SENTENCES:
+            # the learned layer's probability is the label's score
+            picked = self.label_model.choose({lid: s.features for lid, s in scores.items()})
+            topics = [TopicLabel(lid, round(p, 3), scores[lid].evidence[:4]) for lid, p in picked]
+        else:
+            chosen = sorted(self.decide(scores), key=lambda s: -s.score)
+            topics = [TopicLabel(s.label, s.score, s.evidence[:4]) for s in chosen]
         return Classification(True, rel.score, rel.evidence, topics)
 
     def decide(
@@ -644,6 +903,7 @@ class EvalReport:
         lines.append(f"{'micro':<18} {mi.support:>7} {mi.precision:>6.3f} {mi.recall:>6.3f} {mi.f1:>6.3f}")
         lines.append(f"macro-F1 {self.macro_f1:.3f}")
         lines.append(f"micro-F1 {mi.f1:.3f}")
+        lines.append(f"label precision {mi.precision:.3f}, label recall {mi.recall:.3f}")
         lines.append(f"relevance accuracy {self.relevance_accuracy:.3f} ({self.relevance_correct}/{self.n})")
         return "\n".join(lines)
 
@@ -689,6 +949,23 @@ def evaluate(
                 }
             )
     return EvalReport(list(metrics.values()), n, correct, errors)
+
+
+def relevance_guard(path: Path, classifier: Classifier) -> tuple[int, list[str]]:
+    """How many records of a JSON-lines file of non-lupus papers there are, and the titles of
+    those the classifier calls lupus (the regression guard for relevance)."""
+    records = read_jsonl(path)
+    called = []
+    for rec in records:
+        paper = Paper(
+            source="pubmed",
+            source_key=str(rec.get("pmid") or ""),
+            title=rec.get("title") or "",
+            abstract=rec.get("abstract") or "",
+        )
+        if classifier.classify(paper).is_lupus:
+            called.append(paper.title)
+    return len(records), called
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -60,22 +60,45 @@ NEG_TERMINATORS = frozenset(
     {"but", "however", "although", "though", "whereas", "while", "yet", "which", "who"}
 )
 NEG_AFTER = frozenset({"excluded", "absent", "ineligible", "ruled"})
+# every word that can make a negation (a sentence without one needs no window check)
+_NEGATION_WORDS = NEG_BEFORE | NEG_AFTER | {"not"} | {second for _first, second in NEG_BEFORE_BIGRAMS}
 EXCLUSION_SENTENCE = frozenset({"excluded", "exclusion", "exclude", "excluding", "ineligible"})
 NEG_WINDOW = 5
+# The classifier reads at most this much of a record. PubMed titles are a few hundred
+# characters and abstracts rarely pass 5,000; beyond these caps a "title" or "abstract" is a
+# feed item's body or a parsing accident, and reading it would only cost time (a 580 KB feed
+# item once took 44 s of a poll). Work below the caps is linear in the text.
+MAX_TITLE_CHARS = 1_000
+MAX_ABSTRACT_CHARS = 20_000
+# An abbreviation that does not end a sentence is at most 7 characters ("approx."): the end of
+# a sentence is checked on this much of its tail, not on the whole growing sentence.
+_TAIL = 16
 CACHE_SIZE = 200_000  # distinct tokens remembered per phrase set (their candidate phrases)
 NEG_AFTER_WINDOW = 4
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters (see `MAX_TITLE_CHARS`, `MAX_ABSTRACT_CHARS`)."""
+    return text if len(text) <= limit else text[:limit]
+
+
+def tokens(text: str) -> list[str]:
+    """The words of `text` as the matcher sees them (punctuation dropped)."""
+    return _TOKEN.findall(text)
+
+
 def split_sentences(text: str) -> list[str]:
     """Split running text into sentences, keeping abbreviations such as "St. Louis" whole."""
-    parts = _SENT_END.split(text)
-    out: list[str] = []
-    for part in parts:
-        if out and _NO_BREAK_AFTER.search(out[-1]):
-            out[-1] = f"{out[-1]} {part}"
+    out: list[list[str]] = []
+    tail = ""  # the end of the current sentence, enough to see an abbreviation
+    for part in _SENT_END.split(text):
+        if out and _NO_BREAK_AFTER.search(tail):
+            out[-1].append(part)
+            tail = f"{tail} {part}"[-_TAIL:]
         else:
-            out.append(part)
-    return [p for p in out if p.strip()]
+            out.append([part])
+            tail = part[-_TAIL:]
+    return [s for s in (" ".join(pieces) for pieces in out) if s.strip()]
 
 
 @dataclass(slots=True)
@@ -87,6 +110,8 @@ class Doc:
     sent: list[int]
     sent_start: list[int]  # first token index of each sentence
     sent_labels: list[str] = field(default_factory=list)  # section category per sentence, "" if none
+    # word set -> the sentences containing one of its words, computed once per set
+    _flags: dict[frozenset[str], frozenset[int]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_text(cls, text: str, label: str = "") -> Doc:
@@ -115,6 +140,15 @@ class Doc:
         """The lower-cased tokens of sentence `s`."""
         end = self.sent_start[s + 1] if s + 1 < len(self.sent_start) else len(self.lower)
         return self.lower[self.sent_start[s] : end]
+
+    def sentences_with(self, words: frozenset[str]) -> frozenset[int]:
+        """The sentences holding any of `words` (lower case), found in one pass and remembered,
+        so asking it for every hit in a long sentence costs no rescan."""
+        found = self._flags.get(words)
+        if found is None:
+            sent = self.sent
+            found = self._flags[words] = frozenset(sent[i] for i, w in enumerate(self.lower) if w in words)
+        return found
 
     def sentence_text(self, s: int) -> str:
         end = self.sent_start[s + 1] if s + 1 < len(self.sent_start) else len(self.tokens)
@@ -253,6 +287,8 @@ class PhraseSet(Generic[P]):
 
 def is_negated(doc: Doc, hit: Hit) -> bool:
     """True when the phrase is negated ("no nephritis", "nephritis was absent") in its sentence."""
+    if hit.sentence not in doc.sentences_with(_NEGATION_WORDS):
+        return False  # most sentences hold no negation word at all: one set lookup
     s0 = doc.sent_start[hit.sentence]
     lower = doc.lower
     lo = max(s0, hit.start - NEG_WINDOW)
@@ -280,7 +316,7 @@ def is_negated(doc: Doc, hit: Hit) -> bool:
 
 def in_exclusion_sentence(doc: Doc, hit: Hit) -> bool:
     """True when the phrase sits in a sentence about exclusion criteria."""
-    return any(w in EXCLUSION_SENTENCE for w in doc.sentence_tokens(hit.sentence))
+    return hit.sentence in doc.sentences_with(EXCLUSION_SENTENCE)
 
 
 def matched_text(doc: Doc, hit: Hit) -> str:

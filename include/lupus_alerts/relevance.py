@@ -16,10 +16,20 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from lupus_alerts.models import MeshHeading
-from lupus_alerts.phrases import Doc, Hit, PhraseSet, in_exclusion_sentence, is_negated
+from lupus_alerts.phrases import (
+    MAX_ABSTRACT_CHARS,
+    MAX_TITLE_CHARS,
+    Doc,
+    Hit,
+    PhraseSet,
+    clip,
+    in_exclusion_sentence,
+    is_negated,
+)
 
 # Journals whose every paper is a lupus paper (normalised: lower case, "&" -> "and", no dots).
 LUPUS_JOURNALS = frozenset({"lupus", "lupus science and medicine", "lupus sci med"})
@@ -59,7 +69,6 @@ _POSITIVE = {
         "lupus erythematodes",
         "lupus nephritis",
         "lupus nephropathy",
-        "lupus like",
         "lupus prone",
         "lupus mice",
         "neuropsychiatric lupus",
@@ -91,6 +100,9 @@ _POSITIVE = {
     # Drugs licensed only for lupus: a trial of one is a lupus paper even if it never says so.
     "drug": ["anifrolumab", "voclosporin"],
     "weak": ["LN", "CLE", "DLE", "LE"],
+    # "lupus-like disease" (a mouse model's, a monogenic one) is lupus; "lupus-like
+    # manifestations" of a lymphoma are another disease resembling it (guidelines 2.2).
+    "like": ["lupus like"],
 }
 
 # Each trap phrase, and what it actually means (said in the evidence).
@@ -164,6 +176,10 @@ _COMPARATOR_WORDS = frozenset(
         "mimics",
         "mimicking",
         "differential",
+        "comparative",
+        "whereas",
+        "while",
+        "both",
     }
 )
 # "mimicking discoid lupus", "misdiagnosed as SLE", "distinct from drug-induced lupus": lupus is
@@ -184,9 +200,58 @@ _DIFFERENTIAL_WORDS = frozenset(
         "distinguished",
         "distinguishing",
         "initially",
+        "suggestive",  # "features suggestive of SLE"
     }
 )
+# "presenting as SLE", "mistaken for lupus": two words before the mention.
+_DIFFERENTIAL_BIGRAMS = frozenset(
+    {
+        ("presenting", "as"),
+        ("presented", "as"),
+        ("misdiagnosed", "as"),
+        ("mistaken", "for"),
+        ("masquerading", "as"),
+        ("disguised", "as"),
+    }
+)
+# "suggested a clinical diagnosis of SLE", "a provisional diagnosis of lupus": the diagnosis
+# that was considered, not the one made.
+_TENTATIVE_DIAGNOSIS = frozenset(
+    {"suggested", "suggesting", "suspected", "presumed", "presumptive", "provisional", "tentative", "working"}
+)
 DIFFERENTIAL_WINDOW = 5
+# "an SLE and systemic sclerosis overlap", "overlap syndrome (SLE, MCTD and SSc)": lupus is
+# half of the patient's disease, not one item of a list (guidelines 2.1, 2.7).
+OVERLAP_WINDOW = 6
+# "overlap between SLE and RA genes", "overlapping manifestations with SLE" are no syndrome
+_NOT_AN_OVERLAP_SYNDROME = frozenset(
+    {"between", "among", "across", "with", "manifestations", "features", "symptoms", "clinical", "signs"}
+)
+_OVERLAP_WORDS = frozenset({"overlap", "overlapping"})
+# "lupus-like manifestations": features of another disease, not a lupus-like disease
+_RESEMBLANCE_NOUNS = frozenset(
+    {"manifestations", "manifestation", "features", "symptoms", "presentation", "picture", "findings"}
+    | {"signs"}
+)
+# A mention that says who was studied: "patients with SLE", "SLE patients", "lupus-prone mice".
+_POPULATION_BEFORE = frozenset(
+    {
+        "patients", "patient", "women", "woman", "men", "man", "children", "child", "adults",
+        "adult", "adolescents", "adolescent", "individuals", "subjects", "participants", "cohort",
+        "mice", "mouse", "boy", "girl", "pregnancies", "pregnant", "people", "cases", "case",
+        "volunteers", "persons", "population", "model", "models", "modelling", "modeling", "those",
+        "diagnosed",
+    }
+)  # fmt: skip
+_POPULATION_AFTER = frozenset(
+    {
+        "patients", "patient", "cohort", "cohorts", "mice", "mouse", "women", "children",
+        "pregnancies", "cases", "population", "participants", "subjects", "model", "models",
+        "registry", "group", "groups",
+    }
+)  # fmt: skip
+POPULATION_BEFORE_WINDOW = 4
+POPULATION_AFTER_WINDOW = 2
 
 _OTHER_DISEASES = [
     "rheumatoid arthritis",
@@ -240,13 +305,22 @@ _OTHER_DISEASES = [
     "atopic dermatitis",
     "dermatitis",
     "rosacea",
+    "DM",  # dermatomyositis, or diabetes mellitus: another disease either way
+    "IIM",
+    "JDM",
+    "SjD",
+    "AOSD",
+    "JIA",
+    "juvenile idiopathic arthritis",
 ]
 
 TITLE_WEIGHT = 3.0
 ABSTRACT_WEIGHT = 1.0
-# One clear mention, outside any exclusion, comparison or differential, is enough: a cohort
-# "60% with SLE" or a case report naming the disease once is a lupus paper (guidelines 2.7).
+# One clear mention that says who was studied ("a 19-year-old woman with SLE", "SLE
+# patients") is enough: a case report may name the disease once (guidelines 2.7). A single
+# passing mention (one predictor among several, one disease of a review's list) is not.
 ABSTRACT_FIRST = 2.0
+ABSTRACT_FIRST_PASSING = 1.5
 ABSTRACT_CAP = 4  # beyond four mentions the abstract adds nothing
 KEYWORD_WEIGHT = 2.0
 # A drug licensed only for lupus suggests lupus but is also tried in other diseases.
@@ -256,6 +330,12 @@ MESH_MAJOR_WEIGHT = 4.0
 MESH_MINOR_WEIGHT = 2.0
 JOURNAL_WEIGHT = 10.0
 OTHER_DISEASE_TITLE_PENALTY = 1.5
+# Lupus named in the title as one of a list of diseases ("NETs in gout, RA and SLE"): one of
+# the paper's subjects, not the subject.
+TITLE_LIST_WEIGHT = 1.5
+# A title that names lupus only as what another disease mimicked ("lymphoma masquerading as
+# SLE"): the abstract's mentions describe the same misdiagnosis.
+DIFFERENTIAL_TITLE_PENALTY = 4.0
 # Half of the score scale: raw evidence of 2 (e.g. two clear abstract mentions, or one
 # keyword) is where a record becomes a lupus paper.
 THRESHOLD = 0.5
@@ -319,6 +399,9 @@ class _Mentions:
     negated: int = 0
     compared: int = 0
     differential: int = 0
+    listed: list[str] = field(default_factory=list)  # in a list of diseases without comparison
+    overlap: int = 0  # core mentions that are part of an overlap syndrome
+    population: int = 0  # core mentions that say who was studied
     traps: list[str] = field(default_factory=list)
 
 
@@ -385,8 +468,12 @@ def _scan(
         if kind == "trap":
             out.traps.append(phrase)
             continue
-        if redefined and kind != "lupus":
+        if redefined and kind not in ("lupus", "like"):
             continue  # "SLE" means the encephalitis or the slit lamp in this record
+        if _in_overlap(doc, h):
+            out.core.append(phrase if kind in ("lupus", "like") else doc.tokens[h.start])
+            out.overlap += 1
+            continue
         if _is_differential(doc, h):
             out.differential += 1
             continue
@@ -401,33 +488,87 @@ def _scan(
             other_by_sentence = {}
             for o in _OTHER.find(doc):
                 other_by_sentence[o.sentence] = other_by_sentence.get(o.sentence, 0) + 1
-        if _is_comparison(doc, h, other_by_sentence.get(h.sentence, 0)):
+        setting = _comparison(doc, h, other_by_sentence.get(h.sentence, 0))
+        if setting == "compared":
             out.compared += 1
             continue
-        if kind == "weak" and _WEAK_CONTEXT.get(phrase, frozenset()) & organ_words:
+        if setting == "list":
+            out.compared += 1
+            if kind != "weak":
+                out.listed.append(phrase if kind in ("lupus", "like") else doc.tokens[h.start])
+            continue
+        if kind == "like":
+            if h.end < len(doc.lower) and doc.lower[h.end] in _RESEMBLANCE_NOUNS:
+                out.differential += 1
+                continue
+            out.core.append(phrase)
+        elif kind == "weak" and _WEAK_CONTEXT.get(phrase, frozenset()) & organ_words:
             out.core.append(doc.tokens[h.start])
         elif kind == "weak":
             out.weak.append(doc.tokens[h.start])
+            continue
         elif kind == "drug":
             out.drugs.append(phrase)
+            continue
         else:
-            out.core.append(phrase if kind == "lupus" else doc.tokens[h.start])
+            out.core.append(phrase if kind in ("lupus", "like") else doc.tokens[h.start])
+        out.population += _defines_population(doc, h)
     return out
 
 
-def _is_differential(doc: Doc, hit: Hit) -> bool:
-    s0 = doc.sent_start[hit.sentence]
-    return any(
-        w in _DIFFERENTIAL_WORDS for w in doc.lower[max(s0, hit.start - DIFFERENTIAL_WINDOW) : hit.start]
-    )
+def _sentence_bounds(doc: Doc, s: int) -> tuple[int, int]:
+    end = doc.sent_start[s + 1] if s + 1 < len(doc.sent_start) else len(doc.lower)
+    return doc.sent_start[s], end
 
 
-def _is_comparison(doc: Doc, hit: Hit, n_other: int) -> bool:
-    if n_other == 0:
+def _in_overlap(doc: Doc, hit: Hit) -> bool:
+    """The mention is part of an overlap syndrome's name ("SLE/SSc overlap", "overlap
+    syndrome of SLE and ...")."""
+    if hit.sentence not in doc.sentences_with(_OVERLAP_WORDS):
         return False
-    if n_other >= 2:
-        return True  # a list of diseases, lupus among them
-    return any(w in _COMPARATOR_WORDS for w in doc.sentence_tokens(hit.sentence))
+    s0, s1 = _sentence_bounds(doc, hit.sentence)
+    lower = doc.lower
+    for j in range(max(s0, hit.start - OVERLAP_WINDOW), min(s1, hit.end + OVERLAP_WINDOW)):
+        if lower[j] in _OVERLAP_WORDS:
+            nxt = lower[j + 1] if j + 1 < s1 else ""
+            return nxt not in _NOT_AN_OVERLAP_SYNDROME
+    return False
+
+
+def _is_differential(doc: Doc, hit: Hit) -> bool:
+    """Lupus as the diagnosis that was considered or mimicked, not the one made: "mimicking
+    SLE", "presenting as lupus", "suggested a diagnosis of SLE", "SLE was suspected"."""
+    s0, s1 = _sentence_bounds(doc, hit.sentence)
+    lower = doc.lower
+    window = lower[max(s0, hit.start - DIFFERENTIAL_WINDOW) : hit.start]
+    if any(w in _DIFFERENTIAL_WORDS for w in window):
+        return True
+    if any(pair in _DIFFERENTIAL_BIGRAMS for pair in pairwise(window)):
+        return True
+    if "diagnosis" in window and any(w in _TENTATIVE_DIAGNOSIS for w in window):
+        return True
+    after = lower[hit.end : min(s1, hit.end + 3)]
+    return len(after) >= 2 and after[0] in ("was", "were") and "suspected" in after[1:]
+
+
+def _comparison(doc: Doc, hit: Hit, n_other: int) -> str:
+    """ "compared" when the mention's sentence sets lupus beside another disease with a
+    comparing word ("compared with SLE", "RA and SLE controls"), "list" when it only lists
+    diseases ("gout, RA and SLE"), else ""."""
+    if n_other == 0:
+        return ""
+    if hit.sentence in doc.sentences_with(_COMPARATOR_WORDS):
+        return "compared"
+    return "list" if n_other >= 2 else ""
+
+
+def _defines_population(doc: Doc, hit: Hit) -> bool:
+    """The mention says who was studied: "women with SLE", "SLE patients", "lupus-prone mice"."""
+    s0, s1 = _sentence_bounds(doc, hit.sentence)
+    lower = doc.lower
+    before = lower[max(s0, hit.start - POPULATION_BEFORE_WINDOW) : hit.start]
+    after = lower[hit.end : min(s1, hit.end + POPULATION_AFTER_WINDOW)]
+    return any(w in _POPULATION_BEFORE for w in before) or any(w in _POPULATION_AFTER for w in after)
 
 
 _LUPUS_DRUGS = frozenset(_POSITIVE["drug"])
@@ -451,8 +592,10 @@ def assess(
     """Decide whether a record is about lupus erythematosus, with a 0..1 score and evidence.
 
     `mesh` holds `MeshHeading`s, paper-schema dicts or bare descriptor names. A record in a
-    lupus journal is a lupus paper by definition.
+    lupus journal is a lupus paper by definition. Only the first `MAX_TITLE_CHARS` of the title
+    and `MAX_ABSTRACT_CHARS` of the abstract are read.
     """
+    title, abstract = clip(title or "", MAX_TITLE_CHARS), clip(abstract or "", MAX_ABSTRACT_CHARS)
     return assess_docs(
         title,
         abstract,
@@ -475,6 +618,7 @@ def assess_docs(
     keywords: Sequence[str] = (),
 ) -> Relevance:
     """`assess` on already tokenised title and abstract (the classifier tokenises them once)."""
+    title, abstract = clip(title, MAX_TITLE_CHARS), clip(abstract, MAX_ABSTRACT_CHARS)
     evidence: list[str] = []
     raw = 0.0
 
@@ -493,7 +637,11 @@ def assess_docs(
     traps = list(t.traps)
     if t.core:
         raw += TITLE_WEIGHT
-        evidence.append(f"{_most_telling(t.core)} in the title")
+        overlap = ", as part of an overlap syndrome" if t.overlap == len(t.core) else ""
+        evidence.append(f"{_most_telling(t.core)} in the title{overlap}")
+    elif t.listed:
+        raw += TITLE_LIST_WEIGHT
+        evidence.append(f"{_most_telling(t.listed)} in the title, among other diseases")
     elif t.weak:
         raw += TITLE_WEIGHT / 3
     if t.drugs and not t.core:
@@ -530,8 +678,10 @@ def assess_docs(
     traps.extend(a.traps)
     n_core = len(a.core)
     if n_core:
-        # The first clear mention weighs most: a case report may name the disease only once.
-        raw += ABSTRACT_FIRST + ABSTRACT_WEIGHT * (min(n_core, ABSTRACT_CAP) - 1)
+        # The first clear mention weighs most: a case report may name the patient's disease
+        # only once. A lone mention that does not say who was studied is a passing one.
+        first = ABSTRACT_FIRST if a.population else ABSTRACT_FIRST_PASSING
+        raw += first + ABSTRACT_WEIGHT * (min(n_core, ABSTRACT_CAP) - 1)
         what = _most_telling(a.core)
         evidence.append(f"{what} in the abstract" + (f" ({n_core} mentions)" if n_core > 1 else ""))
     if a.drugs and not n_core:
@@ -540,7 +690,11 @@ def assess_docs(
     if a.weak and (n_core or t.core):
         raw += 0.5 * min(len(a.weak), 2)
 
-    if not t.core and title and (t.traps or t.differential or _OTHER.find(title_doc)):
+    if t.differential and not (t.core or t.listed):
+        # "lymphoma masquerading as SLE": lupus was the misdiagnosis, and so is every abstract
+        # mention that echoes it
+        raw -= DIFFERENTIAL_TITLE_PENALTY
+    elif not (t.core or t.listed) and title and (t.traps or _OTHER.find(title_doc)):
         # The title names another disease (or a look-alike) and not lupus: lupus is a side issue.
         raw -= OTHER_DISEASE_TITLE_PENALTY
 
@@ -563,6 +717,8 @@ def assess_docs(
             evidence.append("a lupus drug, but the title names another disease")
         if a.negated:
             evidence.append("lupus is mentioned only as absent ('no', 'without')")
+        if n_core == 1 and not a.population and not t.core:
+            evidence.append("lupus is mentioned only once, in passing")
         if not evidence:
             evidence.append("no mention of lupus erythematosus")
     return Relevance(is_lupus=is_lupus, score=round(score, 3), evidence=evidence)

@@ -152,10 +152,8 @@ def test_seed_msc_review_is_therapeutics_and_immunology(clf: Classifier) -> None
     c = clf.classify(seed()["seed-1"])
     assert c.is_lupus
     assert {"therapeutics", "immunology"} <= set(labels(c))
-    assert (
-        topic(c, "therapeutics").evidence[0]
-        == "'mesenchymal stem/stromal cells' and 'refractory' in the title"
-    )
+    # 'refractory' (weight 0.4) is found in the title too, but a weak word is not the reason
+    assert topic(c, "therapeutics").evidence[0] == "'mesenchymal stem/stromal cells' in the title"
     assert any("'dendritic cells'" in e or "'mechanisms'" in e for e in topic(c, "immunology").evidence)
 
 
@@ -385,7 +383,9 @@ def test_non_lupus_paper_gets_no_topics_and_says_why(clf: Classifier) -> None:
     assert any("tuberculosis of the skin" in e for e in c.relevance_evidence)
 
 
-def test_lupus_paper_always_gets_one_label_and_at_most_three(clf: Classifier) -> None:
+def test_rule_decisions_give_one_label_at_least_and_three_at_most(clf: Classifier) -> None:
+    # one-sentence abstracts and bare titles are decided by the rule engine (label_model
+    # MIN_SENTENCES), which gives every lupus paper a label and caps them at three
     vague = clf.classify(
         paper("Systemic lupus erythematosus: a personal view", "Some thoughts on kidney care.")
     )
@@ -431,3 +431,63 @@ def test_sentences_do_not_break_after_abbreviations() -> None:
         "Patients vs. controls differed.",
         "Next one.",
     ]
+
+
+# -- issue 13: precision first, on real papers ---------------------------------------------
+# Real PubMed records of the real dev split (data/labelled/real, SOURCES.md there), which the
+# learned layer was trained on: these check the error patterns the issue names, on real text.
+
+
+def real_dev(pmid: str) -> Paper:
+    from lupus_alerts.classify import REAL_DEV, read_jsonl
+
+    rec = next(r for r in read_jsonl(REAL_DEV) if r["pmid"] == pmid)
+    return Paper.from_dict(rec)
+
+
+def test_a_main_subject_is_not_dropped_by_a_label_cap(clf: Classifier) -> None:
+    # PMID 42540418: cardiac tamponade, class V lupus nephritis and peripheral neurologic
+    # manifestations are all in the title; the old three-label cap lost neuropsychiatric
+    c = clf.classify(real_dev("42540418"))
+    assert set(labels(c)) == {"nephrology", "cardiovascular", "neuropsychiatric"}
+    assert topic(c, "neuropsychiatric").evidence[0] == "'peripheral neurologic' in the title"
+
+
+def test_therapeutic_associations_of_malar_rash_are_not_a_treatment_paper(clf: Classifier) -> None:
+    # PMID 42593301: "Malar rash in SLE: clinical, serological, and therapeutic associations"
+    c = clf.classify(real_dev("42593301"))
+    assert labels(c)[0] == "dermatology"
+    assert "therapeutics" not in labels(c)
+
+
+def test_fatigue_in_the_title_does_not_make_an_epidemiology_paper(clf: Classifier) -> None:
+    # PMID 42393808: cerebellar volume, cognitive dysfunction and fatigue
+    c = clf.classify(real_dev("42393808"))
+    assert labels(c) == ["neuropsychiatric"]
+
+
+def test_a_weak_word_is_not_shown_as_the_reason(clf: Classifier) -> None:
+    # 'urinary' (weight 0.3) is in the title, but the decisive cues are in the abstract
+    s = clf.scores(
+        paper(
+            "Urinary findings in systemic lupus erythematosus",
+            "We studied 80 patients with biopsy-proven lupus nephritis. Proteinuria and the ISN/RPS "
+            "class were recorded. Renal flares were frequent.",
+        )
+    )
+    assert s["nephrology"].evidence
+    assert all("'urinary'" not in e for e in s["nephrology"].evidence), s["nephrology"].evidence
+    assert s["nephrology"].evidence[0].endswith("in the abstract")
+
+
+def test_a_label_backed_only_by_weak_words_is_not_given(clf: Classifier) -> None:
+    # "outcomes", "long-term" and "cohort" are epidemiology words, none decisive
+    c = clf.classify(
+        paper(
+            "Long-term outcomes of hydroxychloroquine in systemic lupus erythematosus",
+            "We followed a cohort of 200 patients treated with hydroxychloroquine. Outcomes were "
+            "recorded over ten years. Hydroxychloroquine was continued in most patients.",
+        )
+    )
+    assert "therapeutics" in labels(c)
+    assert "epidemiology" not in labels(c)

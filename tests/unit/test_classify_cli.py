@@ -139,3 +139,21 @@ def test_real_pubmed_records_only_the_lupus_trial_is_lupus() -> None:
     therapeutics = next(t for t in trial["topics"] if t["label"] == "therapeutics")
     assert "publication type Randomized Controlled Trial" in therapeutics["evidence"]
     assert "MeSH Lupus Erythematosus, Systemic (major topic)" in trial["relevance_evidence"]
+
+
+def test_eval_without_a_file_reports_real_papers_first_then_the_written_examples(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rc = main(["classify", "eval"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    real = out.index("== Real PubMed papers, frozen test split")
+    written = out.index("== Written examples, labelled test split")
+    guard = out.index("== Relevance guard")
+    assert real < written < guard
+    real_part = out[real:written]
+    assert "real/test.jsonl: 74 papers, text only (MeSH removed)" in real_part
+    for line in ("micro-F1", "macro-F1", "label precision", "relevance accuracy", "nephrology", "infection"):
+        assert line in real_part
+    assert "1603 records, 0 called lupus (must be 0)" in out[guard:]
+    assert "Cross-validated on the real dev split" in out

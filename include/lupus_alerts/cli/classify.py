@@ -20,10 +20,14 @@ lupus-alerts classify [FILE|-]
     Read JSON lines in the paper schema (title, abstract, optional journal, mesh,
     publication_types, keywords) from FILE or stdin, write each line back with is_lupus,
     relevance_score, relevance_evidence and topics [{label, score, evidence}].
-lupus-alerts classify eval FILE [--mesh]
-    Compare with the gold fields (gold_is_lupus, gold_topics) of a labelled JSON-lines file:
-    per-label precision, recall and F1, micro and macro F1, relevance accuracy.
-    Text only by default (MeSH removed, --no-mesh); --mesh keeps MeSH headings."""
+lupus-alerts classify eval [FILE] [--mesh] [--errors]
+    Without FILE: the classifier's figures on real PubMed papers first (the frozen real test
+    split, never tuned on), then on the written examples (the labelled test split), then the
+    relevance guard (1,603 non-lupus rheumatology records that must stay "not lupus").
+    With FILE: compare with the gold fields (gold_is_lupus, gold_topics) of that labelled
+    JSON-lines file. Each report: per-label precision, recall and F1, micro and macro F1,
+    label precision and recall, relevance accuracy. Text only by default (MeSH removed,
+    --no-mesh); --mesh keeps MeSH headings."""
 
 
 def register(groups: Groups) -> None:
@@ -40,9 +44,11 @@ def register(groups: Groups) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     rest: list[str] = list(args.args)
     if rest and rest[0] == "eval":
-        if len(rest) != 2:
-            print("usage: lupus-alerts classify eval FILE [--mesh|--no-mesh]", file=sys.stderr)
+        if len(rest) > 2:
+            print("usage: lupus-alerts classify eval [FILE] [--mesh|--no-mesh]", file=sys.stderr)
             return 2
+        if len(rest) == 1:
+            return _eval_standard(use_mesh=args.mesh, show_errors=args.errors)
         return _eval(Path(rest[1]), use_mesh=args.mesh, show_errors=args.errors)
     if len(rest) > 1:
         print("usage: lupus-alerts classify [FILE|-]", file=sys.stderr)
@@ -100,7 +106,37 @@ def classify_stream(inp: IO[str], out: IO[str], err: IO[str]) -> int:
     return 1 if failed else 0
 
 
-def _eval(path: Path, *, use_mesh: bool, show_errors: bool) -> int:
+def _eval_standard(*, use_mesh: bool, show_errors: bool) -> int:
+    """Real papers first, the written examples second, the relevance guard last."""
+    from lupus_alerts.classify import REAL_TEST, RHEUMATOLOGY_OTHER, WRITTEN_TEST, Classifier, relevance_guard
+
+    clf = Classifier()
+    rc = 0
+    for heading, path in (
+        ("Real PubMed papers, frozen test split (never tuned on)", REAL_TEST),
+        ("Written examples, labelled test split", WRITTEN_TEST),
+    ):
+        print(f"== {heading}")
+        rc |= _eval(path, use_mesh=use_mesh, show_errors=show_errors, classifier=clf)
+        print()
+    print("== Relevance guard: non-lupus rheumatology records (real)")
+    n, called = relevance_guard(RHEUMATOLOGY_OTHER, clf)
+    print(f"{RHEUMATOLOGY_OTHER}: {n} records, {len(called)} called lupus (must be 0)")
+    for title in called[:20]:
+        print(f"- {title[:100]}")
+    model = clf.label_model
+    if model is not None and (cv := (model.meta.get("cross_validation") or {}).get("chosen")):
+        print()
+        print(
+            f"Cross-validated on the real dev split ({model.meta['cross_validation']['repeats']} x "
+            f"{model.meta['cross_validation']['folds']}-fold, learned layer refitted per fold): "
+            f"micro-F1 {cv['micro_f1']:.3f}, label precision {cv['precision']:.3f}, "
+            f"recall {cv['recall']:.3f}, macro-F1 {cv['macro_f1']:.3f}"
+        )
+    return rc | (1 if called else 0)
+
+
+def _eval(path: Path, *, use_mesh: bool, show_errors: bool, classifier: Any = None) -> int:
     from lupus_alerts.classify import Classifier, evaluate, read_jsonl
 
     try:
@@ -115,7 +151,7 @@ def _eval(path: Path, *, use_mesh: bool, show_errors: bool) -> int:
     if missing:
         print(f"error: {path}: record(s) {missing[:5]} have no gold_is_lupus", file=sys.stderr)
         return 1
-    report = evaluate(records, Classifier(), use_mesh=use_mesh)
+    report = evaluate(records, classifier or Classifier(), use_mesh=use_mesh)
     print(f"{path}: {report.n} papers, {'with MeSH' if use_mesh else 'text only (MeSH removed)'}")
     print(report.format())
     if show_errors:
