@@ -203,7 +203,7 @@ def parse_feed_bytes(
                 issns=issns,
                 seen_at=seen_at,
             )
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
+        except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError) as e:
             # One odd item must not cost the rest of the feed; say which one.
             result.warnings.append(f"item {index + 1} skipped: {e}")
             continue
@@ -652,34 +652,54 @@ _MONTH_DAY_YEAR = re.compile(r"\b([A-Za-z]{3,9})\.?\s+(\d{1,2}),?\s+(\d{4})\b")
 _MONTH_YEAR = re.compile(r"\b([A-Za-z]{3,9})\.?\s+(\d{4})\b")
 
 
+# What a date built from hostile text can raise: ValueError (year 0, month 13), OverflowError
+# (email.utils on a 20-digit year or zone: "Python int too large to convert to C long"),
+# TypeError and IndexError (email.utils on odd token counts).
+_BAD_DATE = (ValueError, OverflowError, TypeError, IndexError)
+
+
 def parse_date_text(text: str) -> date | None:
     """A calendar date from a feed's date string: RFC 822, ISO 8601/W3CDTF, "2018-12-17-08:00",
-    "21 November 2024", "Nov 21, 2024", "February 2025" (first of the month). None if none."""
+    "21 November 2024", "Nov 21, 2024", "February 2025" (first of the month). None if none.
+
+    Never raises: a date that cannot be read costs only the date (the caller falls back to the
+    day the item was first seen), never the item or the feed.
+    """
     text = " ".join((text or "").split())
     if not text:
         return None
-    with contextlib.suppress(TypeError, ValueError, IndexError):
+    with contextlib.suppress(*_BAD_DATE):
         return parsedate_to_datetime(text).date()
-    m = _ISO_DAY.search(text)
-    if m:
-        with contextlib.suppress(ValueError):
-            return date(int(m[1]), int(m[2]), int(m[3]))
-    m = _DAY_MONTH_YEAR.search(text)
-    if m and m[2].lower() in _MONTHS:
-        with contextlib.suppress(ValueError):
-            return date(int(m[3]), _MONTHS[m[2].lower()], int(m[1]))
-    m = _MONTH_DAY_YEAR.search(text)
-    if m and m[1].lower() in _MONTHS:
-        with contextlib.suppress(ValueError):
-            return date(int(m[3]), _MONTHS[m[1].lower()], int(m[2]))
-    m = _MONTH_YEAR.search(text)
-    if m and m[1].lower() in _MONTHS:
-        return date(int(m[2]), _MONTHS[m[1].lower()], 1)
-    m = re.fullmatch(r"(\d{4})(?:-(\d{2}))?", text)
-    if m:
-        with contextlib.suppress(ValueError):
-            return date(int(m[1]), int(m[2] or 1), 1)
+    for attempt in (_iso_day, _day_month_year, _month_day_year, _month_year, _year_month):
+        with contextlib.suppress(*_BAD_DATE):
+            if (found := attempt(text)) is not None:
+                return found
     return None
+
+
+def _iso_day(text: str) -> date | None:
+    m = _ISO_DAY.search(text)
+    return date(int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+def _day_month_year(text: str) -> date | None:
+    m = _DAY_MONTH_YEAR.search(text)
+    return date(int(m[3]), _MONTHS[m[2].lower()], int(m[1])) if m and m[2].lower() in _MONTHS else None
+
+
+def _month_day_year(text: str) -> date | None:
+    m = _MONTH_DAY_YEAR.search(text)
+    return date(int(m[3]), _MONTHS[m[1].lower()], int(m[2])) if m and m[1].lower() in _MONTHS else None
+
+
+def _month_year(text: str) -> date | None:
+    m = _MONTH_YEAR.search(text)
+    return date(int(m[2]), _MONTHS[m[1].lower()], 1) if m and m[1].lower() in _MONTHS else None
+
+
+def _year_month(text: str) -> date | None:
+    m = re.fullmatch(r"(\d{4})(?:-(\d{2}))?", text)
+    return date(int(m[1]), int(m[2] or 1), 1) if m else None
 
 
 _SD_FIELD = re.compile(r"^\s*(Publication date|Source|Author\(s\))\s*:\s*(.*)$", re.IGNORECASE)
