@@ -295,7 +295,9 @@ def _entry_to_paper(
     title = _text(entry.get("title", "")) or _text(entry.get("dc_title", ""))
     summary_html = entry.get("summary", "") or ""
     contents = [c.get("value", "") for c in entry.get("content", []) or []]
-    link = (entry.get("link") or "").strip() or None
+    # Only absolute http(s) links are kept: a `javascript:` or `data:` link is never shown as a
+    # link here, but the next consumer of the store (an Atom feed, an API) might trust it.
+    link = safe_link(entry.get("link"))
     guid = (entry.get("id") or "").strip() or None
 
     sd_meta = _sciencedirect_meta(summary_html)
@@ -369,9 +371,33 @@ def _entry_to_paper(
         publication_types=types,
         keywords=keywords,
         language=entry.get("language") or None,
-        url=link or (guid if guid and guid.startswith(("http://", "https://")) else None),
+        url=link or safe_link(guid),
         fetched_at=seen_at,
     )
+
+
+_URL_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def safe_link(value: Any) -> str | None:
+    """`value` if it is an absolute http(s) URL with a host, else None.
+
+    Tabs and newlines inside are removed first (browsers ignore them, so `java&#9;script:` is
+    `javascript:` to a browser); any other control character refuses the link.
+    """
+    if not isinstance(value, str):
+        return None
+    v = re.sub(r"[\t\n\r]", "", value).strip()
+    if not v or _URL_CONTROLS.search(v):
+        return None
+    try:
+        parts = urlsplit(v)
+        host = parts.hostname
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    return v
 
 
 # -- DOI extraction ----------------------------------------------------------------------------

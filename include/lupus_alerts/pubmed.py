@@ -372,9 +372,15 @@ def _keywords(parent: etree._Element) -> list[str]:
 
 
 def _pmid(record: etree._Element, path: str) -> str:
-    pmid = (record.findtext(path) or "").strip()
+    return _checked_pmid((record.findtext(path) or "").strip())
+
+
+def _checked_pmid(pmid: str | None) -> str:
+    """A PMID is a number (ASCII digits): it becomes part of the record's PubMed link."""
     if not pmid:
         raise PubmedParseError("record has no PMID")
+    if not (pmid.isascii() and pmid.isdigit()):
+        raise PubmedParseError(f"PMID {pmid!r} is not a number")
     return pmid
 
 
@@ -419,8 +425,7 @@ def parse_article(record: etree._Element) -> Paper:
                     medline_ta = _plain(d)
                 elif d.tag == "ISSNLinking":
                     linking = _plain(d)
-    if not pmid:
-        raise PubmedParseError("record has no PMID")
+    pmid = _checked_pmid(pmid)
     if article is None:
         raise PubmedParseError("MedlineCitation has no Article")
 
