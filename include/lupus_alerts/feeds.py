@@ -42,6 +42,7 @@ from sqlalchemy.engine import Engine
 from lupus_alerts import merge, relevance, store
 from lupus_alerts.config import FeedConfig, Settings
 from lupus_alerts.doi import find_doi, normalize_doi
+from lupus_alerts.feed_entities import EntityRefused, expand_internal_entities
 from lupus_alerts.models import Author, Paper
 
 DEFAULT_MAX_BYTES = 10_000_000
@@ -151,13 +152,19 @@ def parse_feed_bytes(
 ) -> FeedParseResult:
     """Parse one RSS 0.9x/1.0/2.0 or Atom document into Papers.
 
-    Raises `FeedTooLargeError` for a body over `max_bytes` and `UnsafeFeedError` for one that
-    declares XML entities, before any parser sees it. Anything else malformed yields what can be
-    recovered, with `bozo` set and a warning. `filter_relevance` defaults to "the feed is not
-    all-lupus" (and to off when no feed is given, e.g. parsing a file from the command line).
+    Raises `FeedTooLargeError` for a body over `max_bytes`. Small internal entities declared in
+    the DOCTYPE are expanded first (`feed_entities`, within limits); a document that declares
+    anything else, or more, raises `UnsafeFeedError` before any parser sees it. Anything else
+    malformed yields what can be recovered, with `bozo` set and a warning. `filter_relevance`
+    defaults to "the feed is not all-lupus" (and to off when no feed is given, e.g. parsing a
+    file from the command line).
     """
     if len(data) > max_bytes:
         raise FeedTooLargeError(f"feed body is {len(data)} bytes, over the {max_bytes}-byte cap")
+    try:
+        data = expand_internal_entities(data)
+    except EntityRefused as e:
+        raise UnsafeFeedError(f"feed refused: {e}") from None
     refuse_unsafe_xml(data, headers)
     seen_at = seen_at or datetime.now(UTC).replace(tzinfo=None)
     if filter_relevance is None:
@@ -244,8 +251,10 @@ _ASCII_TEXT = _ASCII.decode("ascii")
 def refuse_unsafe_xml(data: bytes, headers: Mapping[str, str] | None = None) -> None:
     """Raise `UnsafeFeedError` if the document declares entities, in whatever encoding.
 
-    No feed needs its own entities, and declarations are how billion-laughs bombs and external
-    entity reads work, so any DOCTYPE that declares one is refused (defusedxml's default). The
+    Runs after `feed_entities.expand_internal_entities` has expanded (and removed) the small
+    internal entities it accepts, so any declaration still present is one it did not accept, or
+    one hidden from it (another encoding, outside the prolog): declarations are how
+    billion-laughs bombs and external entity reads work, so the document is refused. The
     scan is a regex over the bytes (linear time, no parser); a document in an encoding that is
     not ASCII-compatible (UTF-16/32 by signature; UTF-7, EBCDIC, ... by declaration or HTTP
     charset) is also scanned as a decoded copy, since feedparser converts it before parsing.
