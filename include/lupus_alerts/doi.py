@@ -68,7 +68,7 @@ def normalize_doi(text: str | None) -> str | None:
         if result is None or result == current:
             return result
         current = result
-    return current if _CANONICAL.fullmatch(current) else None
+    return current if _is_canonical(current) else None
 
 
 def find_doi(text: str | None) -> str | None:
@@ -104,7 +104,12 @@ def _normalize_once(text: str) -> str | None:
         return None
     doi = s[start.start() :].split(None, 1)[0]
     doi = _trim_trailing(doi).lower()
-    return doi if _CANONICAL.fullmatch(doi) else None
+    return doi if _is_canonical(doi) else None
+
+
+def _is_canonical(doi: str) -> bool:
+    # DOI names are printable characters (ISO 26324); a control character is not part of one.
+    return _CANONICAL.fullmatch(doi) is not None and doi.isprintable()
 
 
 def _strip(s: str) -> str:

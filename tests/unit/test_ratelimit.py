@@ -105,3 +105,45 @@ def test_ncbi_rates_depend_on_the_key(tmp_path: Path) -> None:
     keyed = ncbi_limiter("secret-key", directory=tmp_path)
     assert keyed.rate == NCBI_RATE_WITH_KEY == 10
     assert "secret-key" not in keyed.path.name
+
+
+# -- the safety margin: expected values written out, not read from the module -------------------
+
+
+@pytest.mark.parametrize(
+    ("rate", "interval"),
+    [(10.0, 0.103), (3.0, 0.343333), (1.0, 1.03), (20.0, 0.0515)],
+)
+def test_the_interval_is_three_percent_wider_than_one_over_the_rate(
+    tmp_path: Path, rate: float, interval: float
+) -> None:
+    assert RateLimiter(rate, name=f"m{rate}", directory=tmp_path).interval == pytest.approx(
+        interval, abs=1e-6
+    )
+
+
+def test_ncbi_intervals_keep_a_margin_under_both_limits(tmp_path: Path) -> None:
+    assert ncbi_limiter("k", directory=tmp_path).interval == pytest.approx(0.103)
+    assert ncbi_limiter(None, directory=tmp_path).interval == pytest.approx(1.03 / 3)
+
+
+def test_a_sequence_of_calls_is_granted_at_the_margin_interval(tmp_path: Path) -> None:
+    # Eleven real acquisitions through the lock file, on a clock that only moves when the limiter
+    # sleeps: the grants are exactly 0.103 s apart, so ten of them take 1.03 s, not 1.0 s.
+    now = [100.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    lim = RateLimiter(NCBI_RATE_WITH_KEY, name="seq", directory=tmp_path, clock=lambda: now[0], sleep=sleep)
+    grants = [lim.acquire() for _ in range(11)]
+    gaps = [b - a for a, b in itertools.pairwise(grants)]
+    assert gaps == [pytest.approx(0.103, abs=1e-9)] * 10
+    assert grants[-1] - grants[0] == pytest.approx(1.03, abs=1e-9)
+
+
+def test_real_grants_never_come_closer_than_the_margin_interval(tmp_path: Path) -> None:
+    lim = RateLimiter(NCBI_RATE_WITH_KEY, name="real", directory=tmp_path)
+    grants = [lim.acquire() for _ in range(11)]
+    assert min(b - a for a, b in itertools.pairwise(grants)) >= 0.103 - 1e-6
+    assert grants[-1] - grants[0] >= 1.03 - 1e-6
