@@ -74,7 +74,11 @@ TARGETS = {
 
 
 def _stage(targets: list[Target]) -> None:
-    """Copy the package and the tests into the staging directory, keeping file times."""
+    """Copy the package and the tests into the staging directory, keeping file times.
+
+    The configuration names every target whichever are run, so that the mutants and mutmut's
+    test statistics stay the same between runs of different modules (and its cache valid).
+    """
     STAGE.mkdir(exist_ok=True)
     src = STAGE / "src" / "lupus_alerts"
     shutil.copytree(REPO / "include" / "lupus_alerts", src, dirs_exist_ok=True)
@@ -148,9 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--module", action="append", choices=sorted(TARGETS), help="default: all of them")
     ap.add_argument("--max-children", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    ap.add_argument("--fresh", action="store_true", help="forget earlier results (delete .mutation/)")
     args = ap.parse_args(argv)
     targets = [TARGETS[m] for m in (args.module or sorted(TARGETS))]
-    _stage(targets)
+    if args.fresh and STAGE.exists():
+        shutil.rmtree(STAGE)
+    _stage(list(TARGETS.values()))
     patterns = [p for t in targets for p in t.patterns()]
     run = _mutmut("run", "--max-children", str(args.max_children), *patterns)
     (STAGE / "mutmut-run.log").write_text(run.stdout + run.stderr, encoding="utf-8")

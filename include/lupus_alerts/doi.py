@@ -62,13 +62,15 @@ def normalize_doi(text: str | None) -> str | None:
     current = text
     # Entities and percent-escapes can be nested ("&amp;lt;", "%2526"), and decoding one layer
     # can reveal another, so decode until nothing changes; that fixed point is what makes the
-    # function idempotent.
-    for _ in range(_MAX_PASSES):
+    # function idempotent. Up to _MAX_PASSES layers are undone (one more pass confirms the
+    # fixed point); a DOI buried deeper is not one anybody wrote, and a half-decoded answer
+    # would not be idempotent, so it is None.
+    for _ in range(_MAX_PASSES + 1):
         result = _normalize_once(current)
         if result is None or result == current:
             return result
         current = result
-    return current if _is_canonical(current) else None
+    return None
 
 
 def find_doi(text: str | None) -> str | None:

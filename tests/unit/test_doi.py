@@ -70,6 +70,20 @@ REAL_WORLD_FORMS = [
     ("https://doi.org/10.1000/xyz#section-2", "10.1000/xyz"),
     # sub-divided registrant code
     ("10.1000.10/123456", "10.1000.10/123456"),
+    # a link whose query or fragment holds a second "?" or "#" (a tracking redirect)
+    ("https://doi.org/10.1000/xyz?utm=1&next=https://x.org/?a=b", "10.1000/xyz"),
+    ("https://doi.org/10.1000/xyz#s2#figure-1", "10.1000/xyz"),
+    # words after the DOI in the same field
+    ("doi: 10.1136/ard-2023-224762 (epub ahead of print)", "10.1136/ard-2023-224762"),
+    # invisible characters inside the DOI (soft hyphen, zero-width space from copy and paste)
+    ("10.1136/ard\u00ad-2023-224762", "10.1136/ard-2023-224762"),
+    ("10.1136/ard-2023\u200b-224762", "10.1136/ard-2023-224762"),
+    # escaped twice: an HTML description escaped once more, a link passed on as a parameter
+    (
+        "10.1002/(SICI)1097-0258(19980815/30)17:15/16&amp;lt;1661::AID-SIM968&amp;gt;3.0.CO;2-2",
+        "10.1002/(sici)1097-0258(19980815/30)17:15/16<1661::aid-sim968>3.0.co;2-2",
+    ),
+    ("https://doi.org/10.1016/S0140-6736%252819%252932502-1", "10.1016/s0140-6736(19)32502-1"),
 ]
 
 NOT_DOIS = [
@@ -92,6 +106,22 @@ NOT_DOIS = [
 @pytest.mark.parametrize(("raw", "expected"), REAL_WORLD_FORMS)
 def test_normalize_doi_turns_real_world_forms_into_canonical_lowercase(raw: str, expected: str) -> None:
     assert normalize_doi(raw) == expected
+
+
+def _percent_layers(layers: int) -> str:
+    """ "10.1000/x" + "A" percent-encoded `layers` times ("%41", "%2541", "%252541", ...)."""
+    return "10.1000/x%" + "25" * (layers - 1) + "41"
+
+
+@pytest.mark.parametrize("layers", [1, 2, 7, 8])
+def test_up_to_eight_layers_of_encoding_are_undone(layers: int) -> None:
+    assert normalize_doi(_percent_layers(layers)) == "10.1000/xa"
+
+
+@pytest.mark.parametrize("layers", [9, 10, 500])
+def test_a_doi_under_more_layers_is_not_one_and_costs_bounded_work(layers: int) -> None:
+    # Returning a half-decoded string would break idempotence (the next call decodes more).
+    assert normalize_doi(_percent_layers(layers)) is None
 
 
 @pytest.mark.parametrize("raw", NOT_DOIS)
