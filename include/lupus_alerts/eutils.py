@@ -48,6 +48,9 @@ from lupus_alerts.ratelimit import RateLimiter, ncbi_limiter
 
 DEFAULT_TOOL = "lupus-alerts"
 ESEARCH_CAP = 9999  # ESearch returns at most this many UIDs for one query
+# The largest body accepted, after decompression: a 10,000-record EFetch (the largest batch the
+# settings allow) is about 100 MB. A body inflating past this is refused, not held in memory.
+MAX_BODY_BYTES = 256_000_000
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 REDACTED = "[redacted]"
 # Parameters whose values are never shown: the key is a secret, the address is personal data.
@@ -287,6 +290,7 @@ class EutilsClient:
         max_retries: int = 6,
         batch_size: int = 500,
         max_hits_per_window: int = ESEARCH_CAP,
+        max_body_bytes: int = MAX_BODY_BYTES,
         limiter: RateLimiter | None = None,
         backoff_base_s: float = 1.0,
         backoff_cap_s: float = 60.0,
@@ -301,6 +305,7 @@ class EutilsClient:
         self.max_retries = max_retries
         self.batch_size = batch_size
         self.max_hits_per_window = min(max_hits_per_window, ESEARCH_CAP)
+        self.max_body_bytes = max_body_bytes
         self.limiter = limiter or ncbi_limiter(api_key)
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
@@ -402,10 +407,18 @@ class EutilsClient:
                 # Python-level chunks, which costs the parsing thread its share of the GIL.
                 resp = self.session.post(url, data=params, timeout=self.timeout_s, stream=True)
                 try:
-                    body = resp.raw.read(decode_content=True)
+                    # At most one byte past the cap, decompressed (urllib3 2 inflates no more
+                    # than it is asked for), so a gzip bomb costs the cap, not its inflated size.
+                    body = resp.raw.read(self.max_body_bytes + 1, decode_content=True)
                 except BaseException:
                     resp.close()  # a broken connection must not go back to the pool
                     raise
+                if len(body) > self.max_body_bytes:
+                    resp.close()
+                    # Not retried: the same request would bring the same body.
+                    raise EutilsResponseError(
+                        f"{endpoint}: body larger than {self.max_body_bytes} bytes (decompressed): refused"
+                    )
                 resp.raw.release_conn()  # read to the end: the connection can be reused
             except (
                 requests.Timeout,
