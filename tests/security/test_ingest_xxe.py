@@ -62,7 +62,8 @@ def test_esearch_xml_never_reads_an_external_entity(secret_file: Path, dtd_serve
         (f'<!DOCTYPE eSearchResult [<!ENTITY x SYSTEM "{secret_file.as_uri()}">]>', "&x;"),
         (f'<!DOCTYPE eSearchResult SYSTEM "{dtd_server.url}/evil.dtd">', "&leak;"),
     ):
-        body = f'<?xml version="1.0"?>{doctype}<eSearchResult><Count>1</Count><ERROR>{ref}</ERROR></eSearchResult>'
+        body = f'<?xml version="1.0"?>{doctype}<eSearchResult><Count>1</Count><ERROR>{ref}</ERROR>'
+        body += "</eSearchResult>"
         try:
             seen = repr(parse_esearch(body.encode()))
         except EutilsResponseError as e:
