@@ -9,7 +9,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER ?= $(CURDIR)/plugins
 
-.PHONY: venv demo test run up bench lint format clean
+.PHONY: venv demo test run up bench mutation lint format clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,9 @@ up: $(STAMP)  ## Airflow's UI on http://localhost:8080 with the project's DAGs a
 bench: $(STAMP)  ## the performance benchmarks; figures go to docs/benchmarks.md
 	$(BIN)/python -m bench
 
+mutation: $(STAMP)  ## mutmut over the guarantee functions (slow, minutes; not part of `make test`); see docs/testing.md
+	$(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -45,4 +48,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf airflow_home data outbox .demo .pytest_cache
+	rm -rf airflow_home data outbox .demo .pytest_cache .mutation

@@ -62,13 +62,15 @@ def normalize_doi(text: str | None) -> str | None:
     current = text
     # Entities and percent-escapes can be nested ("&amp;lt;", "%2526"), and decoding one layer
     # can reveal another, so decode until nothing changes; that fixed point is what makes the
-    # function idempotent.
-    for _ in range(_MAX_PASSES):
+    # function idempotent. Up to _MAX_PASSES layers are undone (one more pass confirms the
+    # fixed point); a DOI buried deeper is not one anybody wrote, and a half-decoded answer
+    # would not be idempotent, so it is None.
+    for _ in range(_MAX_PASSES + 1):
         result = _normalize_once(current)
         if result is None or result == current:
             return result
         current = result
-    return current if _CANONICAL.fullmatch(current) else None
+    return None
 
 
 def find_doi(text: str | None) -> str | None:
@@ -104,7 +106,12 @@ def _normalize_once(text: str) -> str | None:
         return None
     doi = s[start.start() :].split(None, 1)[0]
     doi = _trim_trailing(doi).lower()
-    return doi if _CANONICAL.fullmatch(doi) else None
+    return doi if _is_canonical(doi) else None
+
+
+def _is_canonical(doi: str) -> bool:
+    # DOI names are printable characters (ISO 26324); a control character is not part of one.
+    return _CANONICAL.fullmatch(doi) is not None and doi.isprintable()
 
 
 def _strip(s: str) -> str:

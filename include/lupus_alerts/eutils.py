@@ -2,9 +2,14 @@
 
 Politeness: every request (retries included) takes a slot from a machine-wide limiter
 (`lupus_alerts.ratelimit`: 3/s without an API key, 10/s with one) and carries `tool` and
-`email`. 429, 5xx, timeouts, dropped connections and truncated bodies are retried with
-exponential back-off and full jitter, never sooner than `Retry-After`; any other 4xx is raised at
-once. An error sent with HTTP 200 (JSON `ERROR`, XML `<ERROR>` or a non-empty `ErrorList`) raises
+`email`. Every request is a POST (E-utilities accept POST for every call), so the API key and the
+address travel in the body and never in a URL: not in urllib3's debug log, not in the text of
+`requests`' errors, not in a proxy's access log. Error text is redacted all the same
+(`redact`): NCBI's 429 and "API key invalid" bodies quote the key.
+
+429, 5xx, timeouts, dropped connections and truncated bodies are retried with exponential
+back-off and full jitter, never sooner than `Retry-After`; any other 4xx is raised at once. An
+error sent with HTTP 200 (JSON `ERROR`, XML `<ERROR>` or a non-empty `ErrorList`) raises
 `EutilsResponseError`: it is never mistaken for an empty result.
 
 Windows are searched on the creation date (`datetype=crdt`), which E-utilities only knows to the
@@ -26,11 +31,12 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
+from urllib.parse import quote, quote_plus
 
 import requests
 import urllib3
@@ -42,8 +48,16 @@ from lupus_alerts.ratelimit import RateLimiter, ncbi_limiter
 
 DEFAULT_TOOL = "lupus-alerts"
 ESEARCH_CAP = 9999  # ESearch returns at most this many UIDs for one query
-POST_THRESHOLD = 200  # ID lists longer than this go in a POST body (URLs have length limits)
+# The largest body accepted, after decompression: a 10,000-record EFetch (the largest batch the
+# settings allow) is about 100 MB. A body inflating past this is refused, not held in memory.
+MAX_BODY_BYTES = 256_000_000
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+REDACTED = "[redacted]"
+# Parameters whose values are never shown: the key is a secret, the address is personal data.
+# `tool` is kept: it names the software, and operators need it to read NCBI's complaints.
+SECRET_PARAMS = ("api_key", "email")
+_SECRET_IN_QUERY = re.compile(r"(?i)\b(api_key|email)=[^&\s'\"<>]*")
+_SECRET_IN_JSON = re.compile(r'(?i)("api[-_]key"\s*:\s*")[^"]*(")')
 _EFETCH_TAIL = re.compile(rb"</(PubmedArticleSet|PubmedArticle|PubmedBookArticle)>\s*$")
 
 
@@ -89,6 +103,18 @@ class SearchResult:
 
 
 # -- pure helpers ------------------------------------------------------------------------------
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` without the given secret values (as written, URL-encoded or form-encoded) and
+    without any `api_key=` / `email=` parameter or JSON `"api-key"` value, whoever's they are."""
+    for secret in secrets:
+        if not secret:
+            continue
+        for form in {secret, quote(secret), quote(secret, safe=""), quote_plus(secret)}:
+            text = text.replace(form, REDACTED)
+    text = _SECRET_IN_QUERY.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    return _SECRET_IN_JSON.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}", text)
 
 
 def eutils_date(d: date) -> str:
@@ -264,6 +290,7 @@ class EutilsClient:
         max_retries: int = 6,
         batch_size: int = 500,
         max_hits_per_window: int = ESEARCH_CAP,
+        max_body_bytes: int = MAX_BODY_BYTES,
         limiter: RateLimiter | None = None,
         backoff_base_s: float = 1.0,
         backoff_cap_s: float = 60.0,
@@ -278,6 +305,7 @@ class EutilsClient:
         self.max_retries = max_retries
         self.batch_size = batch_size
         self.max_hits_per_window = min(max_hits_per_window, ESEARCH_CAP)
+        self.max_body_bytes = max_body_bytes
         self.limiter = limiter or ncbi_limiter(api_key)
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
@@ -335,10 +363,32 @@ class EutilsClient:
             p["api_key"] = self.api_key
         return p
 
-    def _request(
-        self, endpoint: str, params: dict[str, str], *, post: bool = False, check: Callable[[bytes], Any]
+    def redact(self, text: str) -> str:
+        """`text` without this client's API key and address (see `redact`)."""
+        return redact(text, (self.api_key, self.email))
+
+    def _scrubbed(self, error: EutilsError) -> EutilsError:
+        """The same error with the key and the address taken out of its text and body."""
+        error.args = tuple(self.redact(a) if isinstance(a, str) else a for a in error.args)
+        if isinstance(error, EutilsHTTPError):
+            error.body = self.redact(error.body.decode("utf-8", "replace")).encode()
+        return error
+
+    def _request(self, endpoint: str, params: dict[str, str], *, check: Callable[[bytes], Any]) -> Any:
+        """Send one E-utilities call with rate limiting and retries; return `check(body)`.
+
+        Always a POST: the key and the address go in the body, never in a URL (which urllib3
+        logs and `requests` quotes in its errors), and long terms and id lists fit. Every error
+        raised is redacted and carries no chained `requests` exception (whose text has the URL).
+        """
+        try:
+            return self._request_once_retried(endpoint, params, check)
+        except EutilsError as e:
+            raise self._scrubbed(e) from None
+
+    def _request_once_retried(
+        self, endpoint: str, params: dict[str, str], check: Callable[[bytes], Any]
     ) -> Any:
-        """Send one E-utilities call with rate limiting and retries; return `check(body)`."""
         url = self.base_url + endpoint
         params = {**params, **self._common()}
         last: EutilsError | None = None
@@ -355,15 +405,20 @@ class EutilsClient:
             try:
                 # Streamed and read in one call: `resp.content` walks a 5 MB EFetch body in 10 kB
                 # Python-level chunks, which costs the parsing thread its share of the GIL.
-                if post:
-                    resp = self.session.post(url, data=params, timeout=self.timeout_s, stream=True)
-                else:
-                    resp = self.session.get(url, params=params, timeout=self.timeout_s, stream=True)
+                resp = self.session.post(url, data=params, timeout=self.timeout_s, stream=True)
                 try:
-                    body = resp.raw.read(decode_content=True)
+                    # At most one byte past the cap, decompressed (urllib3 2 inflates no more
+                    # than it is asked for), so a gzip bomb costs the cap, not its inflated size.
+                    body = resp.raw.read(self.max_body_bytes + 1, decode_content=True)
                 except BaseException:
                     resp.close()  # a broken connection must not go back to the pool
                     raise
+                if len(body) > self.max_body_bytes:
+                    resp.close()
+                    # Not retried: the same request would bring the same body.
+                    raise EutilsResponseError(
+                        f"{endpoint}: body larger than {self.max_body_bytes} bytes (decompressed): refused"
+                    )
                 resp.raw.release_conn()  # read to the end: the connection can be reused
             except (
                 requests.Timeout,
@@ -371,7 +426,7 @@ class EutilsClient:
                 requests.exceptions.ChunkedEncodingError,
                 urllib3.exceptions.HTTPError,  # a short body (IncompleteRead) or a read timeout
             ) as e:
-                last = EutilsTransportError(f"{endpoint}: {type(e).__name__}: {e}")
+                last = EutilsTransportError(self.redact(f"{endpoint}: {type(e).__name__}: {e}"))
                 continue
             if resp.status_code in RETRYABLE_STATUS:
                 wait = retry_after_seconds(resp.headers.get("Retry-After"))
@@ -415,11 +470,7 @@ class EutilsClient:
             usehistory=usehistory,
             retmode=retmode,
         )
-        # Long queries (the default is ~1,200 characters) exceed URL limits once encoded; ESearch
-        # accepts POST like EFetch.
-        result: SearchResult = self._request(
-            "esearch.fcgi", params, post=len(term) > 500, check=parse_esearch
-        )
+        result: SearchResult = self._request("esearch.fcgi", params, check=parse_esearch)
         result.mindate, result.maxdate = mindate, maxdate
         return result
 
@@ -462,9 +513,9 @@ class EutilsClient:
         return self._request("efetch.fcgi", params, check=check_efetch)
 
     def efetch_ids(self, ids: Sequence[str]) -> bytes:
-        """EFetch PubMed XML for explicit PMIDs (POST for long lists)."""
+        """EFetch PubMed XML for explicit PMIDs."""
         params = {"db": "pubmed", "id": ",".join(ids), "retmode": "xml"}
-        return self._request("efetch.fcgi", params, post=len(ids) > POST_THRESHOLD, check=check_efetch)
+        return self._request("efetch.fcgi", params, check=check_efetch)
 
     def fetch_history(self, result: SearchResult) -> Iterator[bytes]:
         """Every record of a search's history set, `batch_size` at a time."""

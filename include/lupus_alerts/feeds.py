@@ -42,6 +42,7 @@ from sqlalchemy.engine import Engine
 from lupus_alerts import merge, relevance, store
 from lupus_alerts.config import FeedConfig, Settings
 from lupus_alerts.doi import find_doi, normalize_doi
+from lupus_alerts.feed_entities import EntityRefused, expand_internal_entities
 from lupus_alerts.models import Author, Paper
 
 DEFAULT_MAX_BYTES = 10_000_000
@@ -151,13 +152,19 @@ def parse_feed_bytes(
 ) -> FeedParseResult:
     """Parse one RSS 0.9x/1.0/2.0 or Atom document into Papers.
 
-    Raises `FeedTooLargeError` for a body over `max_bytes` and `UnsafeFeedError` for one that
-    declares XML entities, before any parser sees it. Anything else malformed yields what can be
-    recovered, with `bozo` set and a warning. `filter_relevance` defaults to "the feed is not
-    all-lupus" (and to off when no feed is given, e.g. parsing a file from the command line).
+    Raises `FeedTooLargeError` for a body over `max_bytes`. Small internal entities declared in
+    the DOCTYPE are expanded first (`feed_entities`, within limits); a document that declares
+    anything else, or more, raises `UnsafeFeedError` before any parser sees it. Anything else
+    malformed yields what can be recovered, with `bozo` set and a warning. `filter_relevance`
+    defaults to "the feed is not all-lupus" (and to off when no feed is given, e.g. parsing a
+    file from the command line).
     """
     if len(data) > max_bytes:
         raise FeedTooLargeError(f"feed body is {len(data)} bytes, over the {max_bytes}-byte cap")
+    try:
+        data = expand_internal_entities(data)
+    except EntityRefused as e:
+        raise UnsafeFeedError(f"feed refused: {e}") from None
     refuse_unsafe_xml(data, headers)
     seen_at = seen_at or datetime.now(UTC).replace(tzinfo=None)
     if filter_relevance is None:
@@ -203,7 +210,7 @@ def parse_feed_bytes(
                 issns=issns,
                 seen_at=seen_at,
             )
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
+        except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError) as e:
             # One odd item must not cost the rest of the feed; say which one.
             result.warnings.append(f"item {index + 1} skipped: {e}")
             continue
@@ -244,8 +251,10 @@ _ASCII_TEXT = _ASCII.decode("ascii")
 def refuse_unsafe_xml(data: bytes, headers: Mapping[str, str] | None = None) -> None:
     """Raise `UnsafeFeedError` if the document declares entities, in whatever encoding.
 
-    No feed needs its own entities, and declarations are how billion-laughs bombs and external
-    entity reads work, so any DOCTYPE that declares one is refused (defusedxml's default). The
+    Runs after `feed_entities.expand_internal_entities` has expanded (and removed) the small
+    internal entities it accepts, so any declaration still present is one it did not accept, or
+    one hidden from it (another encoding, outside the prolog): declarations are how
+    billion-laughs bombs and external entity reads work, so the document is refused. The
     scan is a regex over the bytes (linear time, no parser); a document in an encoding that is
     not ASCII-compatible (UTF-16/32 by signature; UTF-7, EBCDIC, ... by declaration or HTTP
     charset) is also scanned as a decoded copy, since feedparser converts it before parsing.
@@ -295,7 +304,9 @@ def _entry_to_paper(
     title = _text(entry.get("title", "")) or _text(entry.get("dc_title", ""))
     summary_html = entry.get("summary", "") or ""
     contents = [c.get("value", "") for c in entry.get("content", []) or []]
-    link = (entry.get("link") or "").strip() or None
+    # Only absolute http(s) links are kept: a `javascript:` or `data:` link is never shown as a
+    # link here, but the next consumer of the store (an Atom feed, an API) might trust it.
+    link = safe_link(entry.get("link"))
     guid = (entry.get("id") or "").strip() or None
 
     sd_meta = _sciencedirect_meta(summary_html)
@@ -369,9 +380,33 @@ def _entry_to_paper(
         publication_types=types,
         keywords=keywords,
         language=entry.get("language") or None,
-        url=link or (guid if guid and guid.startswith(("http://", "https://")) else None),
+        url=link or safe_link(guid),
         fetched_at=seen_at,
     )
+
+
+_URL_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def safe_link(value: Any) -> str | None:
+    """`value` if it is an absolute http(s) URL with a host, else None.
+
+    Tabs and newlines inside are removed first (browsers ignore them, so `java&#9;script:` is
+    `javascript:` to a browser); any other control character refuses the link.
+    """
+    if not isinstance(value, str):
+        return None
+    v = re.sub(r"[\t\n\r]", "", value).strip()
+    if not v or _URL_CONTROLS.search(v):
+        return None
+    try:
+        parts = urlsplit(v)
+        host = parts.hostname
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    return v
 
 
 # -- DOI extraction ----------------------------------------------------------------------------
@@ -652,34 +687,54 @@ _MONTH_DAY_YEAR = re.compile(r"\b([A-Za-z]{3,9})\.?\s+(\d{1,2}),?\s+(\d{4})\b")
 _MONTH_YEAR = re.compile(r"\b([A-Za-z]{3,9})\.?\s+(\d{4})\b")
 
 
+# What a date built from hostile text can raise: ValueError (year 0, month 13), OverflowError
+# (email.utils on a 20-digit year or zone: "Python int too large to convert to C long"),
+# TypeError and IndexError (email.utils on odd token counts).
+_BAD_DATE = (ValueError, OverflowError, TypeError, IndexError)
+
+
 def parse_date_text(text: str) -> date | None:
     """A calendar date from a feed's date string: RFC 822, ISO 8601/W3CDTF, "2018-12-17-08:00",
-    "21 November 2024", "Nov 21, 2024", "February 2025" (first of the month). None if none."""
+    "21 November 2024", "Nov 21, 2024", "February 2025" (first of the month). None if none.
+
+    Never raises: a date that cannot be read costs only the date (the caller falls back to the
+    day the item was first seen), never the item or the feed.
+    """
     text = " ".join((text or "").split())
     if not text:
         return None
-    with contextlib.suppress(TypeError, ValueError, IndexError):
+    with contextlib.suppress(*_BAD_DATE):
         return parsedate_to_datetime(text).date()
-    m = _ISO_DAY.search(text)
-    if m:
-        with contextlib.suppress(ValueError):
-            return date(int(m[1]), int(m[2]), int(m[3]))
-    m = _DAY_MONTH_YEAR.search(text)
-    if m and m[2].lower() in _MONTHS:
-        with contextlib.suppress(ValueError):
-            return date(int(m[3]), _MONTHS[m[2].lower()], int(m[1]))
-    m = _MONTH_DAY_YEAR.search(text)
-    if m and m[1].lower() in _MONTHS:
-        with contextlib.suppress(ValueError):
-            return date(int(m[3]), _MONTHS[m[1].lower()], int(m[2]))
-    m = _MONTH_YEAR.search(text)
-    if m and m[1].lower() in _MONTHS:
-        return date(int(m[2]), _MONTHS[m[1].lower()], 1)
-    m = re.fullmatch(r"(\d{4})(?:-(\d{2}))?", text)
-    if m:
-        with contextlib.suppress(ValueError):
-            return date(int(m[1]), int(m[2] or 1), 1)
+    for attempt in (_iso_day, _day_month_year, _month_day_year, _month_year, _year_month):
+        with contextlib.suppress(*_BAD_DATE):
+            if (found := attempt(text)) is not None:
+                return found
     return None
+
+
+def _iso_day(text: str) -> date | None:
+    m = _ISO_DAY.search(text)
+    return date(int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+def _day_month_year(text: str) -> date | None:
+    m = _DAY_MONTH_YEAR.search(text)
+    return date(int(m[3]), _MONTHS[m[2].lower()], int(m[1])) if m and m[2].lower() in _MONTHS else None
+
+
+def _month_day_year(text: str) -> date | None:
+    m = _MONTH_DAY_YEAR.search(text)
+    return date(int(m[3]), _MONTHS[m[1].lower()], int(m[2])) if m and m[1].lower() in _MONTHS else None
+
+
+def _month_year(text: str) -> date | None:
+    m = _MONTH_YEAR.search(text)
+    return date(int(m[2]), _MONTHS[m[1].lower()], 1) if m and m[1].lower() in _MONTHS else None
+
+
+def _year_month(text: str) -> date | None:
+    m = re.fullmatch(r"(\d{4})(?:-(\d{2}))?", text)
+    return date(int(m[1]), int(m[2] or 1), 1) if m else None
 
 
 _SD_FIELD = re.compile(r"^\s*(Publication date|Source|Author\(s\))\s*:\s*(.*)$", re.IGNORECASE)

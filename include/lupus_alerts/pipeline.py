@@ -298,7 +298,9 @@ def fetch_pubmed(config: Settings | str | None, *, window: Mapping[str, str], ru
 
     `pubmed.ingest_window` owns the E-utilities conversation (history server, batches of
     `pubmed.batch_size`, rate limit, window splitting past 9,999 hits) and the merge into the
-    store; this records what it did in store.ingest_runs.
+    store; this records what it did in store.ingest_runs. Records of the window that could not
+    be stored are recorded as the source's error (the task stays green: retrying cannot make
+    an unreadable record readable), which keeps the run's own watermark where it was.
     """
     from lupus_alerts import pubmed
 
@@ -311,9 +313,27 @@ def fetch_pubmed(config: Settings | str | None, *, window: Mapping[str, str], ru
         record_run(engine, run_id, PUBMED_SOURCE, {}, window=w, error=f"{type(e).__name__}: {e}")
         raise
     summary = _jsonable(stats)
-    record_run(engine, run_id, PUBMED_SOURCE, summary, window=w)
+    error = _unstored_error(summary)
+    # Unstored records make the source count as failed for the run (so the run's watermark
+    # holds too) without failing the task: a retry would fetch the same unreadable record.
+    record_run(engine, run_id, PUBMED_SOURCE, summary, window=w, error=error)
+    if error:
+        log.warning("pubmed: %s", error)
     log.info("pubmed: %s", _one_line(summary))
     return summary
+
+
+def _unstored_error(summary: Mapping[str, Any]) -> str | None:
+    """The operator's line for records of the window that are not in the store, or None."""
+    unstored = int(summary.get("unstored") or 0)
+    if not unstored:
+        return None
+    pmids = [str(p["pmid"]) for p in summary.get("problems", []) if p.get("pmid")]
+    named = f" (PMIDs {', '.join(pmids[:10])}{', ...' if len(pmids) > 10 else ''})" if pmids else ""
+    return (
+        f"{unstored} of {summary.get('expected')} records in the window were not stored{named};"
+        " the pubmed watermark stays where it was, so the next run over this window tries them again"
+    )
 
 
 def poll_feed(

@@ -7,8 +7,10 @@ meaning follow NLM's PubMed DTD (pubmed_250101.dtd): `PubmedArticleSet` holds `P
 `PubmedBookArticle` and `DeleteCitation`; a bare `PubmedArticle` document is read as well.
 
 A record that cannot be read is yielded as a `ParseProblem` (PMID and reason) and skipped; a
-batch never fails because of one record. XML that is not well-formed ends the stream with one
-`ParseProblem` after every record read before the break.
+batch never fails because of one record. That includes a record libxml2 refuses to parse (not
+well-formed, nested deeper than 256 levels, a text node over 10 MB; XML_PARSE_HUGE stays off):
+the stream cannot go on past it, so the rest of the document is cut into records by their tags
+and each is parsed alone (when the source can be read again: bytes, a path, a seekable file).
 
 The ingest half (`decide_window`, `record_window`, `ingest_window`) chooses the creation-date
 window from the stored watermark, runs the E-utilities client over it and upserts the papers.
@@ -372,9 +374,15 @@ def _keywords(parent: etree._Element) -> list[str]:
 
 
 def _pmid(record: etree._Element, path: str) -> str:
-    pmid = (record.findtext(path) or "").strip()
+    return _checked_pmid((record.findtext(path) or "").strip())
+
+
+def _checked_pmid(pmid: str | None) -> str:
+    """A PMID is a number (ASCII digits): it becomes part of the record's PubMed link."""
     if not pmid:
         raise PubmedParseError("record has no PMID")
+    if not (pmid.isascii() and pmid.isdigit()):
+        raise PubmedParseError(f"PMID {pmid!r} is not a number")
     return pmid
 
 
@@ -419,8 +427,7 @@ def parse_article(record: etree._Element) -> Paper:
                     medline_ta = _plain(d)
                 elif d.tag == "ISSNLinking":
                     linking = _plain(d)
-    if not pmid:
-        raise PubmedParseError("record has no PMID")
+    pmid = _checked_pmid(pmid)
     if article is None:
         raise PubmedParseError("MedlineCitation has no Article")
 
@@ -592,6 +599,14 @@ def parse_pubmed(source: bytes | str | os.PathLike[str] | BinaryIO) -> Iterator[
             stream.close()
 
 
+def _record_parser() -> etree.XMLParser:
+    # The same settings as the stream: no DTD, no network, no entities, and libxml2's limits
+    # (256 levels, 10 MB text nodes) kept, since XML_PARSE_HUGE would lift them for everyone.
+    return etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
+    )
+
+
 def _iter_records(stream: BinaryIO) -> Iterator[PubmedItem]:
     context = etree.iterparse(
         stream,
@@ -604,11 +619,13 @@ def _iter_records(stream: BinaryIO) -> Iterator[PubmedItem]:
         remove_comments=True,
     )
     last_pmid: str | None = None
+    read = 0
     try:
         for _event, el in context:
             item = parse_record(el)
             if isinstance(item, Paper):
                 last_pmid = item.pmid
+            read += 1
             yield item
             # Free the record and every finished sibling before it, so memory stays flat.
             el.clear(keep_tail=True)
@@ -617,8 +634,71 @@ def _iter_records(stream: BinaryIO) -> Iterator[PubmedItem]:
                 while el.getprevious() is not None:
                     del parent[0]
     except etree.XMLSyntaxError as e:
-        after = f" (after PMID {last_pmid})" if last_pmid else ""
-        yield ParseProblem(None, f"XML not well-formed{after}: {e}")
+        data = _reread(stream)
+        if data is None:
+            after = f" (after PMID {last_pmid})" if last_pmid else ""
+            yield ParseProblem(None, f"XML not well-formed{after}: {e}")
+            return
+        # The stream cannot go on past the error; the records after it can, each on its own.
+        yield from _salvage(data, skip=read, error=e, last_pmid=last_pmid)
+
+
+def _reread(stream: BinaryIO) -> bytes | None:
+    """The whole document again, when the stream can be rewound (bytes, files); else None."""
+    try:
+        if not stream.seekable():
+            return None
+        stream.seek(0)
+        return stream.read()
+    except (OSError, ValueError):
+        return None
+
+
+_RECORD_START = re.compile(
+    rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<(PubmedArticle|PubmedBookArticle|DeleteCitation)(?=[\s/>])", re.S
+)
+_FIRST_PMID = re.compile(rb"<PMID\b[^>]*>\s*([^<\s]{1,32})\s*</PMID>")
+
+
+def record_spans(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) byte offsets of each record element, found without parsing the document.
+
+    A record runs from its start tag to its own end tag; one whose end tag never comes before
+    the next record (a cut-off document) runs up to the next record. Comments and CDATA are
+    skipped, so a record tag written inside them is not taken for one.
+    """
+    starts = [(m.start(), m.group(1)) for m in _RECORD_START.finditer(data) if m.group(1)]
+    spans = []
+    for i, (start, tag) in enumerate(starts):
+        limit = starts[i + 1][0] if i + 1 < len(starts) else len(data)
+        end = re.compile(rb"</" + tag + rb"\s*>").search(data, start, limit)
+        spans.append((start, end.end() if end else limit))
+    return spans
+
+
+def _salvage(
+    data: bytes, *, skip: int, error: etree.XMLSyntaxError, last_pmid: str | None
+) -> Iterator[PubmedItem]:
+    """The records after the first `skip`, each parsed alone; an unreadable one is a problem."""
+    failed = False
+    for start, end in record_spans(data)[skip:]:
+        chunk = data[start:end]
+        try:
+            el = etree.fromstring(chunk, _record_parser())
+        except etree.XMLSyntaxError as e:
+            failed = True
+            m = _FIRST_PMID.search(chunk)
+            pmid = m.group(1).decode("utf-8", "replace") if m else None
+            after = f" (after PMID {last_pmid})" if last_pmid else ""
+            yield ParseProblem(pmid, f"XML not well-formed in this record{after}: {e}")
+            continue
+        item = parse_record(el)
+        if isinstance(item, Paper):
+            last_pmid = item.pmid
+        yield item
+    if not failed:
+        # Every record was read: the document broke between records. Say so all the same.
+        yield ParseProblem(None, f"XML not well-formed between records: {error}")
 
 
 def parse_pubmed_bytes(data: bytes) -> tuple[list[Paper], list[DeletedCitation], list[ParseProblem]]:
@@ -726,12 +806,15 @@ def ingest_window(
     The search runs on inclusive creation days (`[crdt]` is day-granular), widened backwards by
     `overlap_days` (default `settings.pubmed.overlap_days`). Batches are fetched in a background
     thread while the previous one is parsed and upserted. Unreadable records are counted and
-    listed (capped) in the summary, never fatal; E-utilities failures raise `EutilsError`. On
-    success the `pubmed` watermark advances to `end` (when `record`).
+    listed (capped) in the summary, never fatal; E-utilities failures raise `EutilsError`. The
+    `pubmed` watermark advances to `end` (when `record`) only if every record the window held
+    was stored: never past a record that was not.
 
     Returns {"search_start", "search_end", "hits" (ESearch's count), "fetched", "parsed",
     "deleted", "problems", "problem_count", "new", "updated", "unchanged", "merged",
-    "notices_new", "requests", "calls", "batches"} (the upsert counts are `merge.UpsertStats`').
+    "notices_new", "requests", "calls", "batches", "expected" (records the window held),
+    "unstored" (of those, not stored), "watermark" (the stored watermark, ISO, or None when it
+    was not advanced)} (the upsert counts are `merge.UpsertStats`').
     """
     from lupus_alerts.eutils import EutilsClient, count_records
     from lupus_alerts.merge import upsert_papers
@@ -798,6 +881,12 @@ def ingest_window(
         summary["calls"] = {k: v - calls_before.get(k, 0) for k, v in c.calls.items()}
         if own:
             c.close()
-    if record:
-        record_window(engine, e)
+    # Records the window held that are not in the store now: unreadable ones, and ones ESearch
+    # counted that EFetch did not return. The watermark says "everything before me is stored",
+    # so it stays put; the next run over this window tries them again.
+    summary["expected"] = max(summary["hits"] or 0, summary["fetched"])
+    summary["unstored"] = max(0, summary["expected"] - summary["parsed"])
+    summary["watermark"] = None
+    if record and not summary["unstored"]:
+        summary["watermark"] = record_window(engine, e).isoformat()
     return summary

@@ -24,11 +24,13 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
 
 metadata = sa.MetaData(
     naming_convention={
@@ -301,19 +303,110 @@ def transaction(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+# Key of the PostgreSQL advisory lock that migrations hold: "lupus_mg" as a 64-bit integer.
+MIGRATION_LOCK_KEY = int.from_bytes(b"lupus_mg", "big")
+MIGRATION_LOCK_TIMEOUT_S = 300.0
+
+
+class MigrationLockTimeout(RuntimeError):
+    """Another process held the store's migration lock for longer than the timeout."""
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the store's schema to `revision` with Alembic (creates the database if new)."""
+    """Bring the store's schema to `revision` with Alembic (creates the database if new).
+
+    Every task calls this on start, so on a first run many processes meet on an empty store:
+    migrations take turns under a lock (`migration_lock`), and whoever comes second finds the
+    work done. A store already at the head revision is left alone without taking the lock.
+    """
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    if revision == "head" and current_revision(url) == head_revision():
+        return
+    with migration_lock(url):
+        command.upgrade(alembic_config(url), revision)
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str | None:
+    """The newest revision among the packaged migrations."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+@contextmanager
+def migration_lock(url: str, *, timeout_s: float = MIGRATION_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the store's migration lock: one migrating process per database at a time.
+
+    PostgreSQL: a session-level advisory lock (`pg_advisory_lock`) on a connection of its own,
+    released by `pg_advisory_unlock` or by the server when the process dies. SQLite: an
+    exclusive `flock` on `<database file>.migrate.lock` beside the database, released when the
+    file is closed or the process dies. An in-memory SQLite database needs none. Raises
+    `MigrationLockTimeout` after `timeout_s` of waiting.
+    """
+    if url.startswith("postgresql"):
+        yield from _pg_advisory_lock(url, timeout_s)
+        return
+    path = url.split("///", 1)[-1] if url.startswith("sqlite") else ""
+    if not path or path == ":memory:" or "mode=memory" in url:
+        yield
+        return
+    yield from _file_lock(Path(path.split("?", 1)[0] + ".migrate.lock"), timeout_s)
+
+
+def _pg_advisory_lock(url: str, timeout_s: float) -> Iterator[None]:
+    engine = sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SET lock_timeout = '{int(timeout_s * 1000)}ms'")
+            try:
+                conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            except sa.exc.OperationalError as e:
+                raise MigrationLockTimeout(
+                    f"another process has been migrating the store for over {timeout_s:g} s"
+                ) from e
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    finally:
+        engine.dispose()
+
+
+def _file_lock(path: Path, timeout_s: float) -> Iterator[None]:
+    import fcntl
+    import time
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    with open(path, "a+b") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise MigrationLockTimeout(
+                        f"another process has been migrating the store for over {timeout_s:g} s ({path})"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def current_revision(url: str) -> str | None:
     """The Alembic revision the store is at, or None for an empty database."""
     from alembic.runtime.migration import MigrationContext
 
-    with make_engine(url).connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
 
 
 def alembic_config(url: str):  # type: ignore[no-untyped-def]

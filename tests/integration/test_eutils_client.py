@@ -206,15 +206,17 @@ def test_esearch_both_formats(replay: EutilsReplay, tmp_path: Path, retmode: str
     assert r.webenv
 
 
-def test_long_id_lists_are_posted(replay: EutilsReplay, corpus: list[CorpusRecord], tmp_path: Path) -> None:
+def test_every_request_is_posted_with_identity_in_the_body(
+    replay: EutilsReplay, corpus: list[CorpusRecord], tmp_path: Path
+) -> None:
     ids = [r.pmid for r in corpus] + [str(90_000_000 + i) for i in range(100)]  # 100 unknown PMIDs
     with make_client(replay, tmp_path) as c:
         body = c.efetch_ids(ids)
         short = c.efetch_ids(ids[:3])
     assert count_records(body) == len(corpus)
     assert count_records(short) == 3
-    methods = [r.method for r in replay.requests_to("efetch")]
-    assert methods == ["POST", "GET"]
+    # Long and short id lists alike: a POST keeps the key out of URLs (and so out of logs).
+    assert [(r.method, r.query) for r in replay.requests_to("efetch")] == [("POST", {}), ("POST", {})]
 
 
 def test_the_rate_never_exceeds_the_limit_across_concurrent_clients(
