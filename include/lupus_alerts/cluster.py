@@ -396,22 +396,27 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def processes_with_marker(marker: str) -> list[tuple[int, str]]:
-    """(pid, command line) of every live process whose environment holds RUN_MARKER_ENV=marker."""
+def processes_of_run(marker: str, sessions: set[int]) -> list[tuple[int, str]]:
+    """(pid, command line) of every live process of a run: in one of its components' sessions
+    (each component is started with its own session, which its children keep: the task
+    supervisor gives a task its own process group, not its own session), or carrying
+    RUN_MARKER_ENV=marker in its environment (Airflow renames its processes with setproctitle,
+    which can overwrite what /proc shows of the environment, hence the sessions too)."""
     needle = f"{RUN_MARKER_ENV}={marker}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-            if needle not in environ.split(b"\0"):
-                continue
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            if state == "Z":
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] == "Z":
                 continue  # exited, waiting for its parent to reap it
+            if int(fields[3]) not in sessions:
+                environ = Path(f"/proc/{entry}/environ").read_bytes()
+                if needle not in environ.split(b"\0"):
+                    continue
             cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+        except (OSError, IndexError, ValueError):
             continue
         found.append((int(entry), cmd.strip()))
     return found
@@ -503,6 +508,7 @@ class Cluster:
         executor: str = "CeleryExecutor",
         slots_per_worker: int = 4,
         web_workers: int = 2,
+        web: bool = True,
         heartbeat_timeout_s: int = 20,
         compose: ComposeFile | None = None,
         start_timeout_s: float = 240,
@@ -514,6 +520,7 @@ class Cluster:
         self.worker_names = [f"{w}-{self.run_id}" for w in workers] if executor == "CeleryExecutor" else []
         self.slots_per_worker = slots_per_worker
         self.web_workers = web_workers
+        self.web = web
         self.start_timeout_s = start_timeout_s
         self.home = root / "airflow_home"
         self.queue = f"lupus-{self.run_id}"
@@ -537,6 +544,7 @@ class Cluster:
         self.components: dict[str, Component] = {}
         self.killed: list[str] = []
         self.leftovers_at_stop: list[tuple[int, str]] = []
+        self.forced_at_stop: list[str] = []
         self.api: Api | None = None
         self._created: list[str] = []
         self._ports: dict[str, int] = {}
@@ -632,7 +640,8 @@ class Cluster:
             argv = [airflow, *self.compose.command(WORKER_SERVICE), "--celery-hostname", node]
             argv += ["--pid", str(self.home / f"{node}.pid")]
             self._start(node, argv, WORKER_SERVICE, node=node)
-        self._start("web", self.web_command(), WEB_SERVICE)
+        if self.web:
+            self._start("web", self.web_command(), WEB_SERVICE)
         self.wait_ready()
 
     def init(self) -> None:
@@ -727,7 +736,8 @@ class Cluster:
         self.wait_for("scheduler, triggerer and dag-processor to report healthy", healthy, t)
         for node in self.worker_names:
             self.wait_for(f"Celery worker {node} to answer a ping", lambda n=node: self.ping(n), t)
-        self.wait_for("the web app", lambda: requests.get(self.web_url + "/livez", timeout=5).ok, t)
+        if self.web:
+            self.wait_for("the web app", lambda: requests.get(self.web_url + "/livez", timeout=5).ok, t)
 
     def ping(self, node: str, timeout: float = 2.0) -> bool:
         """A Celery ping to one worker over the broker (what compose's health check does)."""
@@ -791,14 +801,17 @@ class Cluster:
                 comp.proc.wait(10)
         # Children that outlived their component (a task process in its own group, say).
         time.sleep(0.5)
-        self.leftovers_at_stop = processes_with_marker(self.run_id)
+        self.leftovers_at_stop = self.leftovers()
         for pid, _cmd in self.leftovers_at_stop:
             with _suppress_lookup():
                 os.kill(pid, signal.SIGKILL)
+        self.forced_at_stop = forced
         return forced
 
     def leftovers(self) -> list[tuple[int, str]]:
-        return processes_with_marker(self.run_id)
+        """Every process of the run still alive (see `processes_of_run`)."""
+        sessions = {c.proc.pid for c in self.components.values() if c.proc is not None}
+        return processes_of_run(self.run_id, sessions)
 
     def close(self) -> None:
         """Stop the processes, remove the run's Redis keys and drop its databases."""

@@ -126,6 +126,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             finally:
                 engine.dispose()
         # Leaving the block stopped every component and looked for any process of the run.
+        assert c.forced_at_stop == [], f"did not stop on SIGTERM: {c.forced_at_stop}"
         assert c.leftovers_at_stop == [], f"processes outlived the cluster: {c.leftovers_at_stop}"
         assert c.leftovers() == []
         for comp in c.components.values():
