@@ -56,7 +56,10 @@ def test_web_serve_runs_several_workers_and_serves_one_click_unsubscribe(tmp_pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUPUS_ALERTS_")}
     env |= {"LUPUS_ALERTS_CONFIG": str(cfg), "LUPUS_ALERTS_SECRET": secret}
     argv = [str(Path(sys.executable).with_name("lupus-alerts")), "web", "serve", "--port", str(port)]
-    proc = subprocess.Popen([*argv, "--workers", "2"], env=env, cwd=tmp_path, start_new_session=True)
+    log = (tmp_path / "web.log").open("wb")
+    proc = subprocess.Popen(
+        [*argv, "--workers", "2"], env=env, cwd=tmp_path, start_new_session=True, stdout=log, stderr=log
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         assert _wait_ok(f"{base}/healthz", proc).status_code == 200
@@ -77,9 +80,13 @@ def test_web_serve_runs_several_workers_and_serves_one_click_unsubscribe(tmp_pat
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+        log.close()
         engine.dispose()
     time.sleep(0.5)
     assert not cluster.descendants(proc.pid)
+    # Each worker process keeps the tokens out of uvicorn's access log.
+    access = (tmp_path / "web.log").read_text(encoding="utf-8", errors="replace")
+    assert "/unsubscribe?token=[redacted]" in access and token not in access
 
 
 def test_web_serve_refuses_zero_workers(tmp_path: Path) -> None:
