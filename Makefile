@@ -9,7 +9,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER ?= $(CURDIR)/plugins
 
-.PHONY: venv demo test run up bench lint format clean
+.PHONY: venv demo test run up bench bench-scale lint format clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,9 @@ up: $(STAMP)  ## Airflow's UI on http://localhost:8080 with the project's DAGs a
 
 bench: $(STAMP)  ## the performance benchmarks; figures go to docs/benchmarks.md
 	$(BIN)/python -m bench
+
+bench-scale: $(STAMP)  ## LocalExecutor vs CeleryExecutor (2 workers), real deployments (~10 min); needs PostgreSQL and Redis
+	$(BIN)/python -m bench executors
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -33,7 +33,9 @@ from smtp_sink import SmtpSink
 from lupus_alerts import cluster, demo, store, subscribers
 from lupus_alerts.feeds_replay import serve_feed
 
-pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.postgres]
+# The cluster starts once for the module (about 20 s here, more on a busy machine): the first
+# test carries that start, hence a longer limit than the suite's 300 s.
+pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 # Far-off schedules: besides the runs the tests trigger, unpausing starts only the fallback
 # digest of 1 January (nothing due then: it plans and sends nothing new).
