@@ -36,7 +36,7 @@ up: $(STAMP)  ## Airflow's UI on http://localhost:8080 with the project's DAGs a
 bench: $(STAMP)  ## the performance benchmarks; figures go to docs/benchmarks.md
 	$(BIN)/python -m bench
 
-bench-scale: $(STAMP)  ## LocalExecutor vs CeleryExecutor (2 workers), real deployments (~10 min); needs PostgreSQL and Redis
+bench-scale: $(STAMP)  ## LocalExecutor vs CeleryExecutor (2 and 3 workers), real deployments (~15 min); needs PostgreSQL and Redis
 	$(BIN)/python -m bench executors
 
 lint: $(STAMP)
