@@ -771,6 +771,10 @@ class Cluster:
                 os.kill(pid, signal.SIGKILL)
         self.killed.append(node)
         comp.proc.wait(10)
+        # SIGKILL is delivered asynchronously: wait until every one is gone (or a zombie).
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
         return sorted(pids)
 
     # -- stop ------------------------------------------------------------------------------------
@@ -846,6 +850,14 @@ class Cluster:
                     r.zrem("unacked_index", tag)
         finally:
             r.close()
+
+
+def _running(pid: int) -> bool:
+    """The process exists and has not exited (a zombie has exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _pg_host_port() -> tuple[str, int]:
