@@ -9,7 +9,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER ?= $(CURDIR)/plugins
 
-.PHONY: venv demo test run up bench mutation lint format clean
+.PHONY: venv demo test run up bench bench-scale mutation lint format clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,9 @@ bench: $(STAMP)  ## the performance benchmarks; figures go to docs/benchmarks.md
 
 mutation: $(STAMP)  ## mutmut over the guarantee functions (slow, minutes; not part of `make test`); see docs/testing.md
 	$(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
+
+bench-scale: $(STAMP)  ## LocalExecutor vs CeleryExecutor (2 and 3 workers), real deployments (~15 min); needs PostgreSQL and Redis
+	$(BIN)/python -m bench executors
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,8 +3,9 @@
 A FastAPI app mounted on Airflow's API server at `/lupus-ops/` (`fastapi_apps`), linked from the
 UI's Browse menu (`external_views`, shown in an iframe). Plugin apps are not authenticated by
 Airflow, so every route requires a logged-in Airflow user (`requires_authenticated()`: the UI's
-session cookie or a bearer token). The public unsubscribe app is a separate plugin
-(plugins/lupus_alerts_plugin.py).
+session cookie or a bearer token). These are the only pages the project adds to Airflow: the
+public unsubscribe and preferences app is its own service (`lupus-alerts web serve`, the
+`lupus-alerts-web` service in docker-compose.yaml), so Airflow's API server never faces the internet.
 """
 
 from __future__ import annotations

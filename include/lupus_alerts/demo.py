@@ -1,7 +1,8 @@
 """`make demo`, `make up` and `make run`: the real DAGs, end to end, on this machine.
 
     python -m lupus_alerts.demo          # both DAGs once via dag.test() on the sample servers
-    python -m lupus_alerts.demo --up     # Airflow's UI (airflow standalone) on localhost:8080
+    python -m lupus_alerts.demo --up     # Airflow's UI (airflow standalone) on localhost:8080,
+                                         # the subscribers' web app on localhost:8085
     python -m lupus_alerts.demo --live   # both DAGs once on lupus-alerts.yaml (live NCBI, SMTP)
 
 The demo serves the bundled sample data on localhost: an E-utilities replay
@@ -55,6 +56,10 @@ DEMO_FEEDS = (
     ("lupus-science-medicine", "Lupus Science & Medicine", "BMJ", "feed_lsm.rdf.xml", True),
     ("arthritis-rheumatology", "Arthritis & Rheumatology", "Wiley", "feed_ar.rss.xml", False),
 )
+# `make up` serves the public web app here, as its own process (docker-compose.yaml: the
+# lupus-alerts-web service), so the links in the demo's digests work while it runs.
+DEMO_WEB_PORT = 8085
+DEMO_PUBLIC_BASE_URL = f"http://localhost:{DEMO_WEB_PORT}"
 UP_SCHEDULE = {"ingest_cron": "0 5 * * *", "digest_fallback_cron": "59 23 * * *"}
 MOVED_FEED = ("annals-rheumatic-diseases", "Annals of the Rheumatic Diseases", "BMJ")
 DEMO_SUBSCRIBERS = (
@@ -164,9 +169,19 @@ def free_port() -> int:
 
 
 def write_demo_config(
-    root: Path, servers: DemoServers, *, mail_mode: str = "outbox", schedule: Mapping[str, str] | None = None
+    root: Path,
+    servers: DemoServers,
+    *,
+    mail_mode: str = "outbox",
+    schedule: Mapping[str, str] | None = None,
+    public_base_url: str = DEMO_PUBLIC_BASE_URL,
+    store_url: str | None = None,
 ) -> Path:
-    """Write `root/lupus-alerts.yaml` pointing at the sample servers; returns its path."""
+    """Write `root/lupus-alerts.yaml` pointing at the sample servers; returns its path.
+
+    `public_base_url` is where the digests' links go (the web app `make up` serves);
+    `store_url` replaces the SQLite store in `root/data`.
+    """
     feeds = [
         {"id": fid, "name": name, "publisher": pub, "url": servers.feed_urls[fid], "all_lupus": all_lupus}
         for fid, name, pub, _file, all_lupus in DEMO_FEEDS
@@ -178,9 +193,11 @@ def write_demo_config(
         "pubmed": {"base_url": servers.eutils_url, "max_retries": 2, "timeout_s": 10},
         "feeds": feeds,
         "feed_settings": {"timeout_s": 10},
-        "digest": {"public_base_url": "http://localhost:8080/lupus-alerts", "max_papers": 25},
+        "digest": {"public_base_url": public_base_url, "max_papers": 25},
         "mail": {"mode": mail_mode, "outbox_dir": "outbox", "rate_per_second": 100},
     }
+    if store_url:
+        config["store_url"] = store_url
     if schedule:
         config["schedule"] = dict(schedule)
     root.mkdir(parents=True, exist_ok=True)
@@ -527,14 +544,18 @@ def run_live(airflow_home: Path, config: Path, *, demo_root: Path = REPO / ".dem
     return 0 if ingest["state"] == "success" and digest["state"] == "success" else 1
 
 
-def run_up(root: Path, airflow_home: Path, *, port: int = 8080) -> int:
-    """`make up`: airflow standalone on localhost:`port` with the DAGs pointed at the sample servers."""
+def run_up(root: Path, airflow_home: Path, *, port: int = 8080, web_port: int = DEMO_WEB_PORT) -> int:
+    """`make up`: airflow standalone on localhost:`port` with the DAGs pointed at the sample servers,
+    and the subscribers' web app on localhost:`web_port` (its own process, as in compose), which
+    the digests' links point at."""
     now = datetime.now(UTC)
     with sample_servers(now.date()) as servers:
         # With catchup off, unpausing runs each DAG's most recent past schedule at once. The
         # fallback digest time is put late in the day so that run is for yesterday's period
         # (nothing to send) and today's digests wait for the ingest's asset event.
-        config_path = write_demo_config(root, servers, schedule=UP_SCHEDULE)
+        config_path = write_demo_config(
+            root, servers, schedule=UP_SCHEDULE, public_base_url=f"http://localhost:{web_port}"
+        )
         env = airflow_env(
             airflow_home,
             config_path,
@@ -551,6 +572,7 @@ def run_up(root: Path, airflow_home: Path, *, port: int = 8080) -> int:
         open_store(load_settings(config_path))
         add_demo_subscribers(config_path, now.date())
         log_path = root / "logs" / "standalone.log"
+        web = start_web(env, root / "logs" / "web.log", web_port)
         proc = start_standalone(env, log_path)
         try:
             login = _wait_for_login(airflow_home, proc, port)
@@ -558,16 +580,38 @@ def run_up(root: Path, airflow_home: Path, *, port: int = 8080) -> int:
             print("DAGs lupus_ingest and lupus_digest are unpaused; the ingest's first run starts now,")
             print("and its asset event starts the digest. Feed health: Browse > Lupus feed health.")
             print(f"Sample servers: E-utilities {servers.eutils_url}, feeds {servers.feed_urls['lupus']}")
+            print(
+                f"Subscribers' web app (the digests' unsubscribe and preferences links): http://localhost:{web_port}"
+            )
             print(f"Digests: {root / 'outbox'}; Airflow log: {log_path}. Ctrl-C stops everything.")
-            while proc.poll() is None:
+            while proc.poll() is None and web.poll() is None:
                 time.sleep(1)
-            print(f"airflow standalone exited ({proc.returncode}); see {log_path}", file=sys.stderr)
+            which, code = (
+                ("airflow standalone", proc.returncode)
+                if proc.poll() is not None
+                else ("web app", web.returncode)
+            )
+            print(f"{which} exited ({code}); see {root / 'logs'}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
-            print("\nstopping Airflow ...", flush=True)
+            print("\nstopping Airflow and the web app ...", flush=True)
             return 0
         finally:
             stop_process_group(proc)
+            stop_process_group(web)
+
+
+def start_web(env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen[Any]:
+    """Start `lupus-alerts web serve` on localhost:`port` in its own process group (log in `log_path`)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w", encoding="utf-8") as log:
+        return subprocess.Popen(
+            [str(Path(sys.executable).with_name("lupus-alerts")), "web", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def start_standalone(env: dict[str, str], log_path: Path) -> subprocess.Popen[Any]:
@@ -642,6 +686,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     mode.add_argument("--live", action="store_true", help="run on lupus-alerts.yaml: live endpoints and SMTP")
     parser.add_argument("--port", type=int, default=8080, help="UI port for --up (default 8080)")
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        default=DEMO_WEB_PORT,
+        help=f"port of the subscribers' web app for --up (default {DEMO_WEB_PORT})",
+    )
     parser.add_argument("--root", type=Path, default=REPO / ".demo", help="demo folder (default .demo)")
     parser.add_argument(
         "--config",
@@ -655,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
     airflow_home = Path(os.environ.get("AIRFLOW_HOME") or REPO / "airflow_home").resolve()
     try:
         if args.up:
-            return run_up(args.root.resolve(), airflow_home, port=args.port)
+            return run_up(args.root.resolve(), airflow_home, port=args.port, web_port=args.web_port)
         if args.live:
             from lupus_alerts.config import config_path
 

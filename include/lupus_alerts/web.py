@@ -1,8 +1,8 @@
 """Unsubscribe, preferences and the paper list over HTTP: a small public FastAPI app.
 
-Served two ways (docs/delivery.md explains the choice): mounted on the Airflow 3 API server by
-`plugins/lupus_alerts_plugin.py` under `/lupus-alerts`, or standalone with
-`lupus-alerts web serve` (uvicorn). Either way `digest.public_base_url` must point at it.
+Its own service, never part of Airflow (docs/operations.md, "Which ports are public"):
+`lupus-alerts web serve` (uvicorn, `--workers N` processes), the `lupus-alerts-web` service in
+docker-compose.yaml, behind the operator's reverse proxy; `digest.public_base_url` points there.
 
 - `GET  /unsubscribe?token=`  a confirmation page with a button. Link scanners and prefetchers
   follow GETs (and HEADs); neither ever unsubscribes anyone.
@@ -26,10 +26,8 @@ page with 404. Token pages are not cached, not indexed, and send no Referer (the
 URL); every response carries the security headers, error pages included. The store unreachable,
 or a lock or statement timeout: 503 with a page. Handlers are plain functions (FastAPI runs them
 in its thread pool), and every transaction has a lock timeout and a statement timeout, so a slow
-database never stalls the event loop (in Airflow's API server, Airflow's own UI with it). Tokens
-are kept out of uvicorn's access log. Airflow does not authenticate plugin apps, which is what
-these public endpoints need. Nothing is loaded at import: the configuration and the store
-engine are opened on the first request.
+database never stalls the event loop. Tokens are kept out of uvicorn's access log. Nothing is
+loaded at import: the configuration and the store engine are opened on the first request.
 """
 
 from __future__ import annotations

@@ -3,11 +3,14 @@
 It records every accepted message with its envelope, counts connections, and can be told to
 answer given recipients with 4xx/5xx codes (a list of codes is used up one per attempt), to drop
 the connection at MAIL FROM (an idle connection the server closed), or to drop it right after
-receiving a message body without replying (the ambiguous case).
+receiving a message body without replying (the ambiguous case), or to hold its reply to a
+message for given recipients until the test releases it (`hold`: the body has arrived, the
+sender waits for the 250; the test can kill the sender meanwhile).
 """
 
 from __future__ import annotations
 
+import asyncio
 import email
 import socket
 import threading
@@ -40,6 +43,12 @@ class SinkHandler:
     drop_at_mail: int = 0
     drop_after_data: int = 0
     refuse_greeting: bool = False  # answer EHLO and HELO with 554 (a server refusing the session)
+    # Messages to these recipients get no reply until `release` is set: they are put in `held`,
+    # not in `messages` (whether they were delivered is what the sender cannot know).
+    hold_rcpts: set[str] = field(default_factory=set)
+    held: list[Received] = field(default_factory=list)
+    holding: threading.Event = field(default_factory=threading.Event)  # set when one is held
+    release: threading.Event = field(default_factory=threading.Event)
     _sessions: list[Any] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -94,11 +103,16 @@ class SinkHandler:
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         no = self._session_no(session)
-        self.messages.append(
-            Received(
-                envelope.mail_from, list(envelope.rcpt_tos), envelope.content, no, list(envelope.mail_options)
-            )
+        received = Received(
+            envelope.mail_from, list(envelope.rcpt_tos), envelope.content, no, list(envelope.mail_options)
         )
+        if self.hold_rcpts & set(envelope.rcpt_tos):
+            self.held.append(received)
+            self.holding.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.05)
+            return "451 4.3.0 Held by the test; not delivered"
+        self.messages.append(received)
         if self.drop_after_data > 0:
             self.drop_after_data -= 1
             server.transport.close()

@@ -114,7 +114,7 @@ def test_the_demos_local_config_is_refused_live(live, capsys, tmp_path) -> None:
     servers.feed_urls[demo.MOVED_FEED[0]] = "http://127.0.0.1:1/m"
     cfg = demo.write_demo_config(tmp_path / "demo", servers)
     err = _refused(cfg, capsys, tmp_path / "demo")
-    assert "digest.public_base_url 'http://localhost:8080/lupus-alerts' is not https" in err
+    assert f"digest.public_base_url '{demo.DEMO_PUBLIC_BASE_URL}' is not https" in err
 
 
 def test_the_live_environment_holds_no_demo_value(live, tmp_path) -> None:

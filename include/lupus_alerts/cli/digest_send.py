@@ -66,6 +66,12 @@ def register(groups: Groups) -> None:
     p = web.add_parser("serve", help="serve the unsubscribe/preferences app with uvicorn (standalone)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8085, help="port (default: 8085)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (default: 1; docker-compose.yaml runs 4 behind the reverse proxy)",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -139,5 +145,12 @@ def _serve(args: argparse.Namespace) -> int:
     load_config(args.config)  # fail now, with the config error, not on the first request
     if args.config:  # the app loads the configuration itself, on its first request
         os.environ[CONFIG_ENV] = str(config_path(args.config).resolve())
-    uvicorn.run("lupus_alerts.web:app", host=args.host, port=args.port, log_level="info")
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    # Several processes (each its own store connections), so one slow request never holds the
+    # others; uvicorn restarts a worker that dies.
+    uvicorn.run(
+        "lupus_alerts.web:app", host=args.host, port=args.port, workers=args.workers, log_level="info"
+    )
     return 0
