@@ -73,6 +73,10 @@ TARGETS = {
 }
 
 
+# Files at the repository root that the targeted tests read.
+ALSO_COPY = ("lupus-alerts.yaml", "config", "docker-compose.yaml")
+
+
 def _stage(targets: list[Target]) -> None:
     """Copy the package and the tests into the staging directory, keeping file times.
 
@@ -83,6 +87,13 @@ def _stage(targets: list[Target]) -> None:
     src = STAGE / "src" / "lupus_alerts"
     shutil.copytree(REPO / "include" / "lupus_alerts", src, dirs_exist_ok=True)
     shutil.copytree(REPO / "tests", STAGE / "tests", dirs_exist_ok=True)
+    # Tests read the shipped configuration from the repository root (`demo.REPO`), which in
+    # mutmut's copy is `mutants/`.
+    for name in ALSO_COPY:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, STAGE / name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(REPO / name, STAGE / name)
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     pytest_opts = pyproject["tool"]["pytest"]["ini_options"]
     tests = sorted({t for target in targets for t in target.tests if (REPO / t).exists()})
@@ -95,6 +106,7 @@ def _stage(targets: list[Target]) -> None:
         "",
         "[tool.mutmut]",
         'source_paths = ["src"]',
+        f"also_copy = {json.dumps(list(ALSO_COPY))}",
         f"only_mutate = {json.dumps([f'src/lupus_alerts/{t.module}.py' for t in targets])}",
         # Airflow-starting tests run the installed package in subprocesses: nothing to kill there.
         f"pytest_add_cli_args_test_selection = {json.dumps([*tests, '-m', 'not airflow'])}",
