@@ -52,7 +52,9 @@ _schedule = schedule_settings()
     doc_md=__doc__,
 )
 def lupus_digest() -> None:
-    @task
+    # multiple_outputs=False everywhere: a `-> dict` annotation would otherwise push one XCom
+    # per key of the summary; operators get one (docs/operations.md).
+    @task(multiple_outputs=False)
     def plan_digests() -> dict[str, Any]:
         """Queue today's due subscribers in the ledger and split them into chunks."""
         from lupus_alerts import pipeline
@@ -62,12 +64,12 @@ def lupus_digest() -> None:
         day = pipeline.digest_day(ctx.get("logical_date"), ctx["dag_run"].run_after, settings)
         return pipeline.plan_digests(settings, day=day)
 
-    @task
+    @task(multiple_outputs=False)
     def chunks(plan: dict[str, Any]) -> list[list[int]]:
         """The subscriber chunks to map `send_digests` over (empty: nothing to send)."""
         return plan["chunks"]
 
-    @task(map_index_template="{{ task.op_kwargs['subscriber_ids'] | length }} subscribers")
+    @task(multiple_outputs=False, map_index_template="{{ task.op_kwargs['subscriber_ids'] | length }} subscribers")
     def send_digests(subscriber_ids: list[int], plan: dict[str, Any]) -> dict[str, Any]:
         """Build and send these subscribers' digests; the ledger prevents any double send.
 
@@ -77,7 +79,7 @@ def lupus_digest() -> None:
 
         return pipeline.send_digest_chunk(None, subscriber_ids=subscriber_ids, day=plan["day"])
 
-    @task(trigger_rule="all_done")
+    @task(multiple_outputs=False, trigger_rule="all_done")
     def report_digests(results: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, Any]:
         """One line: digests sent, skipped and failed today."""
         from lupus_alerts import pipeline

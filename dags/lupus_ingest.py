@@ -59,7 +59,9 @@ def _ctx(name: str) -> Any:
     doc_md=__doc__,
 )
 def lupus_ingest() -> None:
-    @task
+    # multiple_outputs=False everywhere: a `-> dict` annotation would otherwise push one XCom
+    # per key of the summary; operators get one (docs/operations.md).
+    @task(multiple_outputs=False)
     def resolve_window() -> dict[str, Any]:
         """Validate the config, migrate the store, and fix this run's window [start, end).
 
@@ -77,14 +79,14 @@ def lupus_ingest() -> None:
             run_id=dr.run_id,
         )
 
-    @task
+    @task(multiple_outputs=False)
     def list_feeds() -> list[dict[str, str]]:
         """The configured journal feeds (id and name), one mapped `poll_feed` each."""
         from lupus_alerts import pipeline
 
         return pipeline.list_feeds(None)
 
-    @task(pool="ncbi", execution_timeout=timedelta(minutes=10))
+    @task(multiple_outputs=False, pool="ncbi", execution_timeout=timedelta(minutes=10))
     def search_pubmed(window: dict[str, Any]) -> dict[str, Any]:
         """Count the PubMed records in the window (one ESearch): what the fetch will bring.
 
@@ -94,7 +96,7 @@ def lupus_ingest() -> None:
 
         return pipeline.search_pubmed(None, window=window)
 
-    @task(pool="ncbi", execution_timeout=timedelta(minutes=60))
+    @task(multiple_outputs=False, pool="ncbi", execution_timeout=timedelta(minutes=60))
     def fetch_pubmed(window: dict[str, Any]) -> dict[str, Any]:
         """Search PubMed for the window and fetch, parse and store the records in batches.
 
@@ -104,7 +106,7 @@ def lupus_ingest() -> None:
 
         return pipeline.fetch_pubmed(None, window=window, run_id=_ctx("run_id"))
 
-    @task(map_index_template="{{ task.op_kwargs['feed']['name'] }}", execution_timeout=timedelta(minutes=10))
+    @task(multiple_outputs=False, map_index_template="{{ task.op_kwargs['feed']['name'] }}", execution_timeout=timedelta(minutes=10))
     def poll_feed(feed: dict[str, str], window: dict[str, Any]) -> dict[str, Any]:
         """Poll one journal's feed (conditional GET) and store its lupus items.
 
@@ -114,7 +116,7 @@ def lupus_ingest() -> None:
 
         return pipeline.poll_feed(None, feed_id=feed["id"], run_id=_ctx("run_id"), window=window)
 
-    @task(outlets=[PAPERS], trigger_rule="all_done")
+    @task(multiple_outputs=False, outlets=[PAPERS], trigger_rule="all_done")
     def classify_and_announce(window: dict[str, Any]) -> dict[str, Any]:
         """Classify new papers by subspecialty, number the new lupus ones, and update the Asset.
 
@@ -126,7 +128,7 @@ def lupus_ingest() -> None:
         _ctx("outlet_events")[PAPERS].extra = extra
         return extra
 
-    @task(trigger_rule="all_done", retries=2)
+    @task(multiple_outputs=False, trigger_rule="all_done", retries=2)
     def feed_health() -> dict[str, Any]:
         """Log a table of every feed's health: last success, HTTP status, failures, last error."""
         from lupus_alerts import pipeline

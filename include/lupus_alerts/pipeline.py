@@ -387,16 +387,56 @@ def classify_and_announce(
         # Only a fully successful run moves the watermark: a manual rerun after a failure then
         # covers the failed run's window too.
         write_watermark(engine, RUN_WATERMARK, w.end)
-    log.info(
-        "announced %d new lupus papers (numbers %d..%d); per source %s; per topic %s; failed %s",
-        extra["new_papers"],
-        before + 1,
-        after,
-        extra["per_source"],
-        extra["per_topic"],
-        extra["failed_sources"] or "none",
-    )
-    return extra
+    log.info("%s", announce_report(extra))
+    return event_extra(extra)
+
+
+def announce_numbers(extra: Mapping[str, Any]) -> str:
+    """The announcement numbers a run handed out ("43-45", "43"), or "none"."""
+    first, last = int(extra["announce_from"]) + 1, int(extra["announce_to"])
+    if last < first:
+        return "none"
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def announce_report(extra: Mapping[str, Any]) -> str:
+    """The run's story as a small table for the task log: per source, per topic, failures."""
+    new = int(extra["new_papers"])
+    if new:
+        head = f"Announced {new} new lupus paper{'s' * (new != 1)} (numbers {announce_numbers(extra)})."
+    else:
+        head = "No new lupus papers in this run."
+    lines = [head, "", "papers this run, per source:"]
+    per_source: Mapping[str, int] = extra.get("per_source") or {}
+    failed = set(extra.get("failed_sources") or [])
+    width = max((len(s) for s in per_source), default=6)
+    for source, n in sorted(per_source.items()):
+        lines.append(f"  {source:<{width}}  {n:>6}{'  FAILED' if source in failed else ''}")
+    if not per_source:
+        lines.append("  (no source reported)")
+    per_topic: Mapping[str, int] = extra.get("per_topic") or {}
+    if per_topic:
+        lines += ["", "new lupus papers, per topic:"]
+        width = max(len(t) for t in per_topic)
+        lines += [f"  {t:<{width}}  {n:>6}" for t, n in sorted(per_topic.items(), key=lambda kv: (-kv[1], kv[0]))]
+    lines += ["", f"failed sources: {', '.join(sorted(failed)) if failed else 'none'}"]
+    return "\n".join(lines)
+
+
+def event_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The asset event's extra, flat: the Airflow UI folds a nested object into `{…}`, so every
+    count is a top-level key ("papers from pubmed", "new in nephrology")."""
+    out: dict[str, Any] = {
+        "run_id": extra["run_id"],
+        "new_papers": int(extra["new_papers"]),
+        "numbers": announce_numbers(extra),
+        "failed_sources": ", ".join(extra.get("failed_sources") or []) or "none",
+    }
+    for source, n in sorted((extra.get("per_source") or {}).items()):
+        out[f"papers from {source}"] = n
+    for topic, n in sorted((extra.get("per_topic") or {}).items()):
+        out[f"new in {topic}"] = n
+    return out
 
 
 def asset_extra(engine: Engine, run_id: str, announce_before: int, announce_after: int) -> dict[str, Any]:
@@ -626,11 +666,15 @@ def send_digest_chunk(
     return summary
 
 
-def report_digests(results: Iterable[Mapping[str, Any] | None], *, day: date | str) -> dict[str, Any]:
+def report_digests(results: Sequence[Mapping[str, Any] | None] | Iterable[Mapping[str, Any] | None], *, day: date | str) -> dict[str, Any]:
     """Task `report_digests`: add up the chunks' results into one line for the log and the UI."""
     totals: dict[str, int] = {}
     chunks = 0
-    for r in results:
+    # Airflow hands a mapped task's results over as a lazy sequence whose iterator asks for one
+    # item past the end, which the task SDK logs as "XCom not found" on every run; a slice is
+    # one request for exactly the items there are.
+    items = results[:] if isinstance(results, Sequence) else list(results)
+    for r in items:
         if not r:
             continue
         chunks += 1

@@ -127,3 +127,11 @@ def test_schedule_comes_from_the_config_file(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "30 6 * * *" in out.stdout and "15 10 * * *" in out.stdout
+
+
+def test_every_task_pushes_one_xcom_not_one_per_key(dagbag) -> None:  # type: ignore[no-untyped-def]
+    # A task annotated `-> dict[...]` gets multiple_outputs inferred, so each key of its summary
+    # became an XCom of its own (19 for one poll_feed): docs/operations.md promises one.
+    for dag_id, dag in dagbag.dags.items():
+        for t in dag.tasks:
+            assert getattr(t, "multiple_outputs", False) is False, f"{dag_id}.{t.task_id} pushes one XCom per key"

@@ -5,6 +5,8 @@ Runs on SQLite and PostgreSQL (the `engine` fixture); no Airflow involved.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
@@ -110,6 +112,50 @@ def test_asset_extra_counts_sources_failures_and_topics_of_this_runs_new_papers(
     assert extra["per_topic"] == {"dermatology": 1, "nephrology": 1, "therapeutics": 1}
 
 
+def _extra(before: int, after: int, **kw: Any) -> dict[str, Any]:
+    return {
+        "run_id": "r",
+        "per_source": kw.get("per_source", {"pubmed": 7, "feed:lupus": 4, "feed:lsm": 0}),
+        "failed_sources": kw.get("failed", ["feed:lsm"]),
+        "new_papers": after - before,
+        "announce_from": before,
+        "announce_to": after,
+        "per_topic": kw.get("per_topic", {}),
+    }
+
+
+def test_a_run_with_nothing_new_says_so_without_a_backwards_number_range() -> None:
+    text = pipeline.announce_report(_extra(42, 42))
+    assert text.startswith("No new lupus papers")
+    assert "43..42" not in text and "43-42" not in text
+    assert pipeline.event_extra(_extra(42, 42))["numbers"] == "none"
+
+
+def test_the_run_summary_is_a_readable_table_one_line_per_source_and_topic() -> None:
+    text = pipeline.announce_report(_extra(42, 45, per_topic={"nephrology": 2, "dermatology": 1}))
+    lines = text.splitlines()
+    assert lines[0] == "Announced 3 new lupus papers (numbers 43-45)."
+    assert any(ln.split() == ["feed:lsm", "0", "FAILED"] for ln in lines)
+    assert any(ln.split() == ["pubmed", "7"] for ln in lines)
+    assert any(ln.split() == ["nephrology", "2"] for ln in lines)
+    assert lines[-1] == "failed sources: feed:lsm"
+    assert max(len(ln) for ln in lines) < 100
+
+
+def test_the_asset_event_extra_is_flat_so_the_ui_shows_every_count() -> None:
+    extra = pipeline.event_extra(_extra(0, 1, per_topic={"nephrology": 1}))
+    assert extra == {
+        "run_id": "r",
+        "new_papers": 1,
+        "numbers": "1",
+        "failed_sources": "feed:lsm",
+        "papers from feed:lsm": 0,
+        "papers from feed:lupus": 4,
+        "papers from pubmed": 7,
+        "new in nephrology": 1,
+    }
+
+
 def test_feed_health_lists_every_configured_feed_with_its_state(engine) -> None:  # type: ignore[no-untyped-def]
     now = datetime(2026, 11, 27, 6, 0)
     with engine.begin() as c:
@@ -149,6 +195,32 @@ def test_report_adds_up_the_chunks_and_ignores_skipped_ones() -> None:
         day=date(2026, 11, 27),
     )
     assert out == {"day": "2026-11-27", "chunks": 2, "sent": 5, "failed_permanent": 1, "already_sent": 4}
+
+
+class _LazyResults(Sequence):  # type: ignore[type-arg]
+    """Behaves as Airflow's LazyXComSequence: each item is a request, and an item past the end
+    is a 404 that the task SDK logs as "XCom not found" (defect 10 of issue 14)."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items, self.requested_past_end = items, []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        if isinstance(key, slice):
+            return self.items[key]
+        if key >= len(self.items):
+            self.requested_past_end.append(key)
+            raise IndexError(key)
+        return self.items[key]
+
+
+def test_report_reads_the_mapped_results_without_asking_for_one_past_the_end() -> None:
+    results = _LazyResults([{"sent": 3}, {"sent": 2}])
+    out = pipeline.report_digests(results, day=date(2026, 11, 27))
+    assert out["sent"] == 5 and out["chunks"] == 2
+    assert results.requested_past_end == []
 
 
 def test_schedule_settings_fall_back_to_defaults_when_the_config_is_broken(tmp_path) -> None:  # type: ignore[no-untyped-def]
