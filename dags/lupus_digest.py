@@ -69,7 +69,10 @@ def lupus_digest() -> None:
         """The subscriber chunks to map `send_digests` over (empty: nothing to send)."""
         return plan["chunks"]
 
-    @task(multiple_outputs=False, map_index_template="{{ task.op_kwargs['subscriber_ids'] | length }} subscribers")
+    @task(
+        multiple_outputs=False,
+        map_index_template="{{ task.op_kwargs['subscriber_ids'] | length }} subscribers",
+    )
     def send_digests(subscriber_ids: list[int], plan: dict[str, Any]) -> dict[str, Any]:
         """Build and send these subscribers' digests; the ledger prevents any double send.
 

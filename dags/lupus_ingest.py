@@ -106,7 +106,11 @@ def lupus_ingest() -> None:
 
         return pipeline.fetch_pubmed(None, window=window, run_id=_ctx("run_id"))
 
-    @task(multiple_outputs=False, map_index_template="{{ task.op_kwargs['feed']['name'] }}", execution_timeout=timedelta(minutes=10))
+    @task(
+        multiple_outputs=False,
+        map_index_template="{{ task.op_kwargs['feed']['name'] }}",
+        execution_timeout=timedelta(minutes=10),
+    )
     def poll_feed(feed: dict[str, str], window: dict[str, Any]) -> dict[str, Any]:
         """Poll one journal's feed (conditional GET) and store its lupus items.
 

@@ -418,7 +418,9 @@ def announce_report(extra: Mapping[str, Any]) -> str:
     if per_topic:
         lines += ["", "new lupus papers, per topic:"]
         width = max(len(t) for t in per_topic)
-        lines += [f"  {t:<{width}}  {n:>6}" for t, n in sorted(per_topic.items(), key=lambda kv: (-kv[1], kv[0]))]
+        lines += [
+            f"  {t:<{width}}  {n:>6}" for t, n in sorted(per_topic.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
     lines += ["", f"failed sources: {', '.join(sorted(failed)) if failed else 'none'}"]
     return "\n".join(lines)
 
@@ -666,7 +668,9 @@ def send_digest_chunk(
     return summary
 
 
-def report_digests(results: Sequence[Mapping[str, Any] | None] | Iterable[Mapping[str, Any] | None], *, day: date | str) -> dict[str, Any]:
+def report_digests(
+    results: Sequence[Mapping[str, Any] | None] | Iterable[Mapping[str, Any] | None], *, day: date | str
+) -> dict[str, Any]:
     """Task `report_digests`: add up the chunks' results into one line for the log and the UI."""
     totals: dict[str, int] = {}
     chunks = 0

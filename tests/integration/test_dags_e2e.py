@@ -190,7 +190,9 @@ def test_asset_event_carries_the_counts(world: World) -> None:
     assert extra["new_papers"] == announced
     assert extra["failed_sources"] == f"feed:{demo.MOVED_FEED[0]}"
     assert extra["numbers"] == f"1-{announced}"
-    assert extra["papers from pubmed"] > 0 and all(f"papers from feed:{f[0]}" in extra for f in demo.DEMO_FEEDS)
+    assert extra["papers from pubmed"] > 0 and all(
+        f"papers from feed:{f[0]}" in extra for f in demo.DEMO_FEEDS
+    )
     assert extra["new in nephrology"] == len(_topic_titles(world.engine, "nephrology"))
     # flat, so that the UI shows every count instead of a folded {…}
     assert not any(isinstance(v, dict | list) for v in extra.values())

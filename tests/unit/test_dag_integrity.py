@@ -134,4 +134,6 @@ def test_every_task_pushes_one_xcom_not_one_per_key(dagbag) -> None:  # type: ig
     # became an XCom of its own (19 for one poll_feed): docs/operations.md promises one.
     for dag_id, dag in dagbag.dags.items():
         for t in dag.tasks:
-            assert getattr(t, "multiple_outputs", False) is False, f"{dag_id}.{t.task_id} pushes one XCom per key"
+            assert getattr(t, "multiple_outputs", False) is False, (
+                f"{dag_id}.{t.task_id} pushes one XCom per key"
+            )

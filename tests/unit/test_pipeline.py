@@ -6,8 +6,8 @@ Runs on SQLite and PostgreSQL (the `engine` fixture); no Airflow involved.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
