@@ -40,35 +40,11 @@ def health_data() -> dict[str, Any]:
         engine = pipeline.open_store(settings)
     except ConfigError as e:
         return {"error": str(e), "feeds": [], "runs": []}
-    return {"error": None, "feeds": pipeline.feed_health(engine, settings), "runs": _recent_runs(engine)}
-
-
-def _recent_runs(engine: Any) -> list[dict[str, Any]]:
-    import sqlalchemy as sa
-
-    from lupus_alerts import pipeline, store
-
-    t = store.ingest_runs
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(t.c.run_id, sa.func.max(t.c.finished_at).label("finished_at"))
-            .group_by(t.c.run_id)
-            .order_by(sa.desc("finished_at"))
-            .limit(RECENT_RUNS)
-        ).all()
-    out = []
-    for run_id, finished in rows:
-        recs = pipeline.run_records(engine, run_id)
-        announce = next((r["stats"] for r in recs if r["source"] == pipeline.ANNOUNCE_SOURCE), None) or {}
-        out.append(
-            {
-                "run_id": run_id,
-                "finished_at": finished.isoformat(timespec="seconds") if finished else None,
-                "new_papers": announce.get("new_papers"),
-                "failed": [r["source"] for r in recs if r["error"]],
-            }
-        )
-    return out
+    return {
+        "error": None,
+        "feeds": pipeline.feed_health(engine, settings),
+        "runs": pipeline.recent_runs(engine, RECENT_RUNS),
+    }
 
 
 @app.get("/api/health")
@@ -94,7 +70,7 @@ def health_page() -> str:
             polled=escape(f["last_polled_at"] or "never"),
             http=escape(str(f["http_status"] or "")),
             items=escape(str(f["items_last"] if f["items_last"] is not None else "")),
-            fails=f["consecutive_failures"],
+            fails=f["failed_runs_in_a_row"],
             error=escape(f["last_error"] or f["last_warning"] or ""),
         )
         for f in data["feeds"]
@@ -104,16 +80,17 @@ def health_page() -> str:
             cls="bad" if r["failed"] else "",
             rid=escape(r["run_id"]),
             fin=escape(r["finished_at"] or ""),
-            new=escape(str(r["new_papers"] if r["new_papers"] is not None else "")),
+            # one figure per attempt: a cleared and rerun run keeps the first attempt's count
+            new=escape(" then ".join(str(n) for n in r["new_papers"]) or "-"),
             failed=escape(", ".join(r["failed"]) or "none"),
         )
         for r in data["runs"]
     )
     body = (
         "<h1>Journal feeds</h1><table><tr><th>feed</th><th>status</th><th>last success</th>"
-        "<th>last polled</th><th>HTTP</th><th>items</th><th>failures in a row</th><th>last error</th></tr>"
-        f"{feed_rows}</table><h1>Recent ingest runs</h1><table><tr><th>run</th><th>finished (UTC)</th>"
-        f"<th>new papers</th><th>failed sources</th></tr>{run_rows}</table>"
+        "<th>last polled</th><th>HTTP</th><th>items</th><th>failed runs in a row</th><th>last error</th></tr>"
+        f"{feed_rows}</table><h1>Recent ingest runs</h1><table><tr><th>run</th><th>finished</th>"
+        f"<th>new papers (each attempt)</th><th>failed sources</th></tr>{run_rows}</table>"
         "<p><small>A failing feed: check its URL in lupus-alerts.yaml and the log of its "
         "<code>lupus_ingest.poll_feed</code> task. Runbook: docs/operations.md.</small></p>"
     )

@@ -462,7 +462,9 @@ def summarize(config_path: Path, ingest: Mapping[str, Any], digest: Mapping[str,
     failed_tasks = {t: s for run in (ingest, digest) for t, s in run["tasks"].items() if "failed" in s}
     lines.append("failures:")
     for r in failing:
-        lines.append(f"  feed {r['feed_id']}: {r['last_error']} ({r['consecutive_failures']} in a row)")
+        lines.append(
+            f"  feed {r['feed_id']}: {r['last_error']} ({r['failed_runs_in_a_row']} failed runs in a row)"
+        )
     for task_id, states in failed_tasks.items():
         lines.append(f"  task {task_id}: {states.count('failed')} of {len(states)} failed (red in the UI)")
     if not failing and not failed_tasks:

@@ -56,20 +56,37 @@ class DigestSendFailed(PipelineError):
 class RunWindow:
     """The half-open time window [start, end) an ingest run covers (naive UTC).
 
-    `origin` says where it came from: "data_interval" for scheduled runs, "watermark" for
-    manual and asset-triggered runs (which have no data interval in Airflow 3).
+    `origin` says where its start came from: "data_interval" (scheduled runs), "watermark"
+    (manual and asset-triggered runs, which have no data interval in Airflow 3: the end of the
+    last run, or for one source the end of the last run in which it succeeded) or "lookback"
+    (no such run yet: `pubmed.initial_lookback_days` before the end). `why` says it in words,
+    for the log.
     """
 
     start: datetime
     end: datetime
     origin: str
+    why: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return {"start": self.start.isoformat(), "end": self.end.isoformat(), "origin": self.origin}
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "origin": self.origin,
+            "why": self.why,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, str]) -> RunWindow:
-        return cls(datetime.fromisoformat(d["start"]), datetime.fromisoformat(d["end"]), d["origin"])
+        return cls(
+            datetime.fromisoformat(d["start"]),
+            datetime.fromisoformat(d["end"]),
+            d["origin"],
+            d.get("why", ""),
+        )
+
+    def describe(self) -> str:
+        return f"{self.start.isoformat(sep=' ')} .. {self.end.isoformat(sep=' ')} UTC ({self.why or self.origin})"
 
 
 # -- settings and store -------------------------------------------------------------------------
@@ -167,10 +184,11 @@ def record_run(
     *,
     window: RunWindow | None = None,
     error: str | None = None,
-) -> None:
-    """Upsert one source's stats for a run into store.ingest_runs (keyed by (run_id, source)).
+) -> int:
+    """Add one source's stats for a run to store.ingest_runs, as the next attempt; returns it.
 
-    A retried or cleared task overwrites its row, so the table says what the last attempt did.
+    A retried or cleared task adds a row (attempt 2, 3, ...) instead of overwriting the
+    first: what the first attempt announced stays on record next to what the rerun did.
     """
     import sqlalchemy as sa
 
@@ -184,16 +202,23 @@ def record_run(
         "error": error,
         "finished_at": store.utcnow(),
     }
-    with store.transaction(engine) as conn:
-        updated = conn.execute(
-            sa.update(t).where(t.c.run_id == run_id, t.c.source == source).values(**values)
-        ).rowcount
-        if not updated:
-            conn.execute(sa.insert(t).values(run_id=run_id, source=source, **values))
+    for _ in range(3):  # two writers of the same source and run (never in one DAG run) race once
+        try:
+            with store.transaction(engine) as conn:
+                last = conn.execute(
+                    sa.select(sa.func.max(t.c.attempt)).where(t.c.run_id == run_id, t.c.source == source)
+                ).scalar()
+                attempt = int(last or 0) + 1
+                conn.execute(sa.insert(t).values(run_id=run_id, source=source, attempt=attempt, **values))
+            return attempt
+        except sa.exc.IntegrityError:
+            continue
+    raise PipelineError(f"could not record run {run_id} for {source}: concurrent writers")
 
 
-def run_records(engine: Engine, run_id: str) -> list[dict[str, Any]]:
-    """Every source's row of store.ingest_runs for one run."""
+def run_records(engine: Engine, run_id: str, *, every_attempt: bool = False) -> list[dict[str, Any]]:
+    """Each source's row of store.ingest_runs for one run: its last attempt, with `attempts`
+    (how many there were); with `every_attempt`, every attempt's row, oldest first."""
     import sqlalchemy as sa
 
     from lupus_alerts import store
@@ -201,11 +226,64 @@ def run_records(engine: Engine, run_id: str) -> list[dict[str, Any]]:
     t = store.ingest_runs
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(t.c.source, t.c.stats, t.c.error, t.c.window_start, t.c.window_end)
+            sa.select(
+                t.c.source,
+                t.c.attempt,
+                t.c.stats,
+                t.c.error,
+                t.c.window_start,
+                t.c.window_end,
+                t.c.finished_at,
+            )
             .where(t.c.run_id == run_id)
-            .order_by(t.c.source)
+            .order_by(t.c.source, t.c.attempt)
         ).all()
-    return [dict(r._mapping) for r in rows]
+    out = [dict(r._mapping) for r in rows]
+    if every_attempt:
+        return out
+    last: dict[str, dict[str, Any]] = {}
+    for r in out:
+        last[r["source"]] = {**r, "attempts": r["attempt"]}
+    return list(last.values())
+
+
+def recent_runs(engine: Engine, limit: int = 10) -> list[dict[str, Any]]:
+    """The latest ingest runs, newest first, each with what every attempt announced: a cleared
+    and rerun run shows the first attempt's new papers and the rerun's side by side."""
+    import sqlalchemy as sa
+
+    from lupus_alerts import store
+
+    t = store.ingest_runs
+    with engine.connect() as conn:
+        runs = conn.execute(
+            sa.select(t.c.run_id, sa.func.max(t.c.finished_at).label("finished_at"))
+            .group_by(t.c.run_id)
+            .order_by(sa.desc("finished_at"))
+            .limit(limit)
+        ).all()
+    out = []
+    for run_id, finished in runs:
+        rows = run_records(engine, run_id, every_attempt=True)
+        announced = [r for r in rows if r["source"] == ANNOUNCE_SOURCE]
+        out.append(
+            {
+                "run_id": run_id,
+                "finished_at": utc_text(finished),
+                "new_papers": [int((r["stats"] or {}).get("new_papers") or 0) for r in announced],
+                "failed": sorted({r["source"] for r in run_records(engine, run_id) if r["error"]}),
+            }
+        )
+    return out
+
+
+def utc_text(value: datetime | None) -> str | None:
+    """A stored (naive UTC) time as operators read it: ISO 8601 to the second, marked UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.replace(microsecond=0).isoformat(sep=" ") + " UTC"
 
 
 # -- ingest -------------------------------------------------------------------------------------
@@ -230,14 +308,53 @@ def resolve_window(
     start = _naive_utc(data_interval_start)
     end = _naive_utc(data_interval_end)
     if start is not None and end is not None and end > start:
-        return RunWindow(start, end, "data_interval")
+        return RunWindow(start, end, "data_interval", "start: the scheduled run's data interval")
     end = _naive_utc(run_after) or end
     if end is None:
         raise PipelineError("a run with neither a data interval nor run_after has no window")
     mark = read_watermark(engine, RUN_WATERMARK)
     if mark is not None and mark < end:
-        return RunWindow(mark, end, "watermark")
-    return RunWindow(end - timedelta(days=settings.pubmed.initial_lookback_days), end, "watermark")
+        return RunWindow(
+            mark, end, "watermark", f"start: the end of the last completed run (watermark {RUN_WATERMARK})"
+        )
+    days = settings.pubmed.initial_lookback_days
+    return RunWindow(
+        end - timedelta(days=days),
+        end,
+        "lookback",
+        f"start: {days} days before the run, no completed run yet",
+    )
+
+
+def source_watermark(source: str) -> str:
+    """The name of the watermark that holds the end of the last window `source` read in full.
+
+    PubMed's is the one `pubmed.ingest_window` advances once every record of a window is
+    stored. Feeds read no window (a conditional GET of the whole feed; `feed_state` holds their
+    last success), so only windowed sources have one.
+    """
+    from lupus_alerts import pubmed
+
+    return pubmed.WATERMARK_NAME if source == PUBMED_SOURCE else f"{RUN_WATERMARK}:{source}"
+
+
+def source_window(engine: Engine, settings: Settings, window: RunWindow, source: str) -> RunWindow:
+    """The window one source reads in a run: a scheduled run's data interval as it is; in a
+    manual run, from the end of the last run in which *this* source succeeded, so that a
+    source that keeps failing holds back only itself (issue 14, defect 3), never the others.
+    """
+    if window.origin == "data_interval":
+        return window
+    mark = read_watermark(engine, source_watermark(source))
+    if mark is not None and mark < window.end:
+        why = f"start: the end of the last window {source} read in full (watermark {source_watermark(source)!r})"
+        return RunWindow(mark, window.end, "watermark", why)
+    if mark is None and window.origin == "watermark":
+        # a store from before per-source watermarks: the run's own is the best it knows
+        return RunWindow(
+            window.start, window.end, "watermark", window.why + f"; no watermark for {source} yet"
+        )
+    return window
 
 
 def start_ingest(
@@ -253,7 +370,7 @@ def start_ingest(
     engine = open_store(settings)
     window = resolve_window(data_interval_start, data_interval_end, run_after, engine, settings)
     summary = {"run_id": run_id, **window.to_dict(), "feeds": len(settings.feeds)}
-    log.info("ingest window %s .. %s (%s) for %s", window.start, window.end, window.origin, run_id)
+    log.info("ingest window for %s: %s", run_id, window.describe())
     return summary
 
 
@@ -276,7 +393,7 @@ def search_pubmed(config: Settings | str | None, *, window: Mapping[str, str]) -
     from lupus_alerts.eutils import EutilsClient
 
     settings = load_settings(config)
-    w = RunWindow.from_dict(window)
+    w = source_window(open_store(settings), settings, RunWindow.from_dict(window), PUBMED_SOURCE)
     start = (w.start - timedelta(days=settings.pubmed.overlap_days)).date()
     with EutilsClient.from_settings(settings.pubmed) as client:
         result = client.esearch(settings.pubmed.query, mindate=start, maxdate=w.end.date(), usehistory=False)
@@ -306,7 +423,8 @@ def fetch_pubmed(config: Settings | str | None, *, window: Mapping[str, str], ru
 
     settings = load_settings(config)
     engine = open_store(settings)
-    w = RunWindow.from_dict(window)
+    w = source_window(engine, settings, RunWindow.from_dict(window), PUBMED_SOURCE)
+    log.info("pubmed window: %s", w.describe())
     try:
         stats = pubmed.ingest_window(settings, engine, start=w.start, end=w.end)
     except Exception as e:
@@ -383,9 +501,9 @@ def classify_and_announce(
     extra["announce"] = {k: v for k, v in _jsonable(stats).items() if not k.endswith("_ids")}
     w = RunWindow.from_dict(window) if window else None
     record_run(engine, run_id, ANNOUNCE_SOURCE, extra, window=w)
-    if w is not None and not extra["failed_sources"]:
-        # Only a fully successful run moves the watermark: a manual rerun after a failure then
-        # covers the failed run's window too.
+    if w is not None:
+        # The run is complete whatever failed: a failed source keeps its own watermark
+        # (`source_window`), so it alone reads the missed days again in the next manual run.
         write_watermark(engine, RUN_WATERMARK, w.end)
     log.info("%s", announce_report(extra))
     return event_extra(extra)
@@ -509,7 +627,10 @@ def _one_line(summary: Any) -> str:
 
 
 def feed_health(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
-    """One row per configured feed: last poll, last success, status, failures, last error."""
+    """One row per configured feed, failing feeds first: last poll and last success (UTC, to
+    the second), HTTP status, items of the last poll ("not modified" on a 304), how many
+    ingest runs in a row it failed (runs, not tries: a run retries a feed up to three times),
+    and the last error."""
     import sqlalchemy as sa
 
     from lupus_alerts import store
@@ -520,27 +641,52 @@ def feed_health(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
     rows = []
     for f in settings.feeds:
         s = state.get(f.id)
-        failures = int(s.consecutive_failures) if s is not None else 0
         status = "never polled" if s is None else ("failing" if s.last_error else "ok")
+        http = s.last_status if s is not None else None
         rows.append(
             {
                 "feed_id": f.id,
                 "name": f.name,
                 "status": status,
-                "last_polled_at": s.last_polled_at.isoformat()
-                if s is not None and s.last_polled_at
-                else None,
-                "last_success_at": s.last_success_at.isoformat()
-                if s is not None and s.last_success_at
-                else None,
-                "http_status": s.last_status if s is not None else None,
-                "items_last": s.items_last if s is not None else None,
-                "consecutive_failures": failures,
+                "last_polled_at": utc_text(s.last_polled_at) if s is not None else None,
+                "last_success_at": utc_text(s.last_success_at) if s is not None else None,
+                "http_status": http,
+                # a 304 brought no items: showing the previous poll's count beside it misleads
+                "items_last": "not modified" if http == 304 else (s.items_last if s is not None else None),
+                "failed_runs_in_a_row": failed_runs_in_a_row(engine, f"feed:{f.id}") if s is not None else 0,
                 "last_error": s.last_error if s is not None else None,
                 "last_warning": s.last_warning if s is not None else None,
             }
         )
-    return rows
+    order = {"failing": 0, "never polled": 1, "ok": 2}
+    return sorted(rows, key=lambda r: (order[r["status"]], r["name"].lower()))
+
+
+def failed_runs_in_a_row(engine: Engine, source: str, *, look_back: int = 200) -> int:
+    """How many of the latest ingest runs ended with `source` failed (each run's last attempt
+    decides), newest first, up to the first run in which it succeeded."""
+    import sqlalchemy as sa
+
+    from lupus_alerts import store
+
+    t = store.ingest_runs
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(t.c.run_id, t.c.attempt, t.c.error, t.c.finished_at)
+            .where(t.c.source == source)
+            .order_by(sa.desc(t.c.finished_at), sa.desc(t.c.attempt))
+            .limit(look_back)
+        ).all()
+    seen: set[str] = set()
+    count = 0
+    for run_id, _attempt, error, _finished in rows:
+        if run_id in seen:
+            continue  # an earlier attempt of a run already decided by its last one
+        seen.add(run_id)
+        if not error:
+            break
+        count += 1
+    return count
 
 
 def format_health_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -551,10 +697,10 @@ def format_health_table(rows: Sequence[Mapping[str, Any]]) -> str:
         "last_success_at",
         "http_status",
         "items_last",
-        "consecutive_failures",
+        "failed_runs_in_a_row",
         "last_error",
     )
-    heads = ("feed", "status", "last success", "http", "items", "fails", "error")
+    heads = ("feed", "status", "last success", "http", "items", "failed runs in a row", "error")
     cells = [[("" if r.get(c) is None else str(r.get(c)))[:60] for c in cols] for r in rows]
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(heads)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))]

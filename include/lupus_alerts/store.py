@@ -231,7 +231,9 @@ ingest_runs = sa.Table(
     sa.Column("stats", Json, nullable=False),
     sa.Column("error", sa.Text),
     sa.Column("finished_at", Timestamp, nullable=False),
-    sa.UniqueConstraint("run_id", "source"),
+    # a retry or a cleared rerun adds a row (attempt 2, 3, ...): a run's record is never overwritten
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
+    sa.UniqueConstraint("run_id", "source", "attempt"),
 )
 
 

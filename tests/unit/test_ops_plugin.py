@@ -73,13 +73,13 @@ def test_logged_in_user_sees_each_feed_its_failures_and_failed_runs(plugin, conf
     assert "Lupus Science &amp; Medicine" in page.text and "never polled" in page.text
     assert "<script>" not in page.text  # errors are escaped
     by_id = {f["feed_id"]: f for f in data["feeds"]}
-    assert by_id["lsm"]["status"] == "failing" and by_id["lsm"]["consecutive_failures"] == 4
+    assert by_id["lsm"]["status"] == "failing" and by_id["lsm"]["failed_runs_in_a_row"] == 1
     assert by_id["lupus"]["status"] == "never polled"
     assert data["runs"] == [
         {
             "run_id": "manual__x",
             "finished_at": data["runs"][0]["finished_at"],
-            "new_papers": None,
+            "new_papers": [],
             "failed": ["feed:lsm"],
         }
     ]

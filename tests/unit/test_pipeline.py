@@ -40,15 +40,31 @@ def test_scheduled_run_uses_its_data_interval_whatever_the_watermark(engine) -> 
 def test_manual_run_without_interval_starts_at_the_watermark_or_the_lookback(engine) -> None:  # type: ignore[no-untyped-def]
     run_after = datetime(2026, 11, 27, 14, 30, tzinfo=UTC)
     fresh = pipeline.resolve_window(None, None, run_after, engine, SETTINGS)
-    assert fresh == pipeline.RunWindow(
-        datetime(2026, 11, 24, 14, 30), datetime(2026, 11, 27, 14, 30), "watermark"
-    )
+    assert (fresh.start, fresh.end) == (datetime(2026, 11, 24, 14, 30), datetime(2026, 11, 27, 14, 30))
+    # the log says where the start came from: not "(watermark)" when there is none
+    assert fresh.origin == "lookback" and "3 days before the run" in fresh.describe()
     pipeline.write_watermark(engine, pipeline.RUN_WATERMARK, T1)
     w = pipeline.resolve_window(None, None, run_after.isoformat(), engine, SETTINGS)
     assert (w.start, w.end) == (T1, datetime(2026, 11, 27, 14, 30))
     # A zero-width interval (a CronTriggerTimetable run) counts as none.
     z = pipeline.resolve_window(T1, T1, run_after, engine, SETTINGS)
     assert z.origin == "watermark"
+
+
+def test_a_source_that_keeps_failing_holds_back_only_its_own_window(engine) -> None:  # type: ignore[no-untyped-def]
+    run_after = datetime(2026, 11, 27, 14, 30, tzinfo=UTC)
+    # pubmed succeeded up to T0; a dead feed never did; the last run ended at T1
+    pipeline.write_watermark(engine, pipeline.source_watermark("pubmed"), T0)
+    pipeline.write_watermark(engine, pipeline.RUN_WATERMARK, T1)
+    run = pipeline.resolve_window(None, None, run_after, engine, SETTINGS)
+    assert run.start == T1
+    pubmed = pipeline.source_window(engine, SETTINGS, run, "pubmed")
+    assert pubmed.start == T0 and "last window pubmed read in full" in pubmed.describe()
+    dead = pipeline.source_window(engine, SETTINGS, run, "feed:dead")
+    assert dead.start == T1 and "no watermark for feed:dead yet" in dead.describe()
+    # a scheduled run reads its data interval, whatever a source's watermark says
+    sched = pipeline.resolve_window(T0, T1, run_after, engine, SETTINGS)
+    assert pipeline.source_window(engine, SETTINGS, sched, "pubmed") == sched
 
 
 def test_a_run_with_no_time_at_all_is_an_error(engine) -> None:  # type: ignore[no-untyped-def]
@@ -171,12 +187,55 @@ def test_feed_health_lists_every_configured_feed_with_its_state(engine) -> None:
             )
         )
         c.execute(sa.insert(store.feed_state).values(feed_id="gone", url="u"))  # no longer configured
+    # two runs, the first tried three times (Airflow's retries), the second twice
+    for run, tries in (("r1", 3), ("r2", 2)):
+        for _ in range(tries):
+            pipeline.record_run(engine, run, "feed:lsm", {}, error="HTTP 404")
     rows = pipeline.feed_health(engine, SETTINGS)
-    assert [(r["feed_id"], r["status"]) for r in rows] == [("lupus", "never polled"), ("lsm", "failing")]
-    assert rows[1]["consecutive_failures"] == 3 and rows[1]["last_success_at"] == "2026-11-25T06:00:00"
+    # failing feeds first
+    assert [(r["feed_id"], r["status"]) for r in rows] == [("lsm", "failing"), ("lupus", "never polled")]
+    assert rows[0]["failed_runs_in_a_row"] == 2  # runs, not the 5 tries (nor the state's 3)
+    assert rows[0]["last_success_at"] == "2026-11-25 06:00:00 UTC"  # time zone, no microseconds
     table = pipeline.format_health_table(rows).splitlines()
     assert table[0].split()[:2] == ["feed", "status"] and len(table) == 4
-    assert "HTTP 404" in table[3]
+    assert "HTTP 404" in table[2]
+
+
+def test_failed_runs_in_a_row_stop_at_the_last_run_where_the_feed_succeeded(engine) -> None:  # type: ignore[no-untyped-def]
+    pipeline.record_run(engine, "r1", "feed:x", {}, error="HTTP 500")
+    pipeline.record_run(engine, "r1", "feed:x", {"items": 3})  # the retry succeeded
+    assert pipeline.failed_runs_in_a_row(engine, "feed:x") == 0
+    pipeline.record_run(engine, "r2", "feed:x", {}, error="timeout")
+    assert pipeline.failed_runs_in_a_row(engine, "feed:x") == 1
+
+
+def test_a_not_modified_feed_shows_no_item_count_beside_its_304(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as c:
+        c.execute(
+            sa.insert(store.feed_state).values(
+                feed_id="lupus",
+                url="u",
+                last_status=304,
+                items_last=7,
+                last_polled_at=datetime(2026, 11, 27, 6, 0, 0, 123456),
+            )
+        )
+    (row,) = [r for r in pipeline.feed_health(engine, SETTINGS) if r["feed_id"] == "lupus"]
+    assert row["items_last"] == "not modified"
+    assert row["last_polled_at"] == "2026-11-27 06:00:00 UTC"
+
+
+def test_a_rerun_adds_to_the_runs_record_and_keeps_the_first_attempts_counts(engine) -> None:  # type: ignore[no-untyped-def]
+    first = {"new_papers": 42, "announce_from": 0, "announce_to": 42}
+    assert pipeline.record_run(engine, "scheduled__1", pipeline.ANNOUNCE_SOURCE, first) == 1
+    rerun = {"new_papers": 0, "announce_from": 42, "announce_to": 42}
+    assert pipeline.record_run(engine, "scheduled__1", pipeline.ANNOUNCE_SOURCE, rerun) == 2
+    every = pipeline.run_records(engine, "scheduled__1", every_attempt=True)
+    assert [(r["attempt"], r["stats"]["new_papers"]) for r in every] == [(1, 42), (2, 0)]
+    (last,) = pipeline.run_records(engine, "scheduled__1")
+    assert last["attempt"] == last["attempts"] == 2
+    (run,) = pipeline.recent_runs(engine)
+    assert run["run_id"] == "scheduled__1" and run["new_papers"] == [42, 0]
 
 
 def test_digest_day_is_the_logical_date_else_run_after_in_the_digest_time_zone() -> None:
