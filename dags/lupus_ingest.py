@@ -108,7 +108,8 @@ def lupus_ingest() -> None:
 
     @task(
         multiple_outputs=False,
-        map_index_template="{{ task.op_kwargs['feed']['name'] }}",
+        # the poll's outcome once it ran ("Lupus · 9 items, 3 new", "Annals · HTTP 404")
+        map_index_template="{{ lupus_outcome | default(task.op_kwargs['feed']['name']) }}",
         execution_timeout=timedelta(minutes=10),
     )
     def poll_feed(feed: dict[str, str], window: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +119,10 @@ def lupus_ingest() -> None:
         """
         from lupus_alerts import pipeline
 
-        return pipeline.poll_feed(None, feed_id=feed["id"], run_id=_ctx("run_id"), window=window)
+        ctx = get_current_context()
+        return pipeline.poll_feed(
+            None, feed_id=feed["id"], run_id=ctx["run_id"], window=window, outcome_to=ctx
+        )
 
     @task(multiple_outputs=False, outlets=[PAPERS], trigger_rule="all_done")
     def classify_and_announce(window: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -86,7 +86,8 @@ class RunWindow:
         )
 
     def describe(self) -> str:
-        return f"{self.start.isoformat(sep=' ')} .. {self.end.isoformat(sep=' ')} UTC ({self.why or self.origin})"
+        start, end = self.start.isoformat(sep=" "), self.end.isoformat(sep=" ")
+        return f"{start} .. {end} UTC ({self.why or self.origin})"
 
 
 # -- settings and store -------------------------------------------------------------------------
@@ -347,7 +348,8 @@ def source_window(engine: Engine, settings: Settings, window: RunWindow, source:
         return window
     mark = read_watermark(engine, source_watermark(source))
     if mark is not None and mark < window.end:
-        why = f"start: the end of the last window {source} read in full (watermark {source_watermark(source)!r})"
+        name = source_watermark(source)
+        why = f"start: the end of the last window {source} read in full (watermark {name!r})"
         return RunWindow(mark, window.end, "watermark", why)
     if mark is None and window.origin == "watermark":
         # a store from before per-source watermarks: the run's own is the best it knows
@@ -406,7 +408,7 @@ def search_pubmed(config: Settings | str | None, *, window: Mapping[str, str]) -
         # Above the cap the fetch splits the window into day ranges (more searches, same records).
         "split_window": result.count >= p.max_hits_per_window,
     }
-    log.info("pubmed search: %s", _one_line(summary))
+    log.info("%s", summary_table(f"pubmed search {w.describe()}:", summary))
     return summary
 
 
@@ -437,7 +439,7 @@ def fetch_pubmed(config: Settings | str | None, *, window: Mapping[str, str], ru
     record_run(engine, run_id, PUBMED_SOURCE, summary, window=w, error=error)
     if error:
         log.warning("pubmed: %s", error)
-    log.info("pubmed: %s", _one_line(summary))
+    log.info("%s", summary_table("pubmed:", summary))
     return summary
 
 
@@ -454,14 +456,35 @@ def _unstored_error(summary: Mapping[str, Any]) -> str | None:
     )
 
 
+# The context key a mapped `poll_feed` sets for its `map_index_template` (the grid's label).
+OUTCOME_KEY = "lupus_outcome"
+
+
+def feed_outcome_label(name: str, summary: Mapping[str, Any]) -> str:
+    """What a feed's poll did, in a few words for the grid: "Lupus · 9 items, 3 new",
+    "Lupus · not modified", "Annals · HTTP 404"."""
+    if summary.get("error"):
+        return f"{name} · {str(summary['error'])[:60]}"
+    if summary.get("not_modified"):
+        return f"{name} · not modified"
+    items, new = int(summary.get("items") or 0), int(summary.get("new") or 0)
+    return f"{name} · {items} item{'s' * (items != 1)}, {new} new"
+
+
 def poll_feed(
-    config: Settings | str | None, *, feed_id: str, run_id: str, window: Mapping[str, str] | None = None
+    config: Settings | str | None,
+    *,
+    feed_id: str,
+    run_id: str,
+    window: Mapping[str, str] | None = None,
+    outcome_to: MutableMapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Task `poll_feed` (one mapped instance per journal): fetch, parse and upsert one feed.
 
     `feeds.poll_feed` records the feed's state (validators, status, error, failures) whatever
     happens; a failed poll then raises `FeedPollFailed`, so the journal's mapped task goes red
-    in the UI and its failure notification fires, while the other journals carry on.
+    in the UI and its failure notification fires, while the other journals carry on. The
+    outcome's label goes into `outcome_to[OUTCOME_KEY]` (the task's context) either way.
     """
     from lupus_alerts import feeds
 
@@ -473,9 +496,11 @@ def poll_feed(
     summary = _jsonable(outcome)
     error = summary.get("error") if isinstance(summary, dict) else None
     record_run(engine, run_id, f"feed:{feed_id}", summary, window=w, error=error)
+    if outcome_to is not None:
+        outcome_to[OUTCOME_KEY] = feed_outcome_label(feed.name, summary)
     if error:
         raise FeedPollFailed(f"feed {feed_id} ({feed.name}): {error}")
-    log.info("feed %s: %s", feed_id, _one_line(summary))
+    log.info("%s", summary_table(f"feed {feed_id}: {feed_outcome_label(feed.name, summary)}", summary))
     return summary
 
 
@@ -617,10 +642,12 @@ def _now() -> datetime:
     return store.utcnow()
 
 
-def _one_line(summary: Any) -> str:
-    if isinstance(summary, Mapping):
-        return ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, Mapping | list))
-    return str(summary)
+def summary_table(title: str, summary: Mapping[str, Any]) -> str:
+    """A task's summary for its log: a title line, then one aligned "name  value" line per
+    figure (nested values and id lists stay in the XCom, not in the log)."""
+    flat = {k: v for k, v in summary.items() if not isinstance(v, Mapping | list | tuple) and v is not None}
+    width = max((len(k) for k in flat), default=0)
+    return "\n".join([title, *(f"  {k:<{width}}  {v}" for k, v in flat.items())])
 
 
 # -- feed health --------------------------------------------------------------------------------
@@ -805,7 +832,7 @@ def send_digest_chunk(
         log.warning(
             "digest for subscriber %s: %s (%s)", e.get("subscriber_id"), e.get("reason"), e.get("state")
         )
-    log.info("digests %s: %s", d, _one_line(summary))
+    log.info("%s", summary_table(f"digests for {d}, {len(list(subscriber_ids))} subscribers:", summary))
     transient = summary.get("failed_transient", 0) if isinstance(summary, dict) else 0
     if transient:
         raise DigestSendFailed(
@@ -833,5 +860,5 @@ def report_digests(
                 totals[k] = totals.get(k, 0) + v
     d = day.isoformat() if isinstance(day, date) else day
     summary = {"day": d, "chunks": chunks, **totals}
-    log.info("digest report %s: %s", d, _one_line(summary))
+    log.info("%s", summary_table(f"digest report {d}:", summary))
     return summary

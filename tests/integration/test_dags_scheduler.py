@@ -10,6 +10,7 @@ fixture stops Airflow by process group and checks that nothing is left running.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -148,8 +149,25 @@ def test_triggered_ingest_runs_the_digest_through_its_asset_and_mail_arrives(sta
     tis = api.get(f"/api/v2/dags/lupus_ingest/dagRuns/{run_id}/taskInstances?task_id=poll_feed").json()
     states = sorted(ti["state"] for ti in tis["task_instances"] if ti["task_id"] == "poll_feed")
     assert states == sorted(["failed"] + ["success"] * len(demo.DEMO_FEEDS))
+    # Each journal's grid label says what its poll did (issue 14, defect 9).
     labels = {ti["rendered_map_index"] for ti in tis["task_instances"] if ti["task_id"] == "poll_feed"}
-    assert labels == {f[1] for f in demo.DEMO_FEEDS} | {demo.MOVED_FEED[1]}
+    assert f"{demo.MOVED_FEED[1]} · HTTP 404" in labels, labels
+    for _fid, name, *_ in demo.DEMO_FEEDS:
+        (label,) = [lb for lb in labels if lb.startswith(f"{name} · ")]
+        assert re.fullmatch(rf"{re.escape(name)} · (\d+ items?, \d+ new|not modified)", label), label
+    # One XCom per task, not one per key of its summary (defect 1).
+    xcoms = api.get(
+        f"/api/v2/dags/lupus_ingest/dagRuns/{run_id}/taskInstances/poll_feed/xcomEntries?map_index=0"
+    ).json()
+    assert [x["key"] for x in xcoms["xcom_entries"]] == ["return_value"], xcoms
+    # The digest report reads the mapped results without asking past their end (defect 10).
+    report_log = api.get(
+        f"/api/v2/dags/lupus_digest/dagRuns/{digest['dag_run_id']}/taskInstances/report_digests/logs/1"
+        "?full_content=true"
+    )
+    assert report_log.ok, report_log.text
+    assert "XCom not found" not in report_log.text and "digest report" in report_log.text
+    assert "XCom not found" not in log.read_text(encoding="utf-8", errors="replace")  # the scheduler's
 
     # The operator page is mounted on the API server and needs a login.
     page = api.get("/lupus-ops/")

@@ -316,3 +316,18 @@ def test_search_pubmed_counts_the_window_widened_by_the_overlap() -> None:
         "batches": 2,
         "split_window": False,
     }
+
+
+def test_a_feeds_grid_label_says_what_its_poll_did() -> None:
+    label = pipeline.feed_outcome_label
+    assert label("Lupus", {"items": 9, "new": 3}) == "Lupus · 9 items, 3 new"
+    assert label("Lupus", {"items": 1, "new": 0}) == "Lupus · 1 item, 0 new"
+    assert label("Lupus", {"not_modified": True, "items": 0}) == "Lupus · not modified"
+    assert label("Annals", {"error": "HTTP 404", "items": 0}) == "Annals · HTTP 404"
+
+
+def test_a_task_summary_logs_as_one_aligned_line_per_figure() -> None:
+    text = pipeline.summary_table(
+        "pubmed:", {"fetched": 40, "new": 3, "problems": [{"pmid": "1"}], "x": None}
+    )
+    assert text.splitlines() == ["pubmed:", "  fetched  40", "  new      3"]
