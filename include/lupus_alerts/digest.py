@@ -540,6 +540,39 @@ def _evidence(classification: dict[str, Any] | None) -> dict[str, tuple[str, ...
     return out
 
 
+# NLM writes journal titles in sentence case with the place of publication for disambiguation:
+# "Arthritis & rheumatology (Hoboken, N.J.)", "Kidney international". Readers know them as
+# "Arthritis & Rheumatology" and "Kidney International".
+_PLACE_QUALIFIER = re.compile(r"\s*\((?:[^()]*,\s*)?(?:[A-Z][a-z]*\.?\s?)+\)\s*$")
+_SMALL_WORDS = frozenset(
+    {"a", "an", "and", "at", "de", "der", "du", "et", "for", "in", "of", "on", "the", "to", "und"}
+)
+
+
+def display_journal(name: str) -> str:
+    """A journal's name as readers know it: NLM's place qualifier dropped, and NLM's sentence
+    case turned into title case. Names already cased by their publisher ("Lupus Science &
+    Medicine", "npj Digital Medicine", "The Lancet. Rheumatology") are left as they are."""
+    text = _PLACE_QUALIFIER.sub("", name.strip()) or name.strip()
+    segments = re.split(r"(\.\s+|:\s+)", text)  # "Nature reviews. Rheumatology" has two
+    words = [w for seg in segments[::2] for w in seg.split()[1:]]
+    if any(ch.isupper() for w in words for ch in w):
+        return text  # cased by the publisher, not sentence case
+    out = []
+    for k, seg in enumerate(segments):
+        if k % 2:
+            out.append(seg)
+            continue
+        ws = seg.split(" ")
+        out.append(
+            " ".join(
+                w if i == 0 or w in _SMALL_WORDS or not w[:1].isalpha() else w[:1].upper() + w[1:]
+                for i, w in enumerate(ws)
+            )
+        )
+    return "".join(out)
+
+
 def paper_view(c: Candidate, best: str) -> PaperView:
     """How a candidate paper is shown when listed under topic `best`."""
     r = c.record
@@ -562,7 +595,7 @@ def paper_view(c: Candidate, best: str) -> PaperView:
         paper_id=c.paper_id,
         title=truncate_words(r.get("title") or c.title or "(untitled)", TITLE_MAX_CHARS),
         url=paper_url(r.get("doi"), r.get("pmid"), r.get("url")),
-        journal=truncate_words(str(journal), JOURNAL_MAX_CHARS),
+        journal=truncate_words(display_journal(str(journal)), JOURNAL_MAX_CHARS),
         date_text=format_date(c.first_date) or str(r.get("pub_date_text") or ""),
         authors_text=authors_text(r.get("authors") or ()),
         snippet=abstract_snippet(r.get("abstract") or "", r.get("abstract_sections") or ()),

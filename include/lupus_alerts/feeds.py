@@ -314,7 +314,11 @@ def _entry_to_paper(
         summary_html = sd_meta.pop("rest", "")
     # Publishers split the item between description, dc:description and content:encoded
     # (Wiley: a citation line in one, the abstract in another); the longest text is the abstract.
-    abstract = max((html_to_text(t) for t in [summary_html, *contents]), key=len, default="")
+    # Atypon-hosted journals (Wiley, SAGE, T&F, ...) open the description with a citation line
+    # ("Lupus, Ahead of Print.") that is not part of the abstract.
+    abstract = max(
+        (strip_citation_line(html_to_text(t)) for t in [summary_html, *contents]), key=len, default=""
+    )
 
     doi = extract_doi(entry, extra=extra)
     if not title and not doi:
@@ -569,6 +573,24 @@ def html_to_text(value: str) -> str:
     value = _CONTROL.sub("", value)
     lines = [_SPACES.sub(" ", line).strip() for line in value.split("\n")]
     return "\n".join(line for line in lines if line)
+
+
+# The citation line Atypon's Literatum (Wiley, SAGE, Taylor & Francis, ACR, ...) puts before an
+# item's abstract, on a line of its own: "Lupus, Ahead of Print.", "Arthritis & rheumatology
+# (Hoboken, N.J.), Ahead of Print.", "Arthritis Care & Research, EarlyView.", "ChemBioChem,
+# Volume 27, Issue 11, 15 June 2026.", "Lupus, Volume 35, Issue 2, Page 123-130, February 2026."
+_CITATION_LINE = re.compile(
+    r"[^\n]{1,200}?,\s*(?:Ahead of Print|Early\s?View|Accepted Article"
+    r"|Volume\s+\d+(?:,\s*Issue\s+[^,\n]+)?(?:,\s*Page\s+[^,\n]+)?(?:,\s*[^,\n]{1,40})?)\.\s*(?:\n|$)",
+    re.IGNORECASE,
+)
+
+
+def strip_citation_line(text: str) -> str:
+    """`text` without a publisher's leading citation line (see `_CITATION_LINE`): the line
+    must end where the citation ends, so a first sentence that merely mentions a volume stays."""
+    m = _CITATION_LINE.match(text)
+    return text[m.end() :].lstrip() if m else text
 
 
 def _text(value: Any) -> str:

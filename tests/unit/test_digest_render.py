@@ -310,3 +310,29 @@ def test_rendering_is_deterministic_and_cache_does_not_leak_between_views():
     b = replace(a, recipient_name="Someone Else")
     ha1, hb, ha2 = D.render_html(a), D.render_html(b), D.render_html(a)
     assert ha1 == ha2 and ha1 != hb
+
+
+@pytest.mark.parametrize(
+    ("nlm", "shown"),
+    [
+        ("Kidney international", "Kidney International"),
+        ("Arthritis & rheumatology (Hoboken, N.J.)", "Arthritis & Rheumatology"),
+        ("Annals of the rheumatic diseases", "Annals of the Rheumatic Diseases"),
+        ("Rheumatology (Oxford, England)", "Rheumatology"),
+        ("Nature reviews. Rheumatology", "Nature Reviews. Rheumatology"),
+        ("RMD open", "RMD Open"),
+        # cased by their publishers: left alone
+        ("Lupus Science & Medicine", "Lupus Science & Medicine"),
+        ("npj Digital Medicine", "npj Digital Medicine"),
+        ("The Lancet. Rheumatology", "The Lancet. Rheumatology"),
+        (
+            "Journal of the American Society of Nephrology : JASN",
+            "Journal of the American Society of Nephrology : JASN",
+        ),
+        ("BMJ (Clinical research ed.)", "BMJ (Clinical research ed.)"),
+    ],
+)
+def test_journal_names_show_as_readers_know_them_not_in_nlm_sentence_case(nlm: str, shown: str) -> None:
+    from lupus_alerts.digest import display_journal
+
+    assert display_journal(nlm) == shown

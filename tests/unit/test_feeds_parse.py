@@ -508,3 +508,47 @@ def test_any_truncation_or_garbage_yields_a_result_never_an_exception(cut: int, 
     assert all(p.title or p.doi for p in result.papers)
     if result.bozo:
         assert result.warnings
+
+
+# -- publishers' citation lines are not abstracts (issue 14, defect 7) ------------------------
+
+
+def test_wiley_citation_line_is_not_taken_for_the_abstract_real_sample() -> None:
+    # real: each ChemBioChem item's description is only "ChemBioChem, Volume 27, Issue 11, ..."
+    res = _parse_fixture("wiley_chembiochem_easy-wiley_reserialized.rss.xml")
+    assert res.papers
+    for p in res.papers:
+        assert not (p.abstract or "").startswith("ChemBioChem,"), p.abstract[:80]
+
+
+def test_sage_ahead_of_print_line_is_stripped_from_the_abstract() -> None:
+    res = _parse_fixture("constructed_sage_lupus.rss.xml")
+    abstracts = [p.abstract or "" for p in res.papers]
+    assert abstracts and not any("Ahead of Print" in a for a in abstracts)
+    assert any(a.startswith("ObjectiveTo study anti-dsDNA") for a in abstracts)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Lupus, Ahead of Print.\nWe describe 42 patients.", "We describe 42 patients."),
+        (
+            "Arthritis & rheumatology (Hoboken, N.J.), Ahead of Print.\nAmong 310 patients",
+            "Among 310 patients",
+        ),
+        ("Arthritis Care & Research, EarlyView.\nObjective: to", "Objective: to"),
+        ("ChemBioChem, Volume 27, Issue 11, 15 June 2026.", ""),
+        ("Lupus, Volume 35, Issue 2, Page 123-130, February 2026.\nAbstract here.", "Abstract here."),
+        # an abstract's own first sentence stays, even when it mentions a volume or print
+        (
+            "In Volume 3 of the registry, 40 patients had nephritis.",
+            "In Volume 3 of the registry, 40 patients had nephritis.",
+        ),
+        (
+            "Lupus nephritis, ahead of print runs, was studied. More.",
+            "Lupus nephritis, ahead of print runs, was studied. More.",
+        ),
+    ],
+)
+def test_strip_citation_line(text: str, expected: str) -> None:
+    assert feeds.strip_citation_line(text) == expected
