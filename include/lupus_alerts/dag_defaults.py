@@ -6,6 +6,7 @@ network or the store, so DAG parsing stays fast.
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 from typing import Any
@@ -20,13 +21,27 @@ def retry_delay() -> timedelta:
     return timedelta(seconds=float(os.environ.get("LUPUS_ALERTS_RETRY_DELAY_S", "120")))
 
 
+log = logging.getLogger(__name__)
+
+
+class OperatorAlert(SmtpNotifier):
+    """SmtpNotifier that also says in the failed task's log that the alert went out, and to
+    whom: an operator reading the red task's log knows who was told (issue 14, defect 5)."""
+
+    def notify(self, context: Any) -> None:
+        super().notify(context)
+        log.warning(
+            "operator alert emailed to %s (SMTP connection %r): %s", self.to, self.smtp_conn_id, self.subject
+        )
+
+
 def operator_alert() -> SmtpNotifier:
     """A task-level failure email to the operators (Variable `lupus_alerts_operator_email`).
 
     Task-level, because a DAG-level notifier fails under `dags test` in Airflow 3.3
     (apache/airflow#64649).
     """
-    return SmtpNotifier(
+    return OperatorAlert(
         to="{{ var.value.get('lupus_alerts_operator_email', 'ops@lupus-alerts.example.org') }}",
         from_email="{{ var.value.get('lupus_alerts_alert_sender', 'airflow@lupus-alerts.example.org') }}",
         subject="[lupus-alerts] {{ ti.dag_id }}.{{ ti.task_id }} failed ({{ run_id }})",

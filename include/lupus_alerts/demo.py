@@ -128,8 +128,12 @@ def demo_corpus(today: date) -> list[Any]:
 
 
 @contextmanager
-def sample_servers(today: date) -> Iterator[DemoServers]:
-    """Start the E-utilities replay, the feed server and the operator-mail catcher; stop them after."""
+def sample_servers(today: date, *, alerts_dir: Path | None = None) -> Iterator[DemoServers]:
+    """Start the E-utilities replay, the feed server and the operator-mail catcher; stop them after.
+
+    With `alerts_dir`, each mail the catcher receives is also written there as it arrives
+    (`alert-<n>.eml`), so the operator can read failure alerts while `make up` runs.
+    """
     from aiosmtpd.controller import Controller
 
     from lupus_alerts.eutils_replay import EutilsReplay
@@ -142,6 +146,9 @@ def sample_servers(today: date) -> Iterator[DemoServers]:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             content = envelope.original_content or envelope.content
             caught.append(CaughtMail(envelope.mail_from, list(envelope.rcpt_tos), content))
+            if alerts_dir is not None:
+                alerts_dir.mkdir(parents=True, exist_ok=True)
+                (alerts_dir / f"alert-{len(caught)}.eml").write_bytes(content)
             return "250 OK"
 
     with ExitStack() as stack:
@@ -550,8 +557,15 @@ def run_up(root: Path, airflow_home: Path, *, port: int = 8080, web_port: int = 
     """`make up`: airflow standalone on localhost:`port` with the DAGs pointed at the sample servers,
     and the subscribers' web app on localhost:`web_port` (its own process, as in compose), which
     the digests' links point at."""
+    import shutil
+
     now = datetime.now(UTC)
-    with sample_servers(now.date()) as servers:
+    alerts = root / "operator-mail"
+    shutil.rmtree(alerts, ignore_errors=True)  # this session's alerts only
+    with (
+        stop_on_signals(signal.SIGTERM, signal.SIGHUP),
+        sample_servers(now.date(), alerts_dir=alerts) as servers,
+    ):
         # With catchup off, unpausing runs each DAG's most recent past schedule at once. The
         # fallback digest time is put late in the day so that run is for yesterday's period
         # (nothing to send) and today's digests wait for the ingest's asset event.
@@ -574,9 +588,11 @@ def run_up(root: Path, airflow_home: Path, *, port: int = 8080, web_port: int = 
         open_store(load_settings(config_path))
         add_demo_subscribers(config_path, now.date())
         log_path = root / "logs" / "standalone.log"
-        web = start_web(env, root / "logs" / "web.log", web_port)
-        proc = start_standalone(env, log_path)
+        started: list[subprocess.Popen[Any]] = []
         try:
+            # inside the try: a stop signal right after a start still stops what was started
+            web = start_web(env, root / "logs" / "web.log", web_port, started)
+            proc = start_standalone(env, log_path, started)
             login = _wait_for_login(airflow_home, proc, port)
             print(f"Airflow UI: http://localhost:{port}  (log in as {login})")
             print("DAGs lupus_ingest and lupus_digest are unpaused; the ingest's first run starts now,")
@@ -585,7 +601,9 @@ def run_up(root: Path, airflow_home: Path, *, port: int = 8080, web_port: int = 
             print(
                 f"Subscribers' web app (the digests' unsubscribe and preferences links): http://localhost:{web_port}"
             )
-            print(f"Digests: {root / 'outbox'}; Airflow log: {log_path}. Ctrl-C stops everything.")
+            print(f"Operators' failure alerts (each failed task emails one): {alerts}/alert-<n>.eml")
+            print(f"Digests: {root / 'outbox'}; Airflow log: {log_path}.")
+            print("Ctrl-C (or SIGTERM, SIGHUP) stops everything.")
             while proc.poll() is None and web.poll() is None:
                 time.sleep(1)
             which, code = (
@@ -595,39 +613,75 @@ def run_up(root: Path, airflow_home: Path, *, port: int = 8080, web_port: int = 
             )
             print(f"{which} exited ({code}); see {root / 'logs'}", file=sys.stderr)
             return 1
-        except KeyboardInterrupt:
-            print("\nstopping Airflow and the web app ...", flush=True)
+        except (KeyboardInterrupt, StopRequested) as e:
+            print(f"\n{e or 'Ctrl-C'}: stopping Airflow and the web app ...", flush=True)
             return 0
         finally:
-            stop_process_group(proc)
-            stop_process_group(web)
+            for p in reversed(started):
+                stop_process_group(p)
 
 
-def start_web(env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen[Any]:
-    """Start `lupus-alerts web serve` on localhost:`port` in its own process group (log in `log_path`)."""
+class StopRequested(Exception):
+    """A stop signal (SIGTERM, SIGHUP) arrived: unwind so that every `finally` stops its processes."""
+
+
+@contextmanager
+def stop_on_signals(*signals: signal.Signals) -> Iterator[None]:
+    """Turn `signals` into `StopRequested` while the block runs.
+
+    Python's default SIGTERM and SIGHUP end the process at once, skipping `finally`, which
+    left `airflow standalone` (its own process group) listening on :8080 after `make up` was
+    stopped by anything but Ctrl-C.
+    """
+
+    def _raise(signum: int, _frame: Any) -> None:
+        raise StopRequested(f"{signal.Signals(signum).name} received")
+
+    previous = {sig: signal.signal(sig, _raise) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def start_web(
+    env: dict[str, str], log_path: Path, port: int, started: list[subprocess.Popen[Any]] | None = None
+) -> subprocess.Popen[Any]:
+    """Start `lupus-alerts web serve` on localhost:`port` in its own process group (log in
+    `log_path`); appended to `started` as soon as it exists."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("lupus-alerts")), "web", "serve", "--port", str(port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    if started is not None:
+        started.append(proc)
+    return proc
 
 
-def start_standalone(env: dict[str, str], log_path: Path) -> subprocess.Popen[Any]:
+def start_standalone(
+    env: dict[str, str], log_path: Path, started: list[subprocess.Popen[Any]] | None = None
+) -> subprocess.Popen[Any]:
     """Start `airflow standalone` with its output in `log_path`, in its own process group, so
-    `stop_process_group` stops it and everything it started as one (and Ctrl-C reaches us only)."""
+    `stop_process_group` stops it and everything it started as one (and Ctrl-C reaches us only);
+    appended to `started` as soon as it exists."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("airflow")), "standalone"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    if started is not None:
+        started.append(proc)
+    return proc
 
 
 def stop_process_group(proc: subprocess.Popen[Any], timeout: float = 30) -> None:

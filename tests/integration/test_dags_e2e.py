@@ -220,6 +220,9 @@ def test_failed_feed_task_emails_the_operators_once(world: World) -> None:
     assert len(alerts) == 1  # on the last try only, not on each retry
     subject = email.message_from_bytes(alerts[0].content, policy=email.policy.default)["Subject"]
     assert "lupus_ingest.poll_feed" in subject
+    # and the failed task's log says that it went out, and to whom
+    log = (world.root / "logs" / "first.log").read_text(encoding="utf-8", errors="replace")
+    assert "operator alert emailed to operators@demo.example.org" in log
 
 
 def test_rerunning_both_dags_for_the_same_date_changes_nothing_and_sends_nothing(world: World) -> None:
