@@ -62,7 +62,16 @@ TARGETS = {
     # The ledger's claim, finish and cursor steps (docs/delivery.md).
     "delivery": Target(
         "delivery",
-        ("_claim", "_finish", "_finish_stmt", "_advance", "_rendered_row", "_resolve_crashed"),
+        (
+            "_claim",
+            "_claim_stmt",
+            "_finish",
+            "_finish_stmt",
+            "_advance",
+            "_bounce_stmt",
+            "_rendered_row",
+            "_resolve_crashed",
+        ),
         ("tests/integration/test_delivery.py", "tests/security"),
     ),
     # Announcement numbering: the numbering step and the counter it draws from.
@@ -114,6 +123,25 @@ def _stage(targets: list[Target]) -> None:
         "",
     ]
     (STAGE / "pyproject.toml").write_text("\n".join(lines), encoding="utf-8")
+    conftest = STAGE / "tests" / "conftest.py"
+    conftest.write_text(
+        (REPO / "tests" / "conftest.py").read_text(encoding="utf-8") + FRESH_STATEMENTS, encoding="utf-8"
+    )
+
+
+# mutmut runs each mutant in a process forked from one that already ran the code once: a
+# statement built then and kept for reuse would be the unmutated one. The ledger keeps its
+# statements in `delivery._STATEMENTS`; emptying it before each test rebuilds them from the
+# mutated builders.
+FRESH_STATEMENTS = """
+
+@pytest.fixture(autouse=True)
+def _mutation_rebuilds_cached_statements():
+    from lupus_alerts import delivery
+
+    delivery._STATEMENTS.clear()
+    yield
+"""
 
 
 def _mutmut(*args: str) -> subprocess.CompletedProcess[str]:

@@ -28,7 +28,6 @@ the row becomes `unconfirmed` — at most once, never twice, and visible to the 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -700,14 +699,28 @@ def _rendered_row(states: tuple[str, ...]) -> tuple[sa.ColumnElement[bool], ...]
     )
 
 
-_CLAIM = (
-    sa.update(D)
-    .where(
-        *_rendered_row(CLAIMABLE_STATES),
-        sa.exists().where(S.c.id == D.c.subscriber_id, S.c.status == "active"),
+# The ledger's statements are built once per process, on first use, and kept in `_STATEMENTS`
+# (not built at import, and not behind a decorator): the mutation check (scripts/mutation.py)
+# empties it before every test, so that a mutated builder is really the one that runs.
+_STATEMENTS: dict[tuple[Any, ...], sa.Update] = {}
+
+
+def _statement(key: tuple[Any, ...], build: Callable[[], sa.Update]) -> sa.Update:
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = _STATEMENTS[key] = build()
+    return stmt
+
+
+def _claim_stmt() -> sa.Update:
+    return (
+        sa.update(D)
+        .where(
+            *_rendered_row(CLAIMABLE_STATES),
+            sa.exists().where(S.c.id == D.c.subscriber_id, S.c.status == "active"),
+        )
+        .values(state=SENDING, attempts=D.c.attempts + 1, updated_at=sa.bindparam("b_now"))
     )
-    .values(state=SENDING, attempts=D.c.attempts + 1, updated_at=sa.bindparam("b_now"))
-)
 
 
 def _advance(reset_failures: bool) -> sa.Update:
@@ -724,25 +737,24 @@ def _advance(reset_failures: bool) -> sa.Update:
     return sa.update(S).where(S.c.id == sa.bindparam("b_sid")).values(**values)
 
 
-_ADVANCE = {True: _advance(True), False: _advance(False)}
-_BOUNCE = (
-    sa.update(S)
-    .where(S.c.id == sa.bindparam("b_sid"))
-    .values(
-        permanent_failures=S.c.permanent_failures + 1,
-        status=sa.case(
-            (
-                sa.and_(S.c.status == "active", S.c.permanent_failures + 1 >= sa.bindparam("b_limit")),
-                "bounced",
+def _bounce_stmt() -> sa.Update:
+    return (
+        sa.update(S)
+        .where(S.c.id == sa.bindparam("b_sid"))
+        .values(
+            permanent_failures=S.c.permanent_failures + 1,
+            status=sa.case(
+                (
+                    sa.and_(S.c.status == "active", S.c.permanent_failures + 1 >= sa.bindparam("b_limit")),
+                    "bounced",
+                ),
+                else_=S.c.status,
             ),
-            else_=S.c.status,
-        ),
-        updated_at=sa.bindparam("b_now"),
+            updated_at=sa.bindparam("b_now"),
+        )
     )
-)
 
 
-@functools.cache
 def _finish_stmt(expect: tuple[str, ...], sent: bool, with_count: bool) -> sa.Update:
     values: dict[str, Any] = {
         "state": sa.bindparam("b_state"),
@@ -797,7 +809,7 @@ def _claim(db: Engine | Connection, row: Any, now: datetime) -> bool:
     """
     with _tx(db) as conn:
         res = conn.execute(
-            _CLAIM,
+            _statement(("claim",), _claim_stmt),
             {
                 "b_id": row.id,
                 "b_now": now,
@@ -823,7 +835,8 @@ def _finish(
 ) -> bool:
     """Move the row to `state` (only from `expect`) and, in the same transaction, update the
     subscriber: cursors to the row's range end (`advance`), failure count and bounce (`bounce`)."""
-    stmt = _finish_stmt(tuple(expect), state == SENT, paper_count is not None)
+    key = (tuple(expect), state == SENT, paper_count is not None)
+    stmt = _statement(("finish", *key), lambda: _finish_stmt(*key))
     params = {
         "b_id": row.id,
         "b_state": state,
@@ -841,7 +854,7 @@ def _finish(
         sid = row.subscriber_id
         if advance or state == SENT:
             conn.execute(
-                _ADVANCE[state == SENT],
+                _statement(("advance", state == SENT), lambda: _advance(state == SENT)),
                 {
                     "b_sid": sid,
                     "b_now": now,
@@ -851,7 +864,10 @@ def _finish(
                 },
             )
         if bounce is not None:
-            conn.execute(_BOUNCE, {"b_sid": sid, "b_now": now, "b_limit": bounce.mail.max_permanent_failures})
+            conn.execute(
+                _statement(("bounce",), _bounce_stmt),
+                {"b_sid": sid, "b_now": now, "b_limit": bounce.mail.max_permanent_failures},
+            )
     return True
 
 
