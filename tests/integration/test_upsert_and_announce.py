@@ -6,6 +6,7 @@ and the feed parser emit for the same paper; DOIs are written the ways those sou
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -498,3 +499,41 @@ def test_title_matching_in_both_directions_and_the_doi_less_index(engine: sa.Eng
                 "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_papers_title_key_doi_less'"
             ).scalar()
             assert definition.endswith("WHERE (doi IS NULL)")
+
+
+# -- announcement numbering: what the mutation check found undefended (issue 15) ---------------
+
+
+def test_a_call_with_nothing_new_reports_both_counters_where_they_stand(engine: sa.Engine) -> None:
+    upsert_papers(engine, [feed_item()], now=T0)
+    classify_and_announce(engine, KeywordClassifier(), now=T0 + timedelta(minutes=1))
+    idle = classify_and_announce(engine, KeywordClassifier(), now=T0 + timedelta(hours=1))
+    assert (idle.announced, idle.announce_from, idle.announce_to) == (0, 1, 1)
+    assert (idle.updates_flagged, idle.update_from, idle.update_to) == (0, 0, 0)
+
+
+def test_updates_are_numbered_in_the_order_they_were_detected_each_its_own_number(engine: sa.Engine) -> None:
+    clf = KeywordClassifier()
+    first = feed_item(doi="10.1000/u.1", title="Lupus nephritis paper one", source_key="u1")
+    second = feed_item(doi="10.1000/u.2", title="Lupus nephritis paper two", source_key="u2")
+    upsert_papers(engine, [first, second], now=T0)
+    classify_and_announce(engine, clf, now=T0 + timedelta(minutes=1))
+    # the later notice is stored first, so ids do not follow detection
+    late = Notice("erratum_in", doi="10.1000/u.2e")
+    early = Notice("erratum_in", doi="10.1000/u.1e")
+    upsert_papers(engine, [dataclasses.replace(second, notices=[late])], now=T0 + timedelta(days=2))
+    upsert_papers(engine, [dataclasses.replace(first, notices=[early])], now=T0 + timedelta(days=1))
+    stats = classify_and_announce(engine, clf, now=T0 + timedelta(days=3))
+    assert (stats.updates_flagged, stats.update_from, stats.update_to) == (2, 0, 2)
+    numbers = {u.notice_key: u.update_no for u in rows(engine, store.paper_updates)}
+    assert numbers == {"10.1000/u.1e": 1, "10.1000/u.2e": 2}
+
+
+def test_a_notice_detected_in_the_same_instant_as_the_announcement_is_not_an_update(
+    engine: sa.Engine,
+) -> None:
+    upsert_papers(engine, [feed_item()], now=T0)
+    classify_and_announce(engine, KeywordClassifier(), now=T0 + timedelta(minutes=1))
+    notice = Notice("erratum_in", doi="10.1177/09612033251234567e")
+    upsert_papers(engine, [feed_item(notices=[notice])], now=T0 + timedelta(minutes=1))
+    assert classify_and_announce(engine, KeywordClassifier(), now=T0 + timedelta(days=1)).updates_flagged == 0
