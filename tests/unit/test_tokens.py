@@ -206,3 +206,55 @@ def test_a_placeholder_secret_is_refused(placeholder: str) -> None:
         tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=placeholder)
     with pytest.raises(tokens.MissingSecret):
         tokens.check_token(_GOOD, "unsubscribe", secret=placeholder)
+
+
+# -- independent expected values: what the mutation check found undefended (issue 15) ---------
+
+_KAT_SECRET = b"kat-secret-0123456789-abcdefghij"
+
+
+def _independent_mac(msg: bytes) -> str:
+    import base64 as b64
+    import hashlib as hl
+    import hmac as hm
+
+    return b64.urlsafe_b64encode(hm.new(_KAT_SECRET, msg, hl.sha256).digest()[:16]).rstrip(b"=").decode()
+
+
+def test_a_legacy_token_is_the_documented_v1_mac_computed_independently() -> None:
+    token = tokens.make_legacy_token(42, "unsubscribe", secret=_KAT_SECRET)
+    assert token == "42." + _independent_mac(b"lupus-alerts/token/v1|unsubscribe|42")
+    assert tokens.check_token(token, "unsubscribe", secret=_KAT_SECRET).legacy_id == 42
+
+
+def test_a_current_token_is_the_documented_v2_mac_computed_independently() -> None:
+    key = "AAAAAAAAAAAAAAAAAAAAAA"
+    token = tokens.make_token(key, "preferences", issued=date(1970, 1, 11), secret=_KAT_SECRET)
+    assert token == f"{key}.10." + _independent_mac(f"lupus-alerts/token/v2|preferences|{key}|10".encode())
+
+
+@pytest.mark.parametrize("bad", [-1, True, "7", 7.0])
+def test_legacy_tokens_need_a_non_negative_int(bad: object) -> None:
+    with pytest.raises(ValueError, match="non-negative int"):
+        tokens.make_legacy_token(bad, "unsubscribe", secret=_KAT_SECRET)  # type: ignore[arg-type]
+
+
+def test_a_mac_that_is_not_base64_is_malformed_with_that_message() -> None:
+    with pytest.raises(tokens.InvalidToken, match=r"^malformed token$"):
+        tokens.check_token("AAAAAAAAAAAAAAAAAAAAAA.10.A", "unsubscribe", secret=_KAT_SECRET)
+
+
+def test_links_join_base_and_path_with_one_slash_and_sign_with_the_given_secret() -> None:
+    assert (
+        tokens.link("https://x.example/a/", "/unsubscribe", "t.1")
+        == "https://x.example/a/unsubscribe?token=t.1"
+    )
+    assert tokens.link("https://x.example/a/XX", "p", "t") == "https://x.example/a/XX/p?token=t"
+    from lupus_alerts.config import settings_from_dict
+
+    settings = settings_from_dict({"digest": {"public_base_url": "https://alerts.example/"}})
+    key = "BBBBBBBBBBBBBBBBBBBBBB"
+    for make, purpose in ((tokens.unsubscribe_url, "unsubscribe"), (tokens.preferences_url, "preferences")):
+        url = make(settings, key, issued=date(2026, 1, 1), secret=_KAT_SECRET)
+        token = url.split("token=", 1)[1]
+        assert tokens.check_token(token, purpose, secret=_KAT_SECRET).link_key == key
