@@ -127,9 +127,9 @@ def deployment(label: str, executor: str, workers: int, args: argparse.Namespace
     from bench.bench_digest import _sink_main, seed
     from lupus_alerts import store
     from lupus_alerts.demo import demo_corpus
-    from lupus_alerts.eutils_replay import EutilsReplay
-    from lupus_alerts.feeds_replay import make_feed, serve_feed
-    from lupus_alerts.replay import ReplayServer
+    from lupus_alerts.testing.eutils_replay import EutilsReplay
+    from lupus_alerts.testing.feeds_replay import make_feed, serve_feed
+    from lupus_alerts.testing.replay import ReplayServer
 
     root = Path(tempfile.mkdtemp(prefix=f"bench-executors-{label}-"))
     ctx = mp.get_context("spawn")

@@ -21,8 +21,8 @@ from bench.report import write_section
 from lupus_alerts import store
 from lupus_alerts.config import FeedConfig, settings_from_dict
 from lupus_alerts.feeds import parse_feed_bytes, poll_feeds
-from lupus_alerts.feeds_replay import make_feed, serve_feed
-from lupus_alerts.replay import ReplayServer
+from lupus_alerts.testing.feeds_replay import make_feed, serve_feed
+from lupus_alerts.testing.replay import ReplayServer
 
 TARGET_S = 10.0
 
@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     body = (
         "| figure | value |\n|---|---|\n"
         + "\n".join(f"| {k} | {v} |" for k, v in rows)
-        + "\n\nSynthetic Atypon-shaped RSS 2.0 feeds (`lupus_alerts.feeds_replay.make_feed`) served by the"
-        " local `ReplayServer`; SQLite store in a temporary directory; upserts through"
+        + "\n\nSynthetic Atypon-shaped RSS 2.0 feeds (`lupus_alerts.testing.feeds_replay.make_feed`)"
+        " served by the local `ReplayServer`; SQLite store in a temporary directory; upserts through"
         " `merge.upsert_papers`. Parsing and upserting are CPU-bound and the threads share the GIL:"
         " on an idle machine the wall time is about the CPU time; on a loaded one it stretches with"
         " the CPU the other work leaves over.\n"

@@ -41,7 +41,7 @@ COMMAND = ".venv/bin/python -m bench.bench_pubmed"
 
 def build_parse_file(n: int) -> Path:
     """An EFetch-format file of `n` records, the real fixture records repeated in order."""
-    from lupus_alerts.eutils_replay import (
+    from lupus_alerts.testing.eutils_replay import (
         EFETCH_FOOTER,
         EFETCH_HEADER,
         article_records,
@@ -103,7 +103,7 @@ def measure_in_subprocess(kind: str, path: Path) -> dict[str, float]:
 
 def _serve(n: int, start: date, per_day: int, conn) -> None:  # type: ignore[no-untyped-def]
     """Child process: an E-utilities replay server over a synthetic corpus until told to stop."""
-    from lupus_alerts.eutils_replay import EutilsReplay, SyntheticCorpus, default_fixture_paths
+    from lupus_alerts.testing.eutils_replay import EutilsReplay, SyntheticCorpus, default_fixture_paths
 
     corpus = SyntheticCorpus(default_fixture_paths(), n, start=start, per_day=per_day)
     with EutilsReplay(corpus) as replay:
@@ -113,10 +113,10 @@ def _serve(n: int, start: date, per_day: int, conn) -> None:  # type: ignore[no-
 
 def backfill(n: int, batch: int, rate: float, sample: int = 4, runs: int = 3) -> dict[str, Any]:
     from lupus_alerts.eutils import EutilsClient
-    from lupus_alerts.eutils_replay import SyntheticCorpus, default_fixture_paths, efetch_document
     from lupus_alerts.models import Paper
     from lupus_alerts.pubmed import parse_pubmed
     from lupus_alerts.ratelimit import RateLimiter
+    from lupus_alerts.testing.eutils_replay import SyntheticCorpus, default_fixture_paths, efetch_document
 
     per_day = 500
     start = date(2020, 1, 1)

@@ -6,7 +6,7 @@
     python -m lupus_alerts.demo --live   # both DAGs once on lupus-alerts.yaml (live NCBI, SMTP)
 
 The demo serves the bundled sample data on localhost: an E-utilities replay
-(`lupus_alerts.eutils_replay`) over the constructed demo records plus the real PubMed fixtures,
+(`lupus_alerts.testing.eutils_replay`) over the constructed demo records plus the real PubMed fixtures,
 and three journal feeds (SAGE, BMJ and Wiley formats) plus one journal whose feed has moved (it
 answers 404, so the run shows what a failing feed looks like). It writes a demo configuration to
 `.demo/lupus-alerts.yaml` (store `.demo/data`, digests to the outbox `.demo/outbox`), adds four
@@ -112,7 +112,7 @@ def demo_corpus(today: date) -> list[Any]:
 
     Creation dates are spread over the last six days, so today's run window finds them.
     """
-    from lupus_alerts.eutils_replay import CorpusRecord, article_records, default_fixture_paths
+    from lupus_alerts.testing.eutils_replay import CorpusRecord, article_records, default_fixture_paths
 
     records = []
     paths = [DEMO_DATA / "pubmed_demo.xml", *default_fixture_paths()]
@@ -136,9 +136,9 @@ def sample_servers(today: date, *, alerts_dir: Path | None = None) -> Iterator[D
     """
     from aiosmtpd.controller import Controller
 
-    from lupus_alerts.eutils_replay import EutilsReplay
-    from lupus_alerts.feeds_replay import serve_feed
-    from lupus_alerts.replay import ReplayServer
+    from lupus_alerts.testing.eutils_replay import EutilsReplay
+    from lupus_alerts.testing.feeds_replay import serve_feed
+    from lupus_alerts.testing.replay import ReplayServer
 
     caught: list[CaughtMail] = []
 

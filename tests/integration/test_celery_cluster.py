@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from smtp_sink import SmtpSink
 
 from lupus_alerts import cluster, demo, store, subscribers
-from lupus_alerts.feeds_replay import serve_feed
+from lupus_alerts.testing.feeds_replay import serve_feed
 
 # The cluster starts once for the module (about 20 s here, more on a busy machine): the first
 # test carries that start, hence a longer limit than the suite's 300 s.

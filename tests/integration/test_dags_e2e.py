@@ -266,7 +266,7 @@ def test_every_task_body_called_again_as_a_cleared_task_changes_nothing(world: W
 
 
 def test_a_paper_arriving_later_goes_out_in_the_next_digest(world: World) -> None:
-    from lupus_alerts.feeds_replay import serve_feed
+    from lupus_alerts.testing.feeds_replay import serve_feed
 
     body = (demo.DEMO_DATA / "feed_lupus.rss.xml").read_bytes()
     item = (

@@ -18,11 +18,11 @@ from lupus_alerts.eutils import (
     WindowTruncatedError,
     count_records,
 )
-from lupus_alerts.eutils_replay import CorpusRecord, EutilsReplay, corpus_from_files
 from lupus_alerts.models import Paper
 from lupus_alerts.pubmed import parse_pubmed
 from lupus_alerts.ratelimit import RateLimiter
-from lupus_alerts.replay import Fault
+from lupus_alerts.testing.eutils_replay import CorpusRecord, EutilsReplay, corpus_from_files
+from lupus_alerts.testing.replay import Fault
 
 PUBMED = Path(__file__).parent.parent / "fixtures" / "pubmed"
 REAL_FILES = [

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from lupus_alerts.cli import main
-from lupus_alerts.feeds_replay import serve_feed_dir
-from lupus_alerts.replay import Fault, ReplayServer
+from lupus_alerts.testing.feeds_replay import serve_feed_dir
+from lupus_alerts.testing.replay import Fault, ReplayServer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "feeds"
 

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from lupus_alerts import store
 from lupus_alerts.config import FeedConfig, Settings, settings_from_dict
 from lupus_alerts.feeds import check_feed, feed_health, poll_feed, poll_feeds
-from lupus_alerts.feeds_replay import feed_etag, make_feed, serve_feed
-from lupus_alerts.replay import Fault, ReplayServer, Response
+from lupus_alerts.testing.feeds_replay import feed_etag, make_feed, serve_feed
+from lupus_alerts.testing.replay import Fault, ReplayServer, Response
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "feeds"
 NOW = datetime(2026, 11, 27, 6, 0, 0)

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from lupus_alerts import store
 from lupus_alerts.config import settings_from_dict
 from lupus_alerts.eutils import EutilsClient
-from lupus_alerts.eutils_replay import EutilsReplay, corpus_from_files, efetch_document
 from lupus_alerts.pubmed import decide_window, ingest_window, read_watermark, record_window
 from lupus_alerts.ratelimit import RateLimiter
+from lupus_alerts.testing.eutils_replay import EutilsReplay, corpus_from_files, efetch_document
 
 PUBMED = Path(__file__).parent.parent / "fixtures" / "pubmed"
 START = date(2024, 3, 1)
@@ -97,7 +97,7 @@ def test_ingest_window_stores_every_record_once_and_reruns_change_nothing(
 
 def test_failed_ingest_leaves_the_watermark_alone(engine: sa.Engine, tmp_path: Path) -> None:
     from lupus_alerts.eutils import EutilsHTTPError
-    from lupus_alerts.replay import Fault
+    from lupus_alerts.testing.replay import Fault
 
     corpus = corpus_from_files([PUBMED / "biopython_pubmed1.xml"], start=START)
     with EutilsReplay(corpus) as replay:
@@ -109,7 +109,7 @@ def test_failed_ingest_leaves_the_watermark_alone(engine: sa.Engine, tmp_path: P
 
 
 def test_unreadable_records_are_reported_not_fatal(engine: sa.Engine, tmp_path: Path) -> None:
-    from lupus_alerts.eutils_replay import CorpusRecord
+    from lupus_alerts.testing.eutils_replay import CorpusRecord
 
     good = corpus_from_files([PUBMED / "biopython_pubmed1.xml"], start=START)
     # CONSTRUCTED: a record whose PMID element is empty

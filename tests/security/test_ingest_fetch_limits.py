@@ -21,10 +21,10 @@ import pytest
 
 from lupus_alerts.config import FeedConfig, settings_from_dict
 from lupus_alerts.eutils import EutilsClient, EutilsResponseError
-from lupus_alerts.eutils_replay import EFETCH_PATH, EutilsReplay, corpus_from_files
 from lupus_alerts.feeds import check_feed
 from lupus_alerts.ratelimit import RateLimiter
-from lupus_alerts.replay import ReplayServer, Response
+from lupus_alerts.testing.eutils_replay import EFETCH_PATH, EutilsReplay, corpus_from_files
+from lupus_alerts.testing.replay import ReplayServer, Response
 
 INFLATED = 200_000_000  # what the bomb inflates to
 CAP = 2_000_000

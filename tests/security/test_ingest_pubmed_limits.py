@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from lupus_alerts import pipeline, store
 from lupus_alerts.config import Settings, settings_from_dict
 from lupus_alerts.eutils import EutilsClient
-from lupus_alerts.eutils_replay import CorpusRecord, EutilsReplay, article_records, efetch_document
 from lupus_alerts.models import Paper
 from lupus_alerts.pubmed import ParseProblem, ingest_window, parse_pubmed, read_watermark
 from lupus_alerts.ratelimit import RateLimiter
+from lupus_alerts.testing.eutils_replay import CorpusRecord, EutilsReplay, article_records, efetch_document
 
 PUBMED = Path(__file__).parent.parent / "fixtures" / "pubmed"
 RECORDS = article_records(PUBMED / "fatcat_pubmedsample_2019.xml")[:40]

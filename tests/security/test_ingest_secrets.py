@@ -29,8 +29,8 @@ from lupus_alerts import pipeline, store
 from lupus_alerts.config import Settings, settings_from_dict
 from lupus_alerts.demo import free_port
 from lupus_alerts.eutils import EutilsClient, EutilsError
-from lupus_alerts.eutils_replay import EFETCH_PATH, ESEARCH_PATH, EutilsReplay, corpus_from_files
-from lupus_alerts.replay import Fault
+from lupus_alerts.testing.eutils_replay import EFETCH_PATH, ESEARCH_PATH, EutilsReplay, corpus_from_files
+from lupus_alerts.testing.replay import Fault
 
 PUBMED = Path(__file__).parent.parent / "fixtures" / "pubmed"
 START = date(2024, 3, 1)

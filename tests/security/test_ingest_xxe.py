@@ -16,7 +16,7 @@ from lupus_alerts.eutils import EutilsResponseError, parse_esearch
 from lupus_alerts.feeds import UnsafeFeedError, parse_feed_bytes
 from lupus_alerts.models import Paper
 from lupus_alerts.pubmed import parse_pubmed
-from lupus_alerts.replay import ReplayServer
+from lupus_alerts.testing.replay import ReplayServer
 
 SECRET = "xxe-canary-7f3a9c"
 

@@ -294,7 +294,7 @@ def test_schedule_settings_fall_back_to_defaults_when_the_config_is_broken(tmp_p
 
 def test_search_pubmed_counts_the_window_widened_by_the_overlap() -> None:
     from lupus_alerts.demo import DEMO_DATA
-    from lupus_alerts.eutils_replay import CorpusRecord, EutilsReplay, article_records
+    from lupus_alerts.testing.eutils_replay import CorpusRecord, EutilsReplay, article_records
 
     records = article_records(DEMO_DATA / "pubmed_demo.xml")
     # one record per day, ending on the window's last day

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from lupus_alerts.replay import Fault, ReplayServer, Response
+from lupus_alerts.testing.replay import Fault, ReplayServer, Response
 
 
 def test_serves_body_and_records_requests() -> None:

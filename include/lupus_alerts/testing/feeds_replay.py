@@ -1,11 +1,11 @@
 """Serve journal feeds from localhost for tests, the benchmark and the demo.
 
-Builds on `lupus_alerts.replay.ReplayServer`: each feed file becomes a route that answers
+Builds on `lupus_alerts.testing.replay.ReplayServer`: each feed file becomes a route that answers
 conditional GETs (a content-hash ETag and the file's modification time as Last-Modified), so a
 second poll gets 304 exactly as from a well-behaved publisher. `make_feed` writes a synthetic
 RSS 2.0 feed in the Atypon/Wiley shape (dc: and prism: elements) for load tests.
 
-Run `python -m lupus_alerts.feeds_replay DIR` to serve a folder of feeds and print a
+Run `python -m lupus_alerts.testing.feeds_replay DIR` to serve a folder of feeds and print a
 configuration snippet pointing `feeds:` at it (e.g. for `lupus-alerts feeds check`).
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from lupus_alerts.config import FeedConfig
-from lupus_alerts.replay import ReplayServer
+from lupus_alerts.testing.replay import ReplayServer
 
 FEED_SUFFIXES = (".xml", ".rss", ".rdf", ".atom")
 FEED_CONTENT_TYPE = "application/rss+xml; charset=utf-8"
@@ -139,7 +139,7 @@ def make_feed(
         )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        "<!-- CONSTRUCTED by lupus_alerts.feeds_replay.make_feed (synthetic, not a recording) -->\n"
+        "<!-- CONSTRUCTED by lupus_alerts.testing.feeds_replay.make_feed (synthetic, not a recording) -->\n"
         '<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/" '
         'xmlns:prism="http://prismstandard.org/namespaces/basic/2.0/">\n<channel>\n'
         f"  <title>{escape(journal)}</title>\n  <link>https://journals.example.org/</link>\n"
@@ -151,7 +151,8 @@ def make_feed(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m lupus_alerts.feeds_replay", description="Serve a folder of feed files on localhost."
+        prog="python -m lupus_alerts.testing.feeds_replay",
+        description="Serve a folder of feed files on localhost.",
     )
     parser.add_argument("directory", type=Path)
     parser.add_argument("--port", type=int, default=8765)

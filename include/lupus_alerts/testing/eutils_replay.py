@@ -32,7 +32,7 @@ from xml.sax.saxutils import escape
 
 from lxml import etree
 
-from lupus_alerts.replay import ReplayServer, Request, Response
+from lupus_alerts.testing.replay import ReplayServer, Request, Response
 
 ESEARCH_PATH = "/entrez/eutils/esearch.fcgi"
 EFETCH_PATH = "/entrez/eutils/efetch.fcgi"
@@ -353,5 +353,5 @@ def efetch_document(records: Iterable[bytes | CorpusRecord]) -> bytes:
 
 def default_fixture_paths() -> list[Path]:
     """The real PubMed fixture files shipped with the tests (for the demo and benchmarks)."""
-    root = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "pubmed"
+    root = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "pubmed"
     return sorted(p for p in root.glob("*.xml") if not p.name.startswith("constructed"))
