@@ -1015,8 +1015,3 @@ def ledger_counts(engine: Engine, period: str | None = None) -> dict[str, int]:
         q = q.where(D.c.period == period)
     with engine.connect() as conn:
         return {str(s): int(n) for s, n in conn.execute(q)}
-
-
-# The names in the task brief; the pipeline calls plan_period / send_due.
-plan = plan_period
-send = send_due

@@ -13,6 +13,7 @@ import lxml.html
 import pytest
 
 from lupus_alerts import digest as D
+from lupus_alerts.testing import digest_samples as samples
 
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -46,7 +47,7 @@ def _candidate(pid: int, **record) -> D.Candidate:
 
 
 def _view(papers: list[D.PaperView], **kw) -> D.DigestView:
-    base = D.sample_view(0, n_updates=0)
+    base = samples.sample_view(0, n_updates=0)
     counts = (("Nephrology", len(papers)),)
     return replace(
         base,
@@ -235,7 +236,7 @@ def _worst_case_view(n: int) -> D.DigestView:
         )
         for i in range(1, n + 1)
     ]
-    return _view(papers, updates=D.sample_view(0, n_updates=3).updates, update_count=3)
+    return _view(papers, updates=samples.sample_view(0, n_updates=3).updates, update_count=3)
 
 
 def test_fifty_paper_digest_stays_under_gmails_102kb_clip():
@@ -260,7 +261,7 @@ def test_subject_names_counts_topics_and_date():
 
 
 def test_html_has_dark_mode_preheader_and_inlined_styles():
-    html = D.render_html(D.sample_view(6))
+    html = D.render_html(samples.sample_view(6))
     doc = lxml.html.document_fromstring(html)
     metas = {m.get("name"): m.get("content") for m in doc.xpath("//meta[@name]")}
     assert metas["color-scheme"] == "light dark"
@@ -282,12 +283,12 @@ def _styles(html: str) -> list[tuple[str, str | None, str | None]]:
 
 
 def test_load_time_inlining_matches_inlining_each_message():
-    view = D.sample_view(9, n_updates=2, overflow=4)
-    assert _styles(D.render_html(view)) == _styles(D.render_html_inlined_per_message(view))
+    view = samples.sample_view(9, n_updates=2, overflow=4)
+    assert _styles(D.render_html(view)) == _styles(samples.render_html_inlined_per_message(view))
 
 
 def test_overflow_is_summarised_in_both_parts():
-    view = D.sample_view(4, overflow=7)
+    view = samples.sample_view(4, overflow=7)
     html, text = D.render(view)
     assert "7 more papers" in html and view.overflow.url in html
     flat = " ".join(text.split())
@@ -296,7 +297,7 @@ def test_overflow_is_summarised_in_both_parts():
 
 
 def test_plain_text_part_has_sections_updates_and_footer():
-    view = D.sample_view(8, n_updates=1)
+    view = samples.sample_view(8, n_updates=1)
     text = D.render_text(view)
     assert re.search(r"^== Nephrology.* \(\d+\) ==$", text, re.M)
     assert "== Updates to papers you received (1) ==" in text
@@ -306,7 +307,7 @@ def test_plain_text_part_has_sections_updates_and_footer():
 
 
 def test_rendering_is_deterministic_and_cache_does_not_leak_between_views():
-    a = D.sample_view(5)
+    a = samples.sample_view(5)
     b = replace(a, recipient_name="Someone Else")
     ha1, hb, ha2 = D.render_html(a), D.render_html(b), D.render_html(a)
     assert ha1 == ha2 and ha1 != hb
