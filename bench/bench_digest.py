@@ -200,10 +200,10 @@ def seed(engine: sa.Engine, n_subscribers: int, n_papers: int, rng: random.Rando
 
 def measure_render(engine: sa.Engine, settings, n: int) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
     """(seconds, digests, total html bytes) for building n digests in one thread."""
-    from lupus_alerts import delivery, digest, subscribers
+    from lupus_alerts import digest, store, subscribers
 
     with engine.connect() as conn:
-        a_to, u_to = delivery.high_water_marks(conn)
+        a_to, u_to = store.high_water_marks(conn)
         subs = subscribers.list_subscribers(conn, status="active")[:n]
         windows: dict = {}
         t0 = time.process_time()  # CPU time of this one thread: "on one core", load or not
@@ -225,10 +225,10 @@ def measure_render(engine: sa.Engine, settings, n: int) -> tuple[float, int, int
 
 def measure_message(engine: sa.Engine, settings, n: int) -> float:  # type: ignore[no-untyped-def]
     """Seconds per message for build_message + serialisation (the MIME work per mail)."""
-    from lupus_alerts import delivery, digest, mailer, subscribers
+    from lupus_alerts import digest, mailer, store, subscribers
 
     with engine.connect() as conn:
-        a_to, u_to = delivery.high_water_marks(conn)
+        a_to, u_to = store.high_water_marks(conn)
         s = subscribers.get(conn, 1)
         d = digest.build_digest(
             conn, settings, s, announce_to=a_to, update_to=u_to, period="2026-11-27", now=NOW

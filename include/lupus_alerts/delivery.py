@@ -107,19 +107,23 @@ class DeliveryStats:
 # Who is due, for which period
 
 
-def period_for(subscriber: Any, day: date) -> str | None:
-    """The digest period `day` closes for this subscriber, or None if no digest is due that day.
+def period_containing(subscriber: Any, day: date) -> str:
+    """The digest period `day` falls in for this subscriber: the ISO date ("2026-11-27")
+    daily, the ISO week ("2026-W48") weekly, whatever the weekday (a preview's period)."""
+    if subscriber.frequency == "weekly":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return day.isoformat()
 
-    Daily: the ISO date ("2026-11-27"). Weekly: the ISO week ("2026-W48"), only on the
-    subscriber's weekday (0=Monday; Monday when unset).
-    """
+
+def period_for(subscriber: Any, day: date) -> str | None:
+    """The digest period `day` closes for this subscriber, or None if no digest is due that day:
+    a weekly digest is due only on the subscriber's weekday (0=Monday; Monday when unset)."""
     if subscriber.frequency == "weekly":
         weekday = subscriber.weekday if subscriber.weekday is not None else 0
         if day.weekday() != weekday:
             return None
-        year, week, _ = day.isocalendar()
-        return f"{year}-W{week:02d}"
-    return day.isoformat()
+    return period_containing(subscriber, day)
 
 
 def _periods_of_day(day: date) -> tuple[str, str]:
@@ -192,7 +196,7 @@ def plan_period(
     daily_p, weekly_p = _periods_of_day(day)
     stats = PlanStats(day=day.isoformat())
     with engine.begin() as conn:
-        a_now, u_now = high_water_marks(conn)
+        a_now, u_now = store.high_water_marks(conn)
         snap: dict[str, tuple[int, int]] = {}
         for p in (daily_p, weekly_p):
             row = conn.execute(
@@ -274,19 +278,6 @@ def plan_period(
         len(stats.due),
     )
     return stats
-
-
-def high_water_marks(conn: Connection) -> tuple[int, int]:
-    """The highest announcement and update numbers handed out and committed so far.
-
-    The counters are what `announce` draws from; the column maxima guard against data written
-    without them (fixtures, imports), so a snapshot never stops short of a stored paper.
-    """
-    a = store.counter_value(conn, "announce")
-    u = store.counter_value(conn, "update")
-    a_max = conn.execute(sa.select(sa.func.max(store.papers.c.announce_no))).scalar()
-    u_max = conn.execute(sa.select(sa.func.max(store.paper_updates.c.update_no))).scalar()
-    return max(a, int(a_max or 0)), max(u, int(u_max or 0))
 
 
 def _pending_subscribers(conn: Connection) -> list[int]:
@@ -479,18 +470,6 @@ def _settle_failed(
 
 
 @contextmanager
-def _tx(db: Engine | Connection) -> Iterator[Connection]:
-    """One committed transaction on `db`: a connection from the engine's pool, or the given one
-    (which must not be inside a transaction already)."""
-    if isinstance(db, Connection):
-        with db.begin():
-            yield db
-    else:
-        with db.begin() as conn:
-            yield conn
-
-
-@contextmanager
 def _reader(db: Engine | Connection) -> Iterator[Connection]:
     """A connection for reads; the given one has its read transaction (if any) ended after,
     so it holds no lock while the message is sent and can begin the next write."""
@@ -656,7 +635,7 @@ def _resolve_crashed(
             stats.sent += 1
         return False
     if was_sent is False:
-        with _tx(db) as conn:
+        with store.transaction(db) as conn:
             res = conn.execute(
                 sa.update(D)
                 .where(D.c.id == row.id, D.c.state == SENDING)
@@ -807,7 +786,7 @@ def _claim(db: Engine | Connection, row: Any, now: datetime) -> bool:
 
     Conditional on the state, so of two concurrent runs exactly one wins the row.
     """
-    with _tx(db) as conn:
+    with store.transaction(db) as conn:
         res = conn.execute(
             _statement(("claim",), _claim_stmt),
             {
@@ -818,6 +797,25 @@ def _claim(db: Engine | Connection, row: Any, now: datetime) -> bool:
             },
         )
     return res.rowcount == 1
+
+
+def advance_cursors(
+    conn: Connection,
+    subscriber_id: int,
+    *,
+    cursor: int,
+    update_cursor: int,
+    now: datetime,
+    reset_failures: bool = False,
+) -> None:
+    """Move a subscriber's cursors forward to (at least) these numbers, never backward; with
+    `reset_failures`, a delivered digest also clears the bounce count. The ledger calls it in
+    the transaction that marks the digest sent (`_finish`); it is the only code that moves
+    cursors."""
+    conn.execute(
+        _statement(("advance", reset_failures), lambda: _advance(reset_failures)),
+        {"b_sid": subscriber_id, "b_now": now, "b_a_to": cursor, "b_u_to": update_cursor},
+    )
 
 
 def _finish(
@@ -848,20 +846,19 @@ def _finish(
     }
     if paper_count is not None:
         params["b_count"] = paper_count
-    with _tx(db) as conn:
+    with store.transaction(db) as conn:
         if conn.execute(stmt, params).rowcount != 1:
             return False
         sid = row.subscriber_id
         if advance or state == SENT:
-            conn.execute(
-                _statement(("advance", state == SENT), lambda: _advance(state == SENT)),
-                {
-                    "b_sid": sid,
-                    "b_now": now,
-                    # Without `advance` (never the case for SENT today) the cursors stay put.
-                    "b_a_to": int(row.announce_to) if advance else 0,
-                    "b_u_to": int(row.update_to) if advance else 0,
-                },
+            advance_cursors(
+                conn,
+                sid,
+                # Without `advance` (never the case for SENT today) the cursors stay put.
+                cursor=int(row.announce_to) if advance else 0,
+                update_cursor=int(row.update_to) if advance else 0,
+                now=now,
+                reset_failures=state == SENT,
             )
         if bounce is not None:
             conn.execute(
@@ -920,7 +917,7 @@ def preview_due(
     windows: dict[Any, Any] = {}
     domain = mailer.sender_domain(settings)
     with engine.connect() as conn:
-        a_now, u_now = high_water_marks(conn)
+        a_now, u_now = store.high_water_marks(conn)
         for sid in due_subscribers(conn, day):
             sub = subs_mod.get(conn, sid)
             period = period_for(sub, day)

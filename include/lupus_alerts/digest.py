@@ -921,21 +921,6 @@ def iter_topic_choices() -> Iterable[tuple[str, str]]:
     return topic_labels().items()
 
 
-def current_bounds(conn: Connection) -> tuple[int, int]:
-    """The highest announcement and update numbers handed out so far: "everything up to now"."""
-    a = conn.execute(sa.select(sa.func.max(store.papers.c.announce_no))).scalar()
-    u = conn.execute(sa.select(sa.func.max(store.paper_updates.c.update_no))).scalar()
-    return int(a or 0), int(u or 0)
-
-
-def period_for(sub: Subscriber, day: date) -> str:
-    """The ledger period a digest sent on `day` belongs to: "2026-11-27" daily, "2026-W48" weekly."""
-    if sub.frequency == "weekly":
-        year, week, _ = day.isocalendar()
-        return f"{year}-W{week:02d}"
-    return day.isoformat()
-
-
 def placeholder_links(settings: Settings, sub: Subscriber) -> tuple[str, str]:
     """Unsigned preview links (when no signing secret is configured); they do not work."""
     base = settings.digest.public_base_url.rstrip("/")

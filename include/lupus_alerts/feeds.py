@@ -1131,26 +1131,3 @@ def _save_state(
         updated = conn.execute(sa.update(fs).where(fs.c.feed_id == feed.id).values(**values)).rowcount
         if not updated:
             conn.execute(sa.insert(fs).values(feed_id=feed.id, **values))
-
-
-def feed_health(engine: Engine) -> list[dict[str, Any]]:
-    """One row per feed ever polled, for operators: status, last success, failures, error."""
-    fs = store.feed_state
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(fs).order_by(fs.c.feed_id)).mappings().all()
-    return [
-        {
-            "feed_id": r["feed_id"],
-            "url": r["url"],
-            "final_url": r["final_url"],
-            "last_status": r["last_status"],
-            "last_polled_at": r["last_polled_at"],
-            "last_success_at": r["last_success_at"],
-            "consecutive_failures": r["consecutive_failures"],
-            "items_last": r["items_last"],
-            "dois_last": r["dois_last"],
-            "last_error": r["last_error"],
-            "last_warning": r["last_warning"],
-        }
-        for r in rows
-    ]

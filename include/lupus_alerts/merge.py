@@ -18,7 +18,6 @@ import dataclasses
 import functools
 import gc
 import hashlib
-import html
 import io
 import itertools
 import json
@@ -26,7 +25,6 @@ import multiprocessing
 import random
 import re
 import time
-import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -45,6 +43,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from lupus_alerts import store
 from lupus_alerts.doi import normalize_doi
 from lupus_alerts.models import Author, Notice, Paper
+from lupus_alerts.text import journals_compatible, normalize_title
 
 PUBMED = "pubmed"
 BATCH_SIZE = 500  # records per transaction; measured best of 250/500/1000 with two writers (docs/dedupe.md)
@@ -63,11 +62,6 @@ _IN_CHUNK = 900  # stays under SQLite's bound-parameter limit with room to spare
 _LIST_CHUNK = 5000  # values per _one_of list (a single parameter, so no such limit)
 _WORKERS = 2  # processes writing batches at once on PostgreSQL (_upsert_in_workers)
 _IGNORED_IN_COMPARISON = ("fetched_at", "classification")
-
-_TAG = re.compile(r"<[^>]{0,200}>")
-_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-_PARENTHETICAL = re.compile(r"\([^)]*\)|\[[^\]]*\]")
-_JOURNAL_STOPWORDS = frozenset({"the", "of", "and", "for", "in", "on", "de", "la", "le", "der", "und"})
 
 
 class MergeError(Exception):
@@ -107,18 +101,6 @@ class UpsertStats:
 # -- keys ---------------------------------------------------------------------------------
 
 
-def normalize_title(title: str | None) -> str:
-    """Title folded for matching: markup and entities removed, accents folded, lower-case,
-    every non-alphanumeric character dropped ("<i>In vivo</i> B-cell..." -> "invivobcell...")."""
-    if not title:
-        return ""
-    text = html.unescape(_TAG.sub(" ", title)) if ("<" in title or "&" in title) else title
-    if not text.isascii():  # most titles are ASCII: skip the per-character Unicode work
-        text = unicodedata.normalize("NFKD", text)
-        text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return _NON_WORD.sub("", text.casefold())
-
-
 def _key_of(norm: str, year: int | None) -> str:
     return hashlib.sha256(f"{norm}|{year or ''}".encode()).hexdigest()
 
@@ -135,35 +117,6 @@ def title_key(title: str, journal: str | None = None, year: int | None = None) -
     """
     del journal  # compared at match time, see docstring
     return _key_of(normalize_title(title), year)
-
-
-def normalize_journal(name: str | None) -> str:
-    """Journal name folded for comparison: "The Lancet. Rheumatology (London)" -> "lancet rheumatology"."""
-    if not name:
-        return ""
-    text = _PARENTHETICAL.sub(" ", html.unescape(name)).replace("&", " and ")
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
-    words = [w for w in _NON_WORD.sub(" ", text).split() if w not in _JOURNAL_STOPWORDS]
-    return " ".join(words)
-
-
-def journals_compatible(a: Iterable[str | None], b: Iterable[str | None]) -> bool:
-    """Whether two sets of names (full titles, ISO abbreviations) can name the same journal.
-
-    True when either side names no journal, when normalised names are equal, or when one is an
-    abbreviation of the other word by word ("lupus sci med" ~ "lupus science medicine").
-    """
-    na = {n for n in map(normalize_journal, a) if n}
-    nb = {n for n in map(normalize_journal, b) if n}
-    if not na or not nb:
-        return True
-    return any(_abbreviates(x, y) or _abbreviates(y, x) for x in na for y in nb)
-
-
-def _abbreviates(short: str, full: str) -> bool:
-    sw, fw = short.split(), full.split()
-    return len(sw) == len(fw) and all(f.startswith(s) for s, f in zip(sw, fw, strict=True))
 
 
 @functools.lru_cache(maxsize=16384)  # each title is keyed when matched and again when stored

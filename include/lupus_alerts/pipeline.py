@@ -627,12 +627,10 @@ def _papers_count(stats: Mapping[str, Any]) -> int:
 
 
 def _last_announce_no(engine: Engine) -> int:
-    import sqlalchemy as sa
-
     from lupus_alerts import store
 
     with engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.max(store.papers.c.announce_no))).scalar() or 0)
+        return store.high_water_marks(conn)[0]
 
 
 def _now() -> datetime:
@@ -681,6 +679,11 @@ def feed_health(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
                 # a 304 brought no items: showing the previous poll's count beside it misleads
                 "items_last": "not modified" if http == 304 else (s.items_last if s is not None else None),
                 "failed_runs_in_a_row": failed_runs_in_a_row(engine, f"feed:{f.id}") if s is not None else 0,
+                # tries, Airflow's retries included, and polls outside Airflow (`feeds poll`)
+                "failed_polls_in_a_row": int(s.consecutive_failures) if s is not None else 0,
+                "url": s.url if s is not None else f.url,
+                "final_url": s.final_url if s is not None else None,
+                "dois_last": s.dois_last if s is not None else None,
                 "last_error": s.last_error if s is not None else None,
                 "last_warning": s.last_warning if s is not None else None,
             }

@@ -30,9 +30,11 @@ from lupus_alerts.phrases import (
     in_exclusion_sentence,
     is_negated,
 )
+from lupus_alerts.text import normalize_journal
 
 # Journals whose every paper is a lupus paper (normalised: lower case, "&" -> "and", no dots).
-LUPUS_JOURNALS = frozenset({"lupus", "lupus science and medicine", "lupus sci med"})
+# As `text.normalize_journal` folds them: "Lupus Science & Medicine" -> "lupus science medicine".
+LUPUS_JOURNALS = frozenset({"lupus", "lupus science medicine", "lupus sci med"})
 
 # MeSH descriptors meaning lupus erythematosus (names as NLM spells them, with their UIs).
 LUPUS_MESH = {
@@ -365,17 +367,9 @@ _PHRASES = _build_phrases()
 _OTHER = PhraseSet((p, p) for p in _OTHER_DISEASES)
 
 
-def normalise_journal(name: str | None) -> str:
-    """Journal name in comparable form: lower case, "&" as "and", no dots or extra spaces."""
-    if not name:
-        return ""
-    s = name.lower().replace("&", " and ").replace(".", " ")
-    return re.sub(r"\s+", " ", s).strip(" :")
-
-
 def is_lupus_journal(name: str | None) -> bool:
     """True for the journals devoted to lupus (Lupus; Lupus Science & Medicine)."""
-    return normalise_journal(name) in LUPUS_JOURNALS
+    return normalize_journal(name) in LUPUS_JOURNALS
 
 
 def _mesh_name_major(m: Any) -> tuple[str, str | None, bool]:

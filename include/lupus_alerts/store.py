@@ -299,10 +299,22 @@ def get_engine(url: str) -> Engine:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """One database transaction: committed on success, rolled back on error."""
-    with engine.begin() as conn:
-        yield conn
+def transaction(db: Engine | Connection) -> Iterator[Connection]:
+    """One database transaction, committed on success and rolled back on error.
+
+    An Engine: a pooled connection for the block. A Connection outside a transaction: a
+    transaction begun on it for the block. A Connection already inside one: the block joins it,
+    and the caller, who began it, commits (a subscriber's row and the ledger row that belongs
+    with it go in together). The one helper for every module (it was two with opposite rules).
+    """
+    if isinstance(db, Engine):
+        with db.begin() as conn:
+            yield conn
+    elif db.in_transaction():
+        yield db
+    else:
+        with db.begin():
+            yield db
 
 
 # Key of the PostgreSQL advisory lock that migrations hold: "lupus_mg" as a 64-bit integer.
@@ -447,3 +459,17 @@ def counter_value(conn: Connection, name: str) -> int:
     """The last number handed out by the named counter (0 if none yet)."""
     v = conn.execute(sa.select(counters.c.value).where(counters.c.name == name)).scalar()
     return int(v or 0)
+
+
+def high_water_marks(conn: Connection) -> tuple[int, int]:
+    """The highest announcement and update numbers handed out and committed so far: where
+    "everything up to now" ends (a new subscriber's cursors, a digest's range, a run's numbers).
+
+    The counters are what `announce` draws from; the column maxima guard against data written
+    without them (fixtures, imports), so a snapshot never stops short of a stored paper.
+    """
+    a = counter_value(conn, "announce")
+    u = counter_value(conn, "update")
+    a_max = conn.execute(sa.select(sa.func.max(papers.c.announce_no))).scalar()
+    u_max = conn.execute(sa.select(sa.func.max(paper_updates.c.update_no))).scalar()
+    return max(a, int(a_max or 0)), max(u, int(u_max or 0))

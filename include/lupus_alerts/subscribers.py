@@ -3,7 +3,7 @@
 A subscriber chooses topics (taxonomy label ids, or None for all of them), a frequency (daily, or
 weekly on a weekday 0=Monday..6=Sunday), a cap on papers per digest and whether an empty digest
 is still sent. `cursor`/`update_cursor` are the last announcement and update numbers that
-subscriber has been sent; the delivery ledger advances them (`advance_cursors`).
+subscriber has been sent; the delivery ledger advances them (`delivery.advance_cursors`).
 
 Removing: `remove()` unsubscribes by default (status "unsubscribed"; the row and its delivery
 history stay, so a later CSV import cannot silently re-subscribe someone who left). `remove(...,
@@ -18,7 +18,6 @@ import io
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -313,17 +312,6 @@ def _parse_bool(field_name: str, value: bool | str | None, default: bool) -> boo
 # --- storage --------------------------------------------------------------------------------
 
 
-@contextmanager
-def _tx(conn_or_engine: Connection | Engine) -> Iterator[Connection]:
-    # A Connection means the caller owns the transaction (e.g. the ledger updating a cursor
-    # together with its own row); an Engine means this call is its own transaction.
-    if isinstance(conn_or_engine, Engine):
-        with conn_or_engine.begin() as conn:
-            yield conn
-    else:
-        yield conn_or_engine
-
-
 _S = store.subscribers
 
 
@@ -374,7 +362,7 @@ def _from_row(row: Any, topics: set[str]) -> Subscriber:
 
 def get(conn_or_engine: Connection | Engine, id_or_email: int | str) -> Subscriber:
     """The subscriber with that id (int or digits) or email. Raises SubscriberNotFound."""
-    with _tx(conn_or_engine) as conn:
+    with store.transaction(conn_or_engine) as conn:
         row = conn.execute(sa.select(_S).where(_where(id_or_email))).first()
         if row is None:
             raise SubscriberNotFound(f"no subscriber {id_or_email!r}")
@@ -384,7 +372,7 @@ def get(conn_or_engine: Connection | Engine, id_or_email: int | str) -> Subscrib
 def get_by_link_key(conn_or_engine: Connection | Engine, link_key: str) -> Subscriber:
     """The subscriber whose link key this is. Raises SubscriberNotFound (deleted, or the key
     was replaced by revoke_links)."""
-    with _tx(conn_or_engine) as conn:
+    with store.transaction(conn_or_engine) as conn:
         row = conn.execute(sa.select(_S).where(_S.c.link_key == link_key)).first()
         if row is None:
             raise SubscriberNotFound("no subscriber with that link key")
@@ -393,20 +381,13 @@ def get_by_link_key(conn_or_engine: Connection | Engine, link_key: str) -> Subsc
 
 def list_subscribers(conn_or_engine: Connection | Engine, status: str | None = None) -> list[Subscriber]:
     """All subscribers (optionally only those with `status`), ordered by id."""
-    with _tx(conn_or_engine) as conn:
+    with store.transaction(conn_or_engine) as conn:
         q = sa.select(_S).order_by(_S.c.id)
         if status is not None:
             q = q.where(_S.c.status == _check_status(status))
         rows = conn.execute(q).all()
         topics = _load_topics(conn, [r.id for r in rows])
         return [_from_row(r, topics[r.id]) for r in rows]
-
-
-def _current_numbers(conn: Connection) -> tuple[int, int]:
-    # Highest announcement/update numbers given out so far: where a new subscriber starts.
-    a = conn.execute(sa.select(sa.func.max(store.papers.c.announce_no))).scalar()
-    u = conn.execute(sa.select(sa.func.max(store.paper_updates.c.update_no))).scalar()
-    return int(a or 0), int(u or 0)
 
 
 def _set_topic_rows(conn: Connection, subscriber_id: int, topics: frozenset[str] | None) -> None:
@@ -441,7 +422,7 @@ def _validated(
 
 
 def _insert(conn: Connection, v: dict[str, Any], *, from_beginning: bool) -> int:
-    cursor, update_cursor = (0, 0) if from_beginning else _current_numbers(conn)
+    cursor, update_cursor = (0, 0) if from_beginning else store.high_water_marks(conn)
     now = store.utcnow()
     sid = conn.execute(
         sa.insert(_S)
@@ -497,7 +478,7 @@ def add(
         send_when_empty=send_when_empty,
         status=status,
     )
-    with _tx(conn_or_engine) as conn:
+    with store.transaction(conn_or_engine) as conn:
         if conn.execute(sa.select(_S.c.id).where(_S.c.email == v["email"])).first():
             raise SubscriberExists(f"{v['email']} is already a subscriber")
         sid = _insert(conn, v, from_beginning=from_beginning)
@@ -525,7 +506,7 @@ def update(
     Switching to daily drops the weekday; switching to weekly needs one (given or stored).
     Reactivating (status "active") resets the permanent-failure count.
     """
-    with _tx(conn_or_engine) as conn:
+    with store.transaction(conn_or_engine) as conn:
         cur = get(conn, id_or_email)
         values: dict[str, Any] = {}
         if email is not _UNSET:
@@ -591,7 +572,7 @@ def set_frequency(
 def revoke_links(conn_or_engine: Connection | Engine, id_or_email: int | str) -> Subscriber:
     """Give the subscriber a new link key: every unsubscribe and preferences link sent so far
     stops working (the next digest carries new ones). For a forwarded digest or a leaked link."""
-    with _tx(conn_or_engine) as conn:
+    with store.transaction(conn_or_engine) as conn:
         cur = get(conn, id_or_email)
         conn.execute(
             sa.update(_S)
@@ -636,7 +617,7 @@ def remove(
 
     Returns the subscriber as it was before a delete, or as it is after an unsubscribe.
     """
-    with _tx(conn_or_engine) as conn:
+    with store.transaction(conn_or_engine) as conn:
         cur = get(conn, id_or_email)
         if not delete:
             return update(conn, cur.id, status="unsubscribed")
@@ -646,24 +627,6 @@ def remove(
         conn.execute(sa.delete(store.deliveries).where(store.deliveries.c.subscriber_id == cur.id))
         conn.execute(sa.delete(_S).where(_S.c.id == cur.id))
         return cur
-
-
-def advance_cursors(conn: Connection, subscriber_id: int, *, cursor: int, update_cursor: int) -> None:
-    """Move the subscriber's cursors forward to (at least) the given numbers, never backward.
-
-    Called by the delivery ledger in the same transaction that marks a digest sent.
-    """
-    conn.execute(
-        sa.update(_S)
-        .where(_S.c.id == subscriber_id)
-        .values(
-            cursor=sa.case((_S.c.cursor < cursor, cursor), else_=_S.c.cursor),
-            update_cursor=sa.case(
-                (_S.c.update_cursor < update_cursor, update_cursor), else_=_S.c.update_cursor
-            ),
-            updated_at=store.utcnow(),
-        )
-    )
 
 
 # --- CSV ------------------------------------------------------------------------------------
@@ -720,7 +683,7 @@ def import_csv(
     report = ImportReport()
     good: list[tuple[int, dict[str, Any]]] = []
     seen: dict[str, int] = {}
-    with _tx(conn_or_engine) as conn:
+    with store.transaction(conn_or_engine) as conn:
         existing = {e for (e,) in conn.execute(sa.select(_S.c.email))}
         for line, row, problem in _read_rows(text):
             if row is None:

@@ -493,6 +493,15 @@ def test_period_for(frequency: str, weekday: int | None, day: date, expected: st
     assert delivery.period_for(s, day) == expected
 
 
+def test_a_preview_on_a_weekly_subscribers_off_day_shows_the_week_it_falls_in() -> None:
+    # One period function (docs/decisions.md): the preview's period is the one containing the
+    # day; the ledger's is the same period, but only on the day it is due.
+    s = subscribers.Subscriber(id=1, email="x@example.org", frequency="weekly", weekday=0)
+    assert delivery.period_containing(s, date(2026, 11, 27)) == "2026-W48"
+    assert delivery.period_for(s, date(2026, 11, 27)) is None
+    assert delivery.period_for(s, date(2026, 11, 23)) == delivery.period_containing(s, date(2026, 11, 23))
+
+
 def test_send_without_secret_fails_before_touching_the_ledger(engine, settings, sink, monkeypatch) -> None:
     sub(engine, email="ana@example.org")
     add_papers(engine, [["nephrology"]])

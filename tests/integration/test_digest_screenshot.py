@@ -21,8 +21,8 @@ import pytest
 import sqlalchemy as sa
 from digest_seed import insert_announced
 
+from lupus_alerts import delivery, store
 from lupus_alerts import digest as D
-from lupus_alerts import store
 from lupus_alerts import subscribers as subs
 from lupus_alerts.config import settings_from_dict
 from lupus_alerts.models import Author, Classification, Paper, TopicLabel
@@ -94,7 +94,9 @@ def digest_html(tmp_path_factory) -> Path:
         announce_to, update_to = seed_showcase(engine)
         sub = subs.add(engine, email="ada@example.org", name="Dr Ada Example", from_beginning=True)
         with engine.begin() as c:
-            subs.advance_cursors(c, sub.id, cursor=1, update_cursor=0)  # paper 1 was sent earlier
+            delivery.advance_cursors(
+                c, sub.id, cursor=1, update_cursor=0, now=store.utcnow()
+            )  # paper 1 was sent earlier
         sub = subs.get(engine, sub.id)
         settings = settings_from_dict({}, tmp)
         with engine.connect() as conn:

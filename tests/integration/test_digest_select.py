@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 from digest_seed import insert_announced
 
+from lupus_alerts import delivery, store, tokens
 from lupus_alerts import digest as D
-from lupus_alerts import store, tokens
 from lupus_alerts import subscribers as subs
 from lupus_alerts.config import settings_from_dict
 from lupus_alerts.models import Author, Classification, Paper, TopicLabel
@@ -106,7 +106,9 @@ def test_cursor_windows_never_repeat_a_paper(engine, settings):
         assert (d.announce_from, d.announce_to) == (sub.cursor, announce_to)
         seen.extend(d.paper_ids)
         with engine.begin() as c:
-            subs.advance_cursors(c, sub.id, cursor=d.announce_to, update_cursor=d.update_to)
+            delivery.advance_cursors(
+                c, sub.id, cursor=d.announce_to, update_cursor=d.update_to, now=store.utcnow()
+            )
     assert len(seen) == len(set(seen)) == 6
 
 
@@ -196,7 +198,7 @@ def test_updates_cover_only_papers_already_received_on_the_subscribers_topics(en
     seed_update(engine, received, 4, "erratum_in")
     sub = subs.add(engine, email="n@example.org", topics="neuropsychiatric", from_beginning=True)
     with engine.begin() as c:
-        subs.advance_cursors(c, sub.id, cursor=2, update_cursor=0)
+        delivery.advance_cursors(c, sub.id, cursor=2, update_cursor=0, now=store.utcnow())
     sub = subs.get(engine, sub.id)
     d = build(engine, settings, sub, 3, update_to=4)
     assert d.paper_ids == (new,)
@@ -210,7 +212,7 @@ def test_updates_cover_only_papers_already_received_on_the_subscribers_topics(en
     assert "Updates to papers you received (2)" in d.text
     # the next run, with the update cursor advanced, shows no update twice
     with engine.begin() as c:
-        subs.advance_cursors(c, sub.id, cursor=3, update_cursor=4)
+        delivery.advance_cursors(c, sub.id, cursor=3, update_cursor=4, now=store.utcnow())
     again = build(engine, settings, subs.get(engine, sub.id), 3, update_to=4)
     assert again.is_empty
 

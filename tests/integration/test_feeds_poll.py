@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lupus_alerts import store
+from lupus_alerts import pipeline, store
 from lupus_alerts.config import FeedConfig, Settings, settings_from_dict
-from lupus_alerts.feeds import check_feed, feed_health, poll_feed, poll_feeds
+from lupus_alerts.feeds import check_feed, poll_feed, poll_feeds
 from lupus_alerts.testing.feeds_replay import feed_etag, make_feed, serve_feed
 from lupus_alerts.testing.replay import Fault, ReplayServer, Response
 
@@ -272,10 +272,10 @@ def test_one_feed_down_while_others_succeed(server: _Scoped, engine) -> None:  #
     assert [o.feed_id for o in outcomes] == ["good0", "down", "good1", "stalled", "good2"]
     assert [o.status for o in outcomes] == ["ok", "error", "ok", "error", "ok"]
     assert len(_paper_dois(engine)) == 9
-    health = {row["feed_id"]: row for row in feed_health(engine)}
+    health = {row["feed_id"]: row for row in pipeline.feed_health(engine, settings)}
     assert set(health) == {f.id for f in feeds}
-    assert health["down"]["consecutive_failures"] == 1 and health["down"]["last_error"] == "HTTP 500"
-    assert health["good1"]["last_success_at"] == NOW and health["good1"]["dois_last"] == 3
+    assert health["down"]["failed_polls_in_a_row"] == 1 and health["down"]["last_error"] == "HTTP 500"
+    assert health["good1"]["last_success_at"] == pipeline.utc_text(NOW) and health["good1"]["dois_last"] == 3
 
 
 def test_relevance_filter_applied_when_polling_general_journal(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]

@@ -12,8 +12,9 @@ from datetime import date, datetime
 
 import pytest
 
-from lupus_alerts.merge import journals_compatible, merge_records, normalize_title, title_key
+from lupus_alerts.merge import merge_records, title_key
 from lupus_alerts.models import AbstractSection, Author, Classification, MeshHeading, Notice, Paper
+from lupus_alerts.text import journals_compatible, normalize_title
 
 TITLE = "Mesenchymal stem/stromal cells as a promising therapy for systemic lupus erythematosus"
 
@@ -323,3 +324,40 @@ def test_encode_paper_stores_a_lone_surrogate_as_the_replacement_character() -> 
     text, digest = encode_paper(broken)
     assert json.loads(text)["title"] == "Lupus nephritis \ufffd outcomes in a registry"
     assert encode_paper(broken) == (text, digest)  # the same record is the same record
+
+
+# -- one journal normaliser for matching and for relevance (docs/decisions.md) ---------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Lupus",
+        "LUPUS",
+        "Lupus (London, England)",  # NLM's place qualifier: the copy in relevance missed it
+        "Lupus Science & Medicine",
+        "Lupus Science &amp; Medicine",  # a feed's escaped ampersand
+        "Lupus science & medicine",
+        "Lupus Sci Med",
+        "Lupus sci. med.",
+    ],
+)
+def test_the_lupus_journals_are_recognised_however_a_source_writes_them(name: str) -> None:
+    from lupus_alerts.relevance import is_lupus_journal
+
+    assert is_lupus_journal(name)
+
+
+@pytest.mark.parametrize("name", ["Lupus Foundation News", "Arthritis & Rheumatology", "", None])
+def test_other_journals_are_not_lupus_journals(name: str | None) -> None:
+    from lupus_alerts.relevance import is_lupus_journal
+
+    assert not is_lupus_journal(name)
+
+
+def test_journal_names_fold_the_same_for_matching_and_for_relevance() -> None:
+    from lupus_alerts.text import normalize_journal
+
+    assert normalize_journal("The Lancet. Rheumatology (London)") == "lancet rheumatology"
+    assert normalize_journal("Lupus Science &amp; Medicine") == "lupus science medicine"
+    assert normalize_journal("Revue de l’Épidémiologie") == "revue l epidemiologie"

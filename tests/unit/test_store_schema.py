@@ -34,6 +34,28 @@ def test_counters_start_at_zero_and_hand_out_consecutive_numbers(engine: sa.Engi
         assert store.counter_value(conn, "announce") == 5
 
 
+def test_everything_up_to_now_is_the_counter_even_when_its_last_paper_is_gone(engine: sa.Engine) -> None:
+    # One function answers "the highest number handed out" for the ledger, new subscribers, the
+    # digest preview and the ingest's announced range (it was four copies; two read only the
+    # column, which stops short when the highest-numbered paper was merged into an older one).
+    now = store.utcnow()
+    with engine.begin() as conn:
+        list(store.next_numbers(conn, "announce", 42))
+        conn.execute(
+            sa.insert(store.papers).values(
+                title="t", title_key="k", record="{}", first_seen_at=now, updated_at=now, announce_no=40
+            )
+        )
+        assert store.high_water_marks(conn) == (42, 0)
+        # rows numbered without the counter (fixtures, imports): the column wins
+        conn.execute(
+            sa.insert(store.papers).values(
+                title="u", title_key="l", record="{}", first_seen_at=now, updated_at=now, announce_no=50
+            )
+        )
+        assert store.high_water_marks(conn) == (50, 0)
+
+
 def test_concurrent_transactions_never_share_a_number(store_url: str) -> None:
     eng = store.make_engine(store_url)
     got: list[int] = []
@@ -106,3 +128,24 @@ def test_records_survive_the_move_to_json_and_back(db_url: str) -> None:
             ).one()
         assert stored[0] == stored[1] == paper.to_dict(), revision
     eng.dispose()
+
+
+def test_one_transaction_helper_commits_its_own_and_joins_the_callers(engine: sa.Engine) -> None:
+    def count(conn: sa.Connection) -> int:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(store.counters)).scalar() or 0)
+
+    with engine.connect() as probe:
+        before = count(probe)
+    with store.transaction(engine) as c:  # an engine: its own transaction, committed
+        c.execute(sa.insert(store.counters).values(name="t1", value=0))
+    with engine.connect() as conn:
+        with store.transaction(conn) as c:  # a connection outside a transaction: begun and committed
+            c.execute(sa.insert(store.counters).values(name="t2", value=0))
+        assert not conn.in_transaction()
+        with conn.begin() as outer:  # inside the caller's transaction: joined, the caller decides
+            with store.transaction(conn) as c:
+                c.execute(sa.insert(store.counters).values(name="t3", value=0))
+            assert conn.in_transaction()
+            outer.rollback()
+    with engine.connect() as probe:
+        assert count(probe) == before + 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lupus_alerts import store
+from lupus_alerts import delivery, store
 from lupus_alerts import subscribers as subs
 
 
@@ -158,9 +158,9 @@ def test_new_subscriber_starts_at_the_current_announcement_unless_from_beginning
 def test_advance_cursors_never_moves_backwards(engine):
     s = subs.add(engine, email="c@example.org", from_beginning=True)
     with engine.begin() as c:
-        subs.advance_cursors(c, s.id, cursor=10, update_cursor=4)
+        delivery.advance_cursors(c, s.id, cursor=10, update_cursor=4, now=store.utcnow())
     with engine.begin() as c:
-        subs.advance_cursors(c, s.id, cursor=6, update_cursor=9)
+        delivery.advance_cursors(c, s.id, cursor=6, update_cursor=9, now=store.utcnow())
     s2 = subs.get(engine, s.id)
     assert (s2.cursor, s2.update_cursor) == (10, 9)
 

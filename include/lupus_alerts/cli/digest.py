@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lupus_alerts import digest, store
+from lupus_alerts import delivery, digest, store
 from lupus_alerts import subscribers as subs
 from lupus_alerts.cli import Groups
 from lupus_alerts.config import load_config
@@ -34,7 +34,7 @@ def _preview(args: argparse.Namespace) -> int:
         except subs.SubscriberNotFound as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        announce_to, update_to = digest.current_bounds(conn)
+        announce_to, update_to = store.high_water_marks(conn)
         link_maker = None
         from lupus_alerts import tokens
 
@@ -52,7 +52,7 @@ def _preview(args: argparse.Namespace) -> int:
             sub,
             announce_to=announce_to,
             update_to=update_to,
-            period=digest.period_for(sub, now.date()),
+            period=delivery.period_containing(sub, now.date()),
             now=now,
             link_maker=link_maker,
         )

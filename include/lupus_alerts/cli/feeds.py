@@ -97,29 +97,13 @@ def _poll(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    from lupus_alerts import store
-    from lupus_alerts.feeds import feed_health
+    from lupus_alerts import pipeline, store
 
     settings = load_config(args.config)
-    rows = {r["feed_id"]: r for r in feed_health(store.get_engine(settings.database_url))}
-    out = []
-    for f in settings.feeds:
-        r = rows.get(f.id)
-        if r is None:
-            out.append([f.id, "never polled", "", "", "", "", ""])
-            continue
-        out.append(
-            [
-                f.id,
-                "failing" if r["last_error"] else "ok",
-                _when(r["last_success_at"]),
-                str(r["last_status"] or ""),
-                str(r["items_last"] if r["items_last"] is not None else ""),
-                str(r["consecutive_failures"]),
-                _clip(r["last_error"] or r["last_warning"] or ""),
-            ]
-        )
-    print(_table(["feed", "status", "last success (UTC)", "http", "items", "fails", "error / warning"], out))
+    # the same rows the Airflow task and the operator page show (pipeline.feed_health)
+    print(
+        pipeline.format_health_table(pipeline.feed_health(store.get_engine(settings.database_url), settings))
+    )
     return 0
 
 
@@ -161,10 +145,6 @@ def _table(heads: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else ""
 
 
 def _clip(text: str, width: int = 160) -> str:
