@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 
 from lupus_alerts import store
 from lupus_alerts.subscribers import Subscriber, topic_labels, topic_name, topic_short_name
+from lupus_alerts.text import split_sentences
 
 if TYPE_CHECKING:
     import jinja2
@@ -223,30 +224,7 @@ def authors_text(authors: Sequence[Mapping[str, Any]], limit: int = 3) -> str:
     return ", ".join(names[:limit]) + ", et al."
 
 
-# A full stop ends a sentence unless it belongs to an abbreviation or a number ("e.g.", "vs.",
-# "et al.", "Fig. 2", "3.5"); the next sentence starts with a capital, digit or bracket.
-_ABBREV = re.compile(
-    r"(?:\b(?:e\.g|i\.e|et al|vs|approx|ca|cf|Fig|Figs|Dr|Drs|Prof|No|Nos|Ref|Vol|St|Jr|Sr|Inc|Ltd|Co|resp)"
-    r"|\b[A-Z])\.$"
-)
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 _WS = re.compile(r"\s+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split prose into sentences, keeping abbreviations and decimals inside their sentence."""
-    text = _WS.sub(" ", text).strip()
-    out: list[str] = []
-    start = 0
-    for m in _SENTENCE_END.finditer(text):
-        candidate = text[start : m.end()].strip()
-        if _ABBREV.search(candidate.rstrip("\"')]")):
-            continue
-        out.append(candidate)
-        start = m.end()
-    if start < len(text):
-        out.append(text[start:].strip())
-    return [s for s in out if s]
 
 
 def truncate_words(text: str, max_chars: int) -> str:

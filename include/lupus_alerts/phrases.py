@@ -87,8 +87,11 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def split_sentences(text: str) -> list[str]:
-    """Split running text into sentences, keeping abbreviations such as "St. Louis" whole."""
+def split_clauses(text: str) -> list[str]:
+    """Split running text into the units the classifier scopes its cues by: sentences, and
+    clauses after a semicolon ("no nephritis; renal biopsy showed ..." are two), keeping
+    abbreviations such as "St. Louis" whole. Not for showing prose: `text.split_sentences`
+    splits sentences only (a digest's snippet must not end at a semicolon)."""
     out: list[list[str]] = []
     tail = ""  # the end of the current sentence, enough to see an abbreviation
     for part in _SENT_END.split(text):
@@ -126,7 +129,7 @@ class Doc:
         sent_start: list[int] = []
         labels: list[str] = []
         for label, text in sections:
-            for sentence in split_sentences(text):
+            for sentence in split_clauses(text):
                 words = _TOKEN.findall(sentence)
                 if not words:
                     continue

@@ -53,3 +53,29 @@ def journals_compatible(a: Iterable[str | None], b: Iterable[str | None]) -> boo
 def _abbreviates(short: str, full: str) -> bool:
     sw, fw = short.split(), full.split()
     return len(sw) == len(fw) and all(f.startswith(s) for s, f in zip(sw, fw, strict=True))
+
+
+# A full stop ends a sentence unless it belongs to an abbreviation or a number ("e.g.", "vs.",
+# "et al.", "Fig. 2", "3.5"); the next sentence starts with a capital, digit or bracket.
+_ABBREV = re.compile(
+    r"(?:\b(?:e\.g|i\.e|et al|vs|approx|ca|cf|Fig|Figs|Dr|Drs|Prof|No|Nos|Ref|Vol|St|Jr|Sr|Inc|Ltd|Co|resp)"
+    r"|\b[A-Z])\.$"
+)
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+_WS = re.compile(r"\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split prose into sentences, keeping abbreviations and decimals inside their sentence."""
+    text = _WS.sub(" ", text).strip()
+    out: list[str] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        candidate = text[start : m.end()].strip()
+        if _ABBREV.search(candidate.rstrip("\"')]")):
+            continue
+        out.append(candidate)
+        start = m.end()
+    if start < len(text):
+        out.append(text[start:].strip())
+    return [s for s in out if s]

@@ -23,7 +23,7 @@ from lupus_alerts.classify import (
     load_taxonomy,
 )
 from lupus_alerts.models import AbstractSection, MeshHeading, MeshQualifier, Paper
-from lupus_alerts.phrases import Doc, PhraseSet, split_sentences
+from lupus_alerts.phrases import Doc, PhraseSet, split_clauses
 
 SEED = Path(__file__).parent.parent / "fixtures" / "classify" / "seed_papers.jsonl"
 
@@ -426,7 +426,7 @@ def test_phrase_matching_is_whole_word_case_and_prefix_aware() -> None:
 
 
 def test_sentences_do_not_break_after_abbreviations() -> None:
-    assert split_sentences("St. Louis encephalitis was found. Patients vs. controls differed. Next one.") == [
+    assert split_clauses("St. Louis encephalitis was found. Patients vs. controls differed. Next one.") == [
         "St. Louis encephalitis was found.",
         "Patients vs. controls differed.",
         "Next one.",

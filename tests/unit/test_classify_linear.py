@@ -18,7 +18,7 @@ import pytest
 from lupus_alerts import relevance
 from lupus_alerts.classify import Classifier
 from lupus_alerts.models import Paper
-from lupus_alerts.phrases import MAX_ABSTRACT_CHARS, MAX_TITLE_CHARS, split_sentences
+from lupus_alerts.phrases import MAX_ABSTRACT_CHARS, MAX_TITLE_CHARS, split_clauses
 
 # One sentence (a "St." does not end one): lupus mentions and cues of several labels, and
 # none of the words a sentence flag looks for, so a per-hit rescan would read it all each time.
@@ -100,9 +100,9 @@ def test_sentence_splitting_past_many_abbreviations_is_linear() -> None:
     # whole sentence at each merge), which line events do not see: two sizes are compared by
     # CPU time instead (a ratio, not a time limit; quadratic work gives about 4).
     small, large = "St. Louis " * 20_000, "St. Louis " * 40_000
-    ratio = cpu_seconds(lambda: split_sentences(large)) / cpu_seconds(lambda: split_sentences(small))
+    ratio = cpu_seconds(lambda: split_clauses(large)) / cpu_seconds(lambda: split_clauses(small))
     assert ratio < 3.0, ratio
-    assert split_sentences("St. Louis encephalitis. Next one.") == ["St. Louis encephalitis.", "Next one."]
+    assert split_clauses("St. Louis encephalitis. Next one.") == ["St. Louis encephalitis.", "Next one."]
 
 
 def test_relevance_on_a_megabyte_costs_no_more_than_on_the_capped_text() -> None:
