@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         + "\n".join(f"| {k} | {v} |" for k, v in rows)
         + "\n\nSynthetic Atypon-shaped RSS 2.0 feeds (`lupus_alerts.testing.feeds_replay.make_feed`)"
         " served by the local `ReplayServer`; SQLite store in a temporary directory; upserts through"
-        " `merge.upsert_papers`. Parsing and upserting are CPU-bound and the threads share the GIL:"
+        " `dedupe.upsert_papers`. Parsing and upserting are CPU-bound and the threads share the GIL:"
         " on an idle machine the wall time is about the CPU time; on a loaded one it stretches with"
         " the CPU the other work leaves over.\n"
     )

@@ -94,7 +94,7 @@ def _pubmed_paper(i: int) -> Any:
 
 
 def _fast_title_key(i: int, year: int) -> str:
-    # merge.title_key for _title(i), without its Unicode folding (the title is plain ASCII);
+    # dedupe.title_key for _title(i), without its Unicode folding (the title is plain ASCII);
     # _seed_rows checks the two agree.
     norm = f"syntheticbenchmarkpaper{i}outcomesoflupusnephritisincohort{i % 97}"
     return sha256(f"{norm}|{year}".encode()).hexdigest()
@@ -104,7 +104,7 @@ def _seed_rows(start: int, stop: int) -> tuple[list[tuple[Any, ...]], list[tuple
     """Rows for papers start..stop-1: a feed record each, stored as its own merged record."""
     import dataclasses
 
-    from lupus_alerts.merge import encode_paper, merge_records, title_key
+    from lupus_alerts.dedupe import encode_paper, merge_records, title_key
 
     template = _feed_paper(start)
     assert merge_records([template]) == template  # one source: merged == its record
@@ -315,7 +315,7 @@ def _cpu() -> float:
 
 
 def _timed(engine: Any, candidates: list[Any], day: int) -> tuple[Any, float, float]:
-    from lupus_alerts.merge import upsert_papers
+    from lupus_alerts.dedupe import upsert_papers
 
     t, cpu = time.perf_counter(), _cpu()
     stats = upsert_papers(engine, candidates, now=T0 + timedelta(days=day))

@@ -39,7 +39,7 @@ import urllib3
 from lxml import etree
 from sqlalchemy.engine import Engine
 
-from lupus_alerts import merge, relevance, store
+from lupus_alerts import dedupe, relevance, store
 from lupus_alerts.config import FeedConfig, Settings
 from lupus_alerts.doi import find_doi, normalize_doi
 from lupus_alerts.feed_entities import EntityRefused, expand_internal_entities
@@ -939,7 +939,7 @@ def poll_feed(
     )
     with _writer_lock(engine):
         if parsed is not None and parsed.papers:
-            stats = merge.upsert_papers(engine, parsed.papers, now=now)
+            stats = dedupe.upsert_papers(engine, parsed.papers, now=now)
             outcome.new, outcome.updated = int(stats.new), int(stats.updated)
         _save_state(engine, feed, outcome, state, now)
     return outcome

@@ -814,10 +814,10 @@ def ingest_window(
     "deleted", "problems", "problem_count", "new", "updated", "unchanged", "merged",
     "notices_new", "requests", "calls", "batches", "expected" (records the window held),
     "unstored" (of those, not stored), "watermark" (the stored watermark, ISO, or None when it
-    was not advanced)} (the upsert counts are `merge.UpsertStats`').
+    was not advanced)} (the upsert counts are `dedupe.UpsertStats`').
     """
+    from lupus_alerts.dedupe import upsert_papers
     from lupus_alerts.eutils import EutilsClient, count_records
-    from lupus_alerts.merge import upsert_papers
     from lupus_alerts.store import utcnow
 
     overlap = settings.pubmed.overlap_days if overlap_days is None else overlap_days

@@ -62,7 +62,7 @@ papers = sa.Table(
     sa.Column("journal", sa.String(512)),
     sa.Column("pub_date", sa.Date),
     sa.Column("record", RecordJson, nullable=False),  # the merged Paper (paper schema)
-    # hash of the record's content (merge.encode_paper): "unchanged" without decoding the JSON
+    # hash of the record's content (dedupe.encode_paper): "unchanged" without decoding the JSON
     sa.Column("record_hash", sa.String(64)),
     sa.Column("is_lupus", sa.Boolean),  # None until classified
     sa.Column("relevance_score", sa.Float),
@@ -82,7 +82,7 @@ papers = sa.Table(
 # WHERE term appears verbatim in the query.
 _pending = papers.c.needs_classification.is_(True)
 # Title keys of the papers stored without a DOI (a small share of them): the only papers a
-# record that carries a DOI but found none by it can be (merge._link_by_title). Spelt as the
+# record that carries a DOI but found none by it can be (dedupe.match._link_by_title). Spelt as the
 # query spells it, for SQLite's planner.
 DOI_LESS = papers.c.doi.is_(None)
 sa.Index("ix_papers_title_key_doi_less", papers.c.title_key, sqlite_where=DOI_LESS, postgresql_where=DOI_LESS)

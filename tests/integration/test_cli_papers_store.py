@@ -11,7 +11,7 @@ import pytest
 from lupus_alerts import store
 from lupus_alerts.announce import classify_and_announce
 from lupus_alerts.cli import main
-from lupus_alerts.merge import upsert_papers
+from lupus_alerts.dedupe import upsert_papers
 from lupus_alerts.models import Classification, Notice, Paper, TopicLabel
 
 T0 = datetime(2026, 11, 2, 6, 0)

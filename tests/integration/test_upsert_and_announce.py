@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from lupus_alerts import store
 from lupus_alerts.announce import classify_and_announce
-from lupus_alerts.merge import upsert_papers
+from lupus_alerts.dedupe import upsert_papers
 from lupus_alerts.models import Classification, MeshHeading, Notice, Paper, TopicLabel
 
 T0 = datetime(2026, 11, 2, 6, 0)
@@ -485,7 +485,7 @@ def test_title_matching_in_both_directions_and_the_doi_less_index(engine: sa.Eng
     assert (stats.new, stats.updated) == (0, 1)
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
-            from lupus_alerts.merge import _SQLITE_DOI_LESS_TITLES
+            from lupus_alerts.dedupe.match import _SQLITE_DOI_LESS_TITLES
 
             explained = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + _SQLITE_DOI_LESS_TITLES, ("[]",))
             plan = " ".join(str(r[-1]) for r in explained)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lupus_alerts import merge, store
-from lupus_alerts.merge import MergeError, upsert_papers
+from lupus_alerts import store
+from lupus_alerts.dedupe import MergeError, codec, upsert, upsert_papers
 from lupus_alerts.models import Paper
 
 T0 = datetime(2026, 11, 2, 6, 0)
@@ -162,14 +162,14 @@ def test_a_worker_that_dies_is_a_merge_error_and_a_rerun_finishes_the_job(
     store.upgrade(pg_url)
     engine = store.make_engine(pg_url)
     items = _feed_items(400)
-    encode = merge._encode_batch
+    encode = codec._encode_batch
 
-    def dies_on_the_third_batch(batch: list[Paper]) -> merge._Encoded:
+    def dies_on_the_third_batch(batch: list[Paper]) -> codec._Encoded:
         if batch[0].source_key.endswith("/item/200"):
             os._exit(9)  # as if killed: no exception, no cleanup
         return encode(batch)
 
-    monkeypatch.setattr(merge, "_encode_batch", dies_on_the_third_batch)  # the workers fork with it
+    monkeypatch.setattr(upsert, "_encode_batch", dies_on_the_third_batch)  # the workers fork with it
     with pytest.raises(MergeError, match="worker process died"):
         upsert_papers(engine, items, now=T0, batch_size=100)
     monkeypatch.undo()

@@ -15,7 +15,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 
 from lupus_alerts import store
-from lupus_alerts.merge import UpsertStats, upsert_papers
+from lupus_alerts.dedupe import UpsertStats, upsert_papers
 from lupus_alerts.models import Paper
 
 T0 = datetime(2026, 11, 2, 6, 0)

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from lupus_alerts import store
+from lupus_alerts.dedupe import upsert_papers
 from lupus_alerts.feeds import parse_feed_bytes
-from lupus_alerts.merge import upsert_papers
 from lupus_alerts.pubmed import parse_pubmed_bytes
 
 SEEN_AT = datetime(2026, 11, 27, 6, 0)

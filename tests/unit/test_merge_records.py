@@ -12,7 +12,7 @@ from datetime import date, datetime
 
 import pytest
 
-from lupus_alerts.merge import merge_records, title_key
+from lupus_alerts.dedupe import merge_records, title_key
 from lupus_alerts.models import AbstractSection, Author, Classification, MeshHeading, Notice, Paper
 from lupus_alerts.text import journals_compatible, normalize_title
 
@@ -181,7 +181,7 @@ def _assert_stored_as_the_paper_schema(papers: list[Paper]) -> None:
     """Each paper's stored text is its to_dict() and decodes back to the same paper."""
     import json
 
-    from lupus_alerts.merge import decode_paper, encode_paper
+    from lupus_alerts.dedupe import decode_paper, encode_paper
 
     for p in papers:
         text, _ = encode_paper(p)
@@ -221,7 +221,7 @@ def test_stored_text_is_exactly_to_dict_with_every_nested_kind() -> None:
 def test_the_upsert_shortcut_for_single_records_agrees_with_merge_records(
     paper: Paper, shortcut: bool
 ) -> None:
-    from lupus_alerts.merge import _merges_to_itself
+    from lupus_alerts.dedupe.records import _merges_to_itself
 
     assert _merges_to_itself(paper) is shortcut
     if shortcut:
@@ -233,7 +233,7 @@ def test_the_upsert_shortcut_for_single_records_agrees_with_merge_records(
 def test_encode_paper_stores_the_whole_record_and_hashes_only_what_counts_as_a_change() -> None:
     import json
 
-    from lupus_alerts.merge import decode_paper, encode_paper
+    from lupus_alerts.dedupe import decode_paper, encode_paper
 
     pm = _pubmed(authors=[Author(last_name="Müller", fore_name="Jörg")], fetched_at=datetime(2026, 11, 2, 6))
     text, digest = encode_paper(pm)
@@ -257,7 +257,7 @@ def test_encode_paper_stores_the_whole_record_and_hashes_only_what_counts_as_a_c
 def test_decode_paper_reads_records_written_by_hand_or_by_older_versions() -> None:
     import json
 
-    from lupus_alerts.merge import decode_paper
+    from lupus_alerts.dedupe import decode_paper
 
     pm = _pubmed(fetched_at=datetime(2026, 11, 2, 6, 30, 5, 120))
     loose = pm.to_dict()
@@ -302,7 +302,7 @@ def test_stored_text_is_the_paper_schema_for_every_fixture_record() -> None:
 def test_a_batch_reaches_an_upsert_worker_exactly_as_it_was_given() -> None:
     import pickle
 
-    from lupus_alerts.merge import _BATCH_DECODER, _batch_payload
+    from lupus_alerts.dedupe._parallel import _BATCH_DECODER, _batch_payload
 
     papers = _fixture_papers()
     payload = _batch_payload(papers)
@@ -317,7 +317,7 @@ def test_a_batch_reaches_an_upsert_worker_exactly_as_it_was_given() -> None:
 def test_encode_paper_stores_a_lone_surrogate_as_the_replacement_character() -> None:
     import json
 
-    from lupus_alerts.merge import encode_paper
+    from lupus_alerts.dedupe import encode_paper
 
     # what json.loads makes of a hand-written "\ud800": a str that UTF-8 cannot hold
     broken = _feed(title=json.loads('"Lupus nephritis \\ud800 outcomes in a registry"'))

@@ -96,7 +96,7 @@ def test_rolled_back_transaction_releases_nothing(engine: sa.Engine) -> None:
 def test_records_survive_the_move_to_json_and_back(db_url: str) -> None:
     from datetime import date
 
-    from lupus_alerts.merge import upsert_papers
+    from lupus_alerts.dedupe import upsert_papers
     from lupus_alerts.models import Paper
 
     paper = Paper(

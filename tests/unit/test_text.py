@@ -15,7 +15,8 @@ REAL = (
 
 def test_prose_sentences_do_not_end_at_a_semicolon_or_an_abbreviation() -> None:
     assert split_sentences(REAL) == [
-        "Hyposmia was more frequent in SLE (odds ratio = 1.42, 95% confidence interval 1.02-1.98; P = 0.038).",
+        "Hyposmia was more frequent in SLE (odds ratio = 1.42, 95% confidence interval 1.02-1.98; "
+        "P = 0.038).",
         "Smell scores did not differ by sex.",
     ]
     assert split_sentences("Patients vs. controls differed, e.g. in C3. Fig. 2 shows it.") == [

@@ -182,7 +182,7 @@ def _print_detail(d: dict[str, Any]) -> None:
 
 
 def _store(args: argparse.Namespace) -> int:
-    from lupus_alerts.merge import upsert_papers
+    from lupus_alerts.dedupe import upsert_papers
     from lupus_alerts.models import Paper
 
     try:

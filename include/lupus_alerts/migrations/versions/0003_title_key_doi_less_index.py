@@ -5,7 +5,7 @@ Revises: 0002
 Create Date: 2026-11-27 15:05:00
 
 A record that carries a DOI but matched no paper by it can only be a paper stored without a
-DOI, so the upsert looks its title keys up among those alone (merge._link_by_title): a small
+DOI, so the upsert looks its title keys up among those alone (dedupe.match._link_by_title): a small
 index instead of probes into the one over every paper.
 """
 
