@@ -30,7 +30,7 @@ from lupus_alerts.dedupe.match import (
     _UnionFind,
     _untouched_papers,
 )
-from lupus_alerts.dedupe.plan import _Batch, _plan_group, _StoredSource, _Writes
+from lupus_alerts.dedupe.plan import _Batch, _plan_group, _Planning, _StoredSource, _Writes
 from lupus_alerts.dedupe.stats import MergeError, UpsertStats, _Retry
 from lupus_alerts.doi import normalize_doi
 from lupus_alerts.models import Paper
@@ -213,8 +213,9 @@ def _upsert_batch(conn: Connection, enc: _Encoded, now: datetime) -> UpsertStats
     batch = _Batch(recs, texts, hashes, src_rows, same)
     stats = UpsertStats()
     w = _Writes()
+    ctx = _Planning(conn, batch, papers_by_id, sources_by_paper, now, w, stats)
     for rec_idx, pids in groups.values():
-        _plan_group(conn, batch, sorted(rec_idx), sorted(pids), papers_by_id, sources_by_paper, now, w, stats)
+        _plan_group(ctx, sorted(rec_idx), sorted(pids))
 
     _apply(conn, w, now, stats)
     return stats
