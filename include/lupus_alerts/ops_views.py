@@ -356,9 +356,14 @@ def digest_run_view(engine: Engine, run_id: str, day: date, *, row_limit: int = 
             .limit(row_limit)
         ).all()
         attention = conn.execute(
-            sa.select(*cols).where(d.c.state == "unconfirmed").order_by(d.c.period, d.c.subscriber_id).limit(row_limit)
+            sa.select(*cols)
+            .where(d.c.state == "unconfirmed")
+            .order_by(d.c.period, d.c.subscriber_id)
+            .limit(row_limit)
         ).all()
-    ledger = sorted((_ledger_row(r) for r in rows), key=lambda r: (OUTCOMES.index(r.outcome), r.subscriber_id))
+    ledger = sorted(
+        (_ledger_row(r) for r in rows), key=lambda r: (OUTCOMES.index(r.outcome), r.subscriber_id)
+    )
     return DigestRunView(
         run_id=run_id,
         day=day,
@@ -421,7 +426,9 @@ def new_papers_per_topic(engine: Engine, days: Sequence[date]) -> list[tuple[str
             )
         ]
         untopiced = conn.execute(
-            sa.select(sa.func.count()).select_from(p).where(in_days, ~sa.exists().where(t.c.paper_id == p.c.id))
+            sa.select(sa.func.count())
+            .select_from(p)
+            .where(in_days, ~sa.exists().where(t.c.paper_id == p.c.id))
         ).scalar_one()
     if untopiced:
         rows.append(("", int(untopiced)))
@@ -574,7 +581,9 @@ def source_name(source: str, feed_names: Mapping[str, str]) -> str:
     return source
 
 
-def papers_chart(days: Sequence[date], per_source: Mapping[str, Mapping[date, int]], feed_names: Mapping[str, str]) -> str:
+def papers_chart(
+    days: Sequence[date], per_source: Mapping[str, Mapping[date, int]], feed_names: Mapping[str, str]
+) -> str:
     """Stacked bars: records first seen per day, one colour per source (the largest sources;
     the rest summed as "other sources")."""
     totals = sorted(per_source, key=lambda s: (s != "pubmed", -sum(per_source[s].values()), s))
@@ -609,7 +618,9 @@ def digests_chart(days: Sequence[date], digests: Mapping[str, Mapping[date, int]
         for k in ("sent", "failed", "bounced")
     ]
     return svg_charts.stacked_bars(
-        _labels(days), series, title=f"Digests sent, failed and bounced per day (last {len(days)} days)",
+        _labels(days),
+        series,
+        title=f"Digests sent, failed and bounced per day (last {len(days)} days)",
         empty_message="No digests sent or failed in this period.",
     )
 
@@ -632,7 +643,9 @@ def freshness_chart(feeds: Sequence[FeedFreshness]) -> str:
         # A feed that never succeeded gets a full-length bar: it is as stale as can be shown.
         hours = f.hours_since_success if f.hours_since_success is not None else max(longest, 1.0)
         rows.append((f.name, round(hours, 2)))
-        colours.append("#D55E00" if f.status == "failing" else ("#999999" if f.last_success_at is None else "#009E73"))
+        colours.append(
+            "#D55E00" if f.status == "failing" else ("#999999" if f.last_success_at is None else "#009E73")
+        )
         http = f"HTTP {f.http_status}" if f.http_status else "no response"
         labels.append(f"{_age(f.hours_since_success)} · {http}")
     return svg_charts.horizontal_bars(
@@ -689,7 +702,9 @@ def render_digest_run(view: DigestRunView, *, dag_id: str, base: str = "") -> st
     return render("digest_run.html.j2", base, view=view, dag_id=dag_id)
 
 
-def render_dashboard(view: DashboardView, *, topic_names: Mapping[str, str] | None = None, base: str = "") -> str:
+def render_dashboard(
+    view: DashboardView, *, topic_names: Mapping[str, str] | None = None, base: str = ""
+) -> str:
     charts = {k: _svg(v) for k, v in view.charts.items()}
     return render("dashboard.html.j2", base, view=view, charts=charts, topic_names=topic_names or {})
 
@@ -723,7 +738,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def run_kind(dag_id: str) -> str | None:
-    """"ingest", "digest", or None for a DAG that is not this project's."""
+    """ "ingest", "digest", or None for a DAG that is not this project's."""
     return {INGEST_DAG_ID: "ingest", DIGEST_DAG_ID: "digest"}.get(dag_id)
 
 

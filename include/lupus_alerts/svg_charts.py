@@ -82,7 +82,9 @@ def _empty(width: float, title: str, message: str) -> str:
     return "".join(parts)
 
 
-def _legend(series: Sequence[Series], colours: Sequence[str], width: float, y: float) -> tuple[list[str], float]:
+def _legend(
+    series: Sequence[Series], colours: Sequence[str], width: float, y: float
+) -> tuple[list[str], float]:
     """Legend swatches laid out in rows from `y`; returns the elements and the height used."""
     parts: list[str] = []
     x, row = 0.0, 0
@@ -164,7 +166,8 @@ def stacked_bars(
                 f'font-size="10" fill="#444" text-anchor="middle">{_e(cat)}</text>'
             )
     parts.append(
-        f'<line x1="{_num(left)}" x2="{_num(width - right)}" y1="{_num(base)}" y2="{_num(base)}" stroke="#888"/>'
+        f'<line x1="{_num(left)}" x2="{_num(width - right)}" y1="{_num(base)}" y2="{_num(base)}" '
+        'stroke="#888"/>'
     )
     parts.append("</svg>")
     return "".join(parts)

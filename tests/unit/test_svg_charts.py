@@ -57,7 +57,7 @@ def test_horizontal_bars_are_proportional_and_carry_value_labels() -> None:
     assert values == ["ten", "five", "zero"]
 
 
-HOSTILE = '<script>alert("x")</script> & \'quotes\' \x00\x1b'
+HOSTILE = "<script>alert(\"x\")</script> & 'quotes' \x00\x1b"
 
 
 def test_every_label_is_escaped_so_hostile_names_stay_text() -> None:
