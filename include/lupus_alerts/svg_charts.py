@@ -46,15 +46,23 @@ def _num(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".")
 
 
-def nice_max(value: float) -> float:
-    """The smallest 1, 2, 2.5 or 5 × 10^k at or above `value` (1 for nothing): the axis's top."""
+def axis(value: float, *, ticks: int = 4) -> tuple[float, float]:
+    """(top, step) of a zero-based axis for values up to `value`: the step a 1, 2 or 5 × 10^k
+    (whole numbers when `value` is, as counts are) giving at most `ticks` steps, the top the
+    first multiple of it at or above `value` (1 for nothing)."""
     if value <= 0 or not math.isfinite(value):
-        return 1.0
-    exp = 10 ** math.floor(math.log10(value))
-    for m in (1, 2, 2.5, 5, 10):
-        if m * exp >= value - 1e-9:
-            return m * exp
-    return 10 * exp  # pragma: no cover - the loop always returns
+        return 1.0, 1.0
+    raw = value / ticks
+    exp = 10 ** math.floor(math.log10(raw))
+    step = next(m * exp for m in (1, 2, 5, 10) if m * exp >= raw - 1e-12)
+    if float(value).is_integer():
+        step = max(step, 1.0)
+    return step * math.ceil(value / step - 1e-9), step
+
+
+def nice_max(value: float) -> float:
+    """The top of the axis `axis` draws for values up to `value`."""
+    return axis(value)[0]
 
 
 def _fmt(v: float) -> str:
@@ -107,7 +115,7 @@ def stacked_bars(
     series: Sequence[Series],
     *,
     title: str,
-    width: float = 720,
+    width: float = 900,
     plot_height: float = 160,
     label_every: int | None = None,
     empty_message: str = "No data in this period.",
@@ -131,13 +139,13 @@ def stacked_bars(
     plot_w = width - left - right
     bottom_labels = 28
     height = top + plot_height + bottom_labels
-    y_max = nice_max(max(totals))
+    y_max, step = axis(max(totals))
     parts = _open(width, height, title, f"{len(categories)} categories, {len(series)} series")
     parts += legend
     base = top + plot_height
-    for k in range(5):  # gridlines and y labels at 0, 1/4 ... of the nice maximum
-        v = y_max * k / 4
-        y = base - plot_height * k / 4
+    for k in range(round(y_max / step) + 1):  # gridlines and y labels at each step
+        v = step * k
+        y = base - plot_height * v / y_max
         parts.append(
             f'<line x1="{_num(left)}" x2="{_num(width - right)}" y1="{_num(y)}" y2="{_num(y)}" '
             f'stroke="#e3e3e3"/><text class="tick" x="{_num(left - 4)}" y="{_num(y + 4)}" '
@@ -177,7 +185,7 @@ def horizontal_bars(
     rows: Sequence[tuple[str, float]],
     *,
     title: str,
-    width: float = 720,
+    width: float = 900,
     colours: Sequence[str] | None = None,
     value_labels: Sequence[str] | None = None,
     empty_message: str = "No data in this period.",

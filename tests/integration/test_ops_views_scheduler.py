@@ -118,6 +118,8 @@ def test_run_tab_and_dashboard_under_a_real_scheduler(standalone, tmp_path: Path
         browser.get(api.base + "/api/v2/version")  # the origin, to set the UI's login cookie on
         browser.add_cookie("_token", token)
         for name, (path, needle) in shots.items():
+            # The dashboard is long: tall enough to show the feed freshness chart as well.
+            browser.set_size(1440, 2000 if "dashboard" in name else 1200)
             browser.get(api.base + path)
             browser.wait_for_iframe_text(needle)
             png = tmp_path / name

@@ -75,6 +75,9 @@ class Browser:
     def get(self, url: str) -> None:
         self._s("POST", "/url", {"url": url})
 
+    def set_size(self, width: int, height: int) -> None:
+        self._s("POST", "/window/rect", {"width": width, "height": height})
+
     def add_cookie(self, name: str, value: str) -> None:
         self._s("POST", "/cookie", {"cookie": {"name": name, "value": value, "path": "/"}})
 

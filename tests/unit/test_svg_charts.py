@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from lupus_alerts import svg_charts
-from lupus_alerts.svg_charts import Series, horizontal_bars, nice_max, stacked_bars
+from lupus_alerts.svg_charts import Series, axis, horizontal_bars, nice_max, stacked_bars
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -34,8 +34,8 @@ def test_bar_heights_are_proportional_to_the_values_on_a_zero_based_axis() -> No
     root = parse(stacked_bars(["a", "b", "c"], [Series("s", [2, 4, 7])], title="t", plot_height=200))
     h = {b.get("data-category"): float(b.get("height")) for b in bars(root)}
     assert h["b"] == pytest.approx(2 * h["a"]) and h["c"] == pytest.approx(3.5 * h["a"])
-    # 7 is drawn against an axis topped at the nice maximum 10: 7/10 of the plot's height.
-    assert h["c"] == pytest.approx(200 * 7 / 10)
+    # 7 is drawn against an axis topped at 8 (steps of 2): 7/8 of the plot's height.
+    assert h["c"] == pytest.approx(200 * 7 / 8)
 
 
 def test_stacked_segments_sit_on_each_other() -> None:
@@ -99,10 +99,29 @@ def test_mismatched_or_negative_series_are_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "top"), [(0, 1), (1, 1), (3, 5), (7, 10), (10, 10), (11, 20), (23, 25), (0.3, 0.5), (180, 200)]
+    ("value", "top", "step"),
+    [
+        (0, 1, 1),
+        (1, 1, 1),
+        (3, 3, 1),
+        (4, 4, 1),
+        (7, 8, 2),
+        (10, 10, 5),
+        (23, 30, 10),
+        (242, 300, 100),
+        (0.3, 0.3, 0.1),
+        (180, 200, 50),
+    ],
 )
-def test_the_axis_top_is_the_next_round_number(value: float, top: float) -> None:
+def test_the_axis_is_whole_steps_of_a_round_number(value: float, top: float, step: float) -> None:
+    assert axis(value) == pytest.approx((top, step))
     assert nice_max(value) == pytest.approx(top)
+
+
+def test_tick_labels_are_the_steps_of_the_axis() -> None:
+    root = parse(stacked_bars(["a"], [Series("s", [242])], title="t"))
+    ticks = [t.text for t in root.iter(f"{NS}text") if t.get("class") == "tick"]
+    assert ticks == ["0", "100", "200", "300"]
 
 
 def test_the_charts_load_nothing_from_elsewhere() -> None:
