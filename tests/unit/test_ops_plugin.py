@@ -90,5 +90,5 @@ def test_plugin_mounts_the_app_and_links_it_in_the_ui(plugin) -> None:  # type: 
     (mount,) = p.fastapi_apps
     assert mount["app"] is plugin.app and mount["url_prefix"] == "/lupus-ops"
     assert not mount["url_prefix"].startswith(("/api/v2", "/ui", "/execution", "/auth"))
-    (view,) = p.external_views
-    assert view["href"] == "/lupus-ops/" and view["url_route"] and view["destination"] == "nav"
+    (view,) = [v for v in p.external_views if v["url_route"] == "lupus-feed-health"]
+    assert view["href"] == "/lupus-ops/" and view["destination"] == "nav"
