@@ -326,6 +326,22 @@ def test_550_is_permanent_counted_and_bounces_after_the_limit(engine, settings, 
     assert gone.id not in plan3.due
 
 
+def test_the_ledger_stamps_sent_at_on_a_sent_digest_only(engine, settings, sink) -> None:
+    sub(engine, email="gone@example.org")
+    sub(engine, email="fine@example.org")
+    sink.handler.rcpt_codes["gone@example.org"] = [550]
+    add_papers(engine, [["nephrology"]])
+    with smtp(sink) as t:
+        run(engine, settings, t)
+    rows = {r.subscriber_id: r for r in ledger(engine)}
+    by_email = {s.email: s.id for s in subscribers.list_subscribers(engine)}
+    sent, failed = rows[by_email["fine@example.org"]], rows[by_email["gone@example.org"]]
+    assert (sent.state, sent.sent_at, sent.updated_at) == ("sent", NOW, NOW)
+    assert failed.state == "failed_permanent" and failed.sent_at is None and failed.updated_at == NOW
+    # the bounce is counted on the subscriber, and stamped
+    assert subscribers.get(engine, by_email["gone@example.org"]).permanent_failures == 1
+
+
 def test_invalid_address_fails_permanently_without_smtp(engine, settings, sink) -> None:
     sub(engine, email="fine@example.org")
     with engine.begin() as c:  # bypasses subscribers' validation, as an old import might have
@@ -385,11 +401,13 @@ def test_subscriber_who_unsubscribes_during_the_run_is_not_sent_to(engine, setti
     from lupus_alerts import digest
 
     s = sub(engine, email="ana@example.org")
+    sub(engine, email="bo@example.org")  # still active: the claim must look at Ana's own status
     add_papers(engine, [["nephrology"]])
 
     def build_then_unsubscribe(*args, **kw):  # type: ignore[no-untyped-def]
         d = digest.build_digest(*args, **kw)
-        subscribers.set_status(engine, s.id, "unsubscribed")  # the one-click POST lands now
+        if args[2].id == s.id:
+            subscribers.set_status(engine, s.id, "unsubscribed")  # the one-click POST lands now
         return d
 
     plan = delivery.plan_period(engine, settings, day=DAY, now=NOW)
@@ -403,7 +421,8 @@ def test_subscriber_who_unsubscribes_during_the_run_is_not_sent_to(engine, setti
             transport=t,
             build=build_then_unsubscribe,
         )
-    assert stats.cancelled == 1 and stats.sent == 0 and sink.handler.messages == []
+    assert stats.cancelled == 1 and stats.sent == 1
+    assert [m.rcpt_tos for m in sink.handler.messages] == [["bo@example.org"]]
 
 
 def test_batch_loaded_subscribers_equal_subscribers_get(engine) -> None:
