@@ -86,7 +86,9 @@ TARGETS = {
     # Announcement numbering: the numbering step and the counter it draws from.
     "announce": Target("announce", ("_number",), ("tests/integration/test_upsert_and_announce.py",)),
     "store": Target(
-        "store", ("next_numbers", "counter_value"), ("tests/integration/test_upsert_and_announce.py",)
+        "store",
+        ("next_numbers", "counter_value", "high_water_marks"),
+        ("tests/integration/test_upsert_and_announce.py", "tests/unit/test_store_schema.py"),
     ),
 }
 

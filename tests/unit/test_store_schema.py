@@ -56,6 +56,17 @@ def test_everything_up_to_now_is_the_counter_even_when_its_last_paper_is_gone(en
         assert store.high_water_marks(conn) == (50, 0)
 
 
+def test_a_counter_is_its_own_and_a_new_one_starts_at_one(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        list(store.next_numbers(conn, "announce", 4))
+        assert store.counter_value(conn, "update") == 0  # another counter did not move
+        assert list(store.next_numbers(conn, "a-new-counter", 3)) == [1, 2, 3]
+        assert list(store.next_numbers(conn, "a-new-counter", 2)) == [4, 5]
+        assert store.counter_value(conn, "a-new-counter") == 5
+        assert store.counter_value(conn, "announce") == 4
+        assert store.counter_value(conn, "never-used") == 0
+
+
 def test_concurrent_transactions_never_share_a_number(store_url: str) -> None:
     eng = store.make_engine(store_url)
     got: list[int] = []
