@@ -271,6 +271,72 @@ def test_outbox_crash_before_writing_is_sent_on_rerun(engine, settings, tmp_path
     assert (tmp_path / "outbox" / "index.html").exists()
 
 
+def test_crash_recovery_settles_each_row_on_its_own_and_says_what_it_did(engine, settings, tmp_path) -> None:
+    # Two rows left `sending` by a dead sender: the outbox proves one went out, the other not.
+    ana, bo = sub(engine, email="ana@example.org"), sub(engine, email="bo@example.org")
+    cy = sub(engine, email="cy@example.org")  # being sent right now by another, live sender
+    add_papers(engine, [["nephrology"]])
+    delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    rows = {r.subscriber_id: r for r in ledger(engine)}
+    assert delivery._claim(engine, rows[cy.id], NOW)
+    outbox = mailer.OutboxTransport(tmp_path / "outbox")
+
+    class CrashAfterWrite:
+        def was_sent(self, mid: str) -> bool:
+            return outbox.was_sent(mid)
+
+        def send(self, msg: EmailMessage) -> mailer.SendResult:
+            outbox.send(msg)
+            raise Crash
+
+    with pytest.raises(Crash):  # Ana's digest is written, then the process dies
+        delivery.send_due(
+            engine, settings, day=DAY, subscriber_ids=[ana.id], now=NOW, transport=CrashAfterWrite()
+        )
+    assert delivery._claim(engine, rows[bo.id], NOW)  # Bo's row claimed, then the process dies
+    stats = delivery.send_due(
+        engine, settings, day=DAY, subscriber_ids=[ana.id, bo.id], now=NOW, transport=outbox
+    )
+    assert (stats.recovered, stats.sent, stats.unconfirmed) == (1, 2, 0)
+    after = {r.subscriber_id: r for r in ledger(engine)}
+    assert after[ana.id].state == "sent" and after[ana.id].last_error == "confirmed after a crash"
+    assert after[bo.id].state == "sent" and outbox.written == 2
+    assert after[cy.id].state == "sending"  # settling Bo's row touched no other row
+    # the confirmed digest moved Ana's cursor: its papers are not sent again
+    assert subscribers.get(engine, ana.id).cursor == after[ana.id].announce_to
+
+
+def test_an_unconfirmed_row_tells_the_operator_what_happened(engine, settings, sink) -> None:
+    s = sub(engine, email="ana@example.org")
+    other = sub(engine, email="bo@example.org")
+    add_papers(engine, [["nephrology"]])
+    with smtp(sink) as t, pytest.raises(Crash):
+        delivery.send_due(
+            engine,
+            settings,
+            day=DAY,
+            subscriber_ids=delivery.plan_period(engine, settings, day=DAY, now=NOW).due[:1],
+            now=NOW,
+            transport=CrashAfterSend(t),
+        )
+    with smtp(sink) as t:
+        stats = run(engine, settings, t)
+    assert (stats.sent, stats.unconfirmed) == (1, 1)
+    (err,) = stats.errors
+    crashed = s.id if err["subscriber_id"] == s.id else other.id
+    assert err == {
+        "subscriber_id": crashed,
+        "email": None,
+        "code": None,
+        "reason": "interrupted mid-send; not resent (requeue after checking the mail log)",
+        "state": "unconfirmed",
+    }
+    (row,) = [r for r in ledger(engine) if r.subscriber_id == crashed]
+    assert row.last_error == (
+        "found in `sending` after a crash; the mail server may have accepted it (not resent)"
+    )
+
+
 # --- SMTP outcomes --------------------------------------------------------------------------
 
 
