@@ -150,7 +150,8 @@ def test_the_pipeline_runs_on_two_celery_workers_and_each_digest_goes_out_once(w
     # Every task ran on one of the two Celery workers, and both took a share.
     assert set(hosts) == set(c.worker_names), hosts
     failed = sorted(ti["rendered_map_index"] for ti in tis if ti["state"] == "failed")
-    assert failed == [demo.MOVED_FEED[1]]  # the journal whose feed moved; everything else green
+    # the journal whose feed moved, labelled with its outcome; everything else green
+    assert failed == [f"{demo.MOVED_FEED[1]} · HTTP 404"]
     assert all(ti["state"] == "success" for ti in tis if ti["task_id"] != "poll_feed")
 
     # Every due subscriber's digest: exactly once at the SMTP server, and `sent` in the ledger.
