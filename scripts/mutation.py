@@ -36,9 +36,14 @@ STAGE = REPO / ".mutation"
 class Target:
     """A module and the functions of it whose guarantees the tests must defend."""
 
-    module: str  # file under lupus_alerts/, without ".py"
+    module: str  # dotted, under lupus_alerts ("delivery.ledger" is delivery/ledger.py)
     functions: tuple[str, ...]  # names of top-level functions; ("*",) for all of them
     tests: tuple[str, ...]  # test files that exercise them (the stats run is limited to these)
+
+    @property
+    def path(self) -> str:
+        """The module's file in the staging copy."""
+        return f"src/lupus_alerts/{self.module.replace('.', '/')}.py"
 
     def patterns(self) -> list[str]:
         # mutmut names a mutant "<module>.x_<function>__mutmut_<n>", or for a method
@@ -70,7 +75,7 @@ TARGETS = {
     ),
     # The ledger's claim, finish and cursor steps (docs/delivery.md).
     "delivery": Target(
-        "delivery",
+        "delivery.ledger",
         (
             "_claim",
             "_claim_stmt",
@@ -127,7 +132,7 @@ def _stage(targets: list[Target]) -> None:
         "[tool.mutmut]",
         'source_paths = ["src"]',
         f"also_copy = {json.dumps(list(ALSO_COPY))}",
-        f"only_mutate = {json.dumps([f'src/lupus_alerts/{t.module}.py' for t in targets])}",
+        f"only_mutate = {json.dumps([t.path for t in targets])}",
         # Airflow-starting tests run the installed package in subprocesses: nothing to kill there.
         f"pytest_add_cli_args_test_selection = {json.dumps([*tests, '-m', 'not airflow'])}",
         'pytest_add_cli_args = ["-p", "no:randomly", "-q"]',
@@ -142,15 +147,15 @@ def _stage(targets: list[Target]) -> None:
 
 # mutmut runs each mutant in a process forked from one that already ran the code once: a
 # statement built then and kept for reuse would be the unmutated one. The ledger keeps its
-# statements in `delivery._STATEMENTS`; emptying it before each test rebuilds them from the
+# statements in `delivery.ledger._STATEMENTS`; emptying it before each test rebuilds them from the
 # mutated builders.
 FRESH_STATEMENTS = """
 
 @pytest.fixture(autouse=True)
 def _mutation_rebuilds_cached_statements():
-    from lupus_alerts import delivery
+    from lupus_alerts.delivery import ledger
 
-    delivery._STATEMENTS.clear()
+    ledger._STATEMENTS.clear()
     yield
 """
 
@@ -169,7 +174,7 @@ def _results(targets: list[Target]) -> dict[str, Counter[str]]:
 
     out: dict[str, Counter[str]] = {}
     for t in targets:
-        meta = STAGE / "mutants" / "src" / "lupus_alerts" / f"{t.module}.py.meta"
+        meta = STAGE / "mutants" / f"{t.path}.meta"
         counts: Counter[str] = Counter()
         if meta.exists():
             data = json.loads(meta.read_text(encoding="utf-8"))
@@ -187,7 +192,7 @@ def _survivors(targets: list[Target]) -> list[str]:
 
     names = []
     for t in targets:
-        meta = STAGE / "mutants" / "src" / "lupus_alerts" / f"{t.module}.py.meta"
+        meta = STAGE / "mutants" / f"{t.path}.meta"
         if not meta.exists():
             continue
         data = json.loads(meta.read_text(encoding="utf-8"))

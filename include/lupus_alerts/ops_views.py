@@ -43,7 +43,7 @@ DASHBOARD_DAYS = 30
 MAX_SOURCES_CHARTED = 7  # more sources than this: the smallest are summed as "other sources"
 TITLE_MAX = 300
 
-# Ledger states (delivery.py) by what the operator reads them as.
+# Ledger states (delivery.ledger) by what the operator reads them as.
 SKIPPED_STATES = {"empty": "nothing new to send", "cancelled": None, "superseded": None}
 DEFERRED_STATES = ("queued", "sending", "failed_transient")
 OUTCOMES = ("sent", "skipped", "deferred", "bounced", "failed", "unconfirmed")

@@ -213,7 +213,7 @@ def test_crash_after_claim_before_smtp_stays_unconfirmed_until_operator_requeues
     add_papers(engine, [["nephrology"]])
     delivery.plan_period(engine, settings, day=DAY, now=NOW)
     [row] = ledger(engine)
-    assert delivery._claim(engine, row, NOW)  # queued -> sending committed; then the process dies
+    assert delivery.ledger._claim(engine, row, NOW)  # queued -> sending committed; then the process dies
     with smtp(sink) as t:
         stats = run(engine, settings, t)
     assert stats.unconfirmed == 1 and sink.handler.messages == []
@@ -264,7 +264,7 @@ def test_outbox_crash_before_writing_is_sent_on_rerun(engine, settings, tmp_path
     add_papers(engine, [["nephrology"]])
     delivery.plan_period(engine, settings, day=DAY, now=NOW)
     [row] = ledger(engine)
-    delivery._claim(engine, row, NOW)
+    delivery.ledger._claim(engine, row, NOW)
     with mailer.OutboxTransport(tmp_path / "outbox") as outbox:
         stats = run(engine, settings, outbox)
     assert (stats.sent, stats.unconfirmed, outbox.written) == (1, 0, 1)
@@ -278,7 +278,7 @@ def test_crash_recovery_settles_each_row_on_its_own_and_says_what_it_did(engine,
     add_papers(engine, [["nephrology"]])
     delivery.plan_period(engine, settings, day=DAY, now=NOW)
     rows = {r.subscriber_id: r for r in ledger(engine)}
-    assert delivery._claim(engine, rows[cy.id], NOW)
+    assert delivery.ledger._claim(engine, rows[cy.id], NOW)
     outbox = mailer.OutboxTransport(tmp_path / "outbox")
 
     class CrashAfterWrite:
@@ -293,7 +293,7 @@ def test_crash_recovery_settles_each_row_on_its_own_and_says_what_it_did(engine,
         delivery.send_due(
             engine, settings, day=DAY, subscriber_ids=[ana.id], now=NOW, transport=CrashAfterWrite()
         )
-    assert delivery._claim(engine, rows[bo.id], NOW)  # Bo's row claimed, then the process dies
+    assert delivery.ledger._claim(engine, rows[bo.id], NOW)  # Bo's row claimed, then the process dies
     stats = delivery.send_due(
         engine, settings, day=DAY, subscriber_ids=[ana.id, bo.id], now=NOW, transport=outbox
     )
