@@ -56,6 +56,27 @@ def test_everything_up_to_now_is_the_counter_even_when_its_last_paper_is_gone(en
         assert store.high_water_marks(conn) == (50, 0)
 
 
+def test_an_empty_store_is_at_zero_and_updates_follow_their_own_counter_and_column(engine: sa.Engine) -> None:
+    now = store.utcnow()
+    with engine.begin() as conn:
+        assert store.high_water_marks(conn) == (0, 0)
+        # update numbers drawn (their rows written by a later statement): the update counter
+        list(store.next_numbers(conn, "update", 7))
+        assert store.high_water_marks(conn) == (0, 7)
+        pid = conn.execute(
+            sa.insert(store.papers)
+            .values(title="t", title_key="k", record="{}", first_seen_at=now, updated_at=now)
+            .returning(store.papers.c.id)
+        ).scalar_one()
+        # an update numbered without the counter (an import): the column wins
+        conn.execute(
+            sa.insert(store.paper_updates).values(
+                paper_id=pid, kind="erratum", notice_key="n", notice="{}", detected_at=now, update_no=9
+            )
+        )
+        assert store.high_water_marks(conn) == (0, 9)
+
+
 def test_a_counter_is_its_own_and_a_new_one_starts_at_one(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         list(store.next_numbers(conn, "announce", 4))
