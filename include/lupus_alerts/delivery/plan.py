@@ -88,16 +88,7 @@ def plan_period(
     daily_p, weekly_p = _periods_of_day(day)
     stats = PlanStats(day=day.isoformat())
     with engine.begin() as conn:
-        a_now, u_now = store.high_water_marks(conn)
-        snap: dict[str, tuple[int, int]] = {}
-        for p in (daily_p, weekly_p):
-            row = conn.execute(
-                sa.select(sa.func.max(D.c.announce_to), sa.func.max(D.c.update_to)).where(D.c.period == p)
-            ).first()
-            snap[p] = (int(row[0]), int(row[1])) if row is not None and row[0] is not None else (a_now, u_now)
-            if snap[p] != (a_now, u_now):
-                stats.widened += _widen(conn, p, a_now, u_now, now)
-                snap[p] = (a_now, u_now)
+        snap = _snapshots(conn, (daily_p, weekly_p), now, stats)
         subs = conn.execute(
             sa.select(S.c.id, S.c.frequency, S.c.weekday, S.c.cursor, S.c.update_cursor, S.c.link_key)
             .where(_due_filter(day))
@@ -106,54 +97,15 @@ def plan_period(
         have: set[int] = set()
         for p in (daily_p, weekly_p):
             have.update(int(r[0]) for r in conn.execute(sa.select(D.c.subscriber_id).where(D.c.period == p)))
-        # A row still in `sending` (its run died mid-send) will end as sent or unconfirmed, and
-        # either way its papers count as delivered: the new digest starts after its range, so a
-        # paper is never in two digests.
-        inflight = {
-            int(r[0]): (int(r[1]), int(r[2]))
-            for r in conn.execute(
-                sa.select(D.c.subscriber_id, sa.func.max(D.c.announce_to), sa.func.max(D.c.update_to))
-                .where(D.c.state == SENDING)
-                .group_by(D.c.subscriber_id)
-            )
-        }
+        inflight = _in_flight(conn)
         new_rows: list[dict[str, Any]] = []
         for s in subs:
-            period = weekly_p if s.frequency == "weekly" else daily_p
             if s.id in have:
                 stats.existing += 1
                 continue
-            a_to, u_to = snap[period]
-            busy_a, busy_u = inflight.get(s.id, (0, 0))
-            a_from, u_from = max(int(s.cursor), busy_a), max(int(s.update_cursor), busy_u)
-            new_rows.append(
-                {
-                    "subscriber_id": s.id,
-                    "period": period,
-                    "state": QUEUED,
-                    "message_id": mailer.message_id_for(s.link_key, period, domain),
-                    "announce_from": a_from,
-                    "announce_to": max(a_to, a_from),
-                    "update_from": u_from,
-                    "update_to": max(u_to, u_from),
-                    "paper_count": 0,
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        new_ids = [r["subscriber_id"] for r in new_rows]
-        for part in chunks(new_ids, _IN_CHUNK):
-            res = conn.execute(
-                sa.update(D)
-                .where(
-                    D.c.subscriber_id.in_(part),
-                    D.c.state.in_(CLAIMABLE_STATES),
-                    D.c.period.notin_((daily_p, weekly_p)),
-                )
-                .values(state=SUPERSEDED, updated_at=now, last_error="superseded by a newer period")
-            )
-            stats.superseded += max(res.rowcount or 0, 0)
+            period = weekly_p if s.frequency == "weekly" else daily_p
+            new_rows.append(_new_row(s, period, snap[period], inflight.get(s.id, (0, 0)), domain, now))
+        stats.superseded += _supersede(conn, [r["subscriber_id"] for r in new_rows], (daily_p, weekly_p), now)
         for part in chunks(new_rows, 1000):
             stats.created += _insert_ignoring_duplicates(conn, part)
         stats.due = _pending_subscribers(conn)
@@ -170,6 +122,74 @@ def plan_period(
         len(stats.due),
     )
     return stats
+
+
+def _snapshots(
+    conn: Connection, periods: tuple[str, str], now: datetime, stats: PlanStats
+) -> dict[str, tuple[int, int]]:
+    """Each period's (announce, update) snapshot: taken at its first plan; a later plan widens
+    the period's rows that no mail came from to what has been announced since."""
+    a_now, u_now = store.high_water_marks(conn)
+    snap: dict[str, tuple[int, int]] = {}
+    for p in periods:
+        row = conn.execute(
+            sa.select(sa.func.max(D.c.announce_to), sa.func.max(D.c.update_to)).where(D.c.period == p)
+        ).first()
+        snap[p] = (int(row[0]), int(row[1])) if row is not None and row[0] is not None else (a_now, u_now)
+        if snap[p] != (a_now, u_now):
+            stats.widened += _widen(conn, p, a_now, u_now, now)
+            snap[p] = (a_now, u_now)
+    return snap
+
+
+def _in_flight(conn: Connection) -> dict[int, tuple[int, int]]:
+    """Per subscriber, the range end of rows still in `sending` (a run died mid-send). Such a
+    row ends as sent or unconfirmed, and either way its papers count as delivered: a new digest
+    starts after its range, so a paper is never in two digests."""
+    return {
+        int(r[0]): (int(r[1]), int(r[2]))
+        for r in conn.execute(
+            sa.select(D.c.subscriber_id, sa.func.max(D.c.announce_to), sa.func.max(D.c.update_to))
+            .where(D.c.state == SENDING)
+            .group_by(D.c.subscriber_id)
+        )
+    }
+
+
+def _new_row(
+    s: Any, period: str, snap: tuple[int, int], busy: tuple[int, int], domain: str, now: datetime
+) -> dict[str, Any]:
+    """The queued row for subscriber `s`: from its cursors (or past a row in flight) to the
+    period's snapshot, never an inverted range."""
+    a_from, u_from = max(int(s.cursor), busy[0]), max(int(s.update_cursor), busy[1])
+    return {
+        "subscriber_id": s.id,
+        "period": period,
+        "state": QUEUED,
+        "message_id": mailer.message_id_for(s.link_key, period, domain),
+        "announce_from": a_from,
+        "announce_to": max(snap[0], a_from),
+        "update_from": u_from,
+        "update_to": max(snap[1], u_from),
+        "paper_count": 0,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _supersede(conn: Connection, ids: list[int], periods: tuple[str, str], now: datetime) -> int:
+    """Older rows still waiting for these subscribers give way to the new period's row, which
+    starts at the same cursor and so carries their papers."""
+    n = 0
+    for part in chunks(ids, _IN_CHUNK):
+        res = conn.execute(
+            sa.update(D)
+            .where(D.c.subscriber_id.in_(part), D.c.state.in_(CLAIMABLE_STATES), D.c.period.notin_(periods))
+            .values(state=SUPERSEDED, updated_at=now, last_error="superseded by a newer period")
+        )
+        n += max(res.rowcount or 0, 0)
+    return n
 
 
 def _pending_subscribers(conn: Connection) -> list[int]:
