@@ -7,12 +7,13 @@ and the feed parser emit for the same paper; DOIs are written the ways those sou
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from lupus_alerts import store
+from lupus_alerts import announce, store
 from lupus_alerts.announce import classify_and_announce
 from lupus_alerts.dedupe import upsert_papers
 from lupus_alerts.models import Classification, MeshHeading, Notice, Paper, TopicLabel
@@ -537,3 +538,95 @@ def test_a_notice_detected_in_the_same_instant_as_the_announcement_is_not_an_upd
     notice = Notice("erratum_in", doi="10.1177/09612033251234567e")
     upsert_papers(engine, [feed_item(notices=[notice])], now=T0 + timedelta(minutes=1))
     assert classify_and_announce(engine, KeywordClassifier(), now=T0 + timedelta(days=1)).updates_flagged == 0
+
+
+def test_a_call_with_nothing_new_reports_the_update_counter_where_it_stands(engine: sa.Engine) -> None:
+    clf = KeywordClassifier()
+    upsert_papers(engine, [feed_item()], now=T0)
+    classify_and_announce(engine, clf, now=T0 + timedelta(minutes=1))
+    notice = Notice("erratum_in", doi="10.1177/09612033251234567e")
+    upsert_papers(engine, [feed_item(notices=[notice])], now=T0 + timedelta(days=1))
+    assert classify_and_announce(engine, clf, now=T0 + timedelta(days=2)).updates_flagged == 1
+    idle = classify_and_announce(engine, clf, now=T0 + timedelta(days=3))
+    assert (idle.updates_flagged, idle.update_from, idle.update_to) == (0, 1, 1)
+
+
+def test_a_lupus_paper_still_waiting_for_classification_is_not_numbered(engine: sa.Engine) -> None:
+    # Re-marked by a concurrent ingest between classifying and numbering: its topics may change,
+    # so it waits for the next call rather than going out with the old ones.
+    upsert_papers(engine, [feed_item()], now=T0)
+    with engine.begin() as conn:
+        conn.execute(sa.update(store.papers).values(is_lupus=True, needs_classification=True))
+    stats = announce.AnnounceStats()
+    announce._number(engine, T0 + timedelta(minutes=1), stats)
+    assert (stats.announced, stats.announce_to) == (0, 0)
+    assert [p.announce_no for p in rows(engine, store.papers)] == [None]
+
+
+@pytest.fixture
+def pg_engines(pg_url: str):  # type: ignore[no-untyped-def]
+    """Two engines on one PostgreSQL store: the numbering step's, and a concurrent writer's."""
+    store.upgrade(pg_url)
+    mine, other = store.make_engine(pg_url), store.make_engine(pg_url)
+    yield mine, other
+    mine.dispose()
+    other.dispose()
+
+
+def _meanwhile(engine: sa.Engine, statement_start: str, act: Callable[[], None]) -> list[int]:
+    """Run `act` (on another connection, committed) just before `engine` first sends a statement
+    starting with `statement_start`: a concurrent step landing between a read and its write."""
+    fired: list[int] = []
+
+    def before(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        if not fired and statement.startswith(statement_start):
+            fired.append(1)
+            act()
+
+    sa.event.listen(engine, "before_cursor_execute", before)
+    return fired
+
+
+@pytest.mark.postgres
+def test_a_paper_numbered_by_a_concurrent_step_stops_the_numbering_and_keeps_its_number(
+    pg_engines: tuple[sa.Engine, sa.Engine],
+) -> None:
+    mine, other = pg_engines
+    upsert_papers(mine, [feed_item()], now=T0)
+    with mine.begin() as conn:
+        conn.execute(sa.update(store.papers).values(is_lupus=True, needs_classification=False))
+    (pid,) = [p.id for p in rows(mine, store.papers)]
+
+    def concurrent_announce() -> None:
+        with other.begin() as c:
+            c.execute(sa.update(store.papers).where(store.papers.c.id == pid).values(announce_no=999))
+
+    fired = _meanwhile(mine, "UPDATE papers SET announce_no", concurrent_announce)
+    with pytest.raises(announce.AnnounceConflict, match=f"paper {pid} was announced by a concurrent step"):
+        announce._number(mine, T0 + timedelta(minutes=1), announce.AnnounceStats())
+    assert fired
+    # the concurrent number stands, and the failed step handed out nothing
+    assert [p.announce_no for p in rows(mine, store.papers)] == [999]
+    with mine.connect() as conn:
+        assert store.counter_value(conn, announce.ANNOUNCE_COUNTER) == 0
+
+
+@pytest.mark.postgres
+def test_an_update_numbered_by_a_concurrent_step_keeps_its_number(
+    pg_engines: tuple[sa.Engine, sa.Engine],
+) -> None:
+    mine, other = pg_engines
+    clf = KeywordClassifier()
+    upsert_papers(mine, [feed_item()], now=T0)
+    classify_and_announce(mine, clf, now=T0 + timedelta(minutes=1))
+    notice = Notice("erratum_in", doi="10.1177/09612033251234567e")
+    upsert_papers(mine, [feed_item(notices=[notice])], now=T0 + timedelta(days=1))
+
+    def concurrent_flag() -> None:
+        with other.begin() as c:
+            c.execute(sa.update(store.paper_updates).values(update_no=77))
+
+    fired = _meanwhile(mine, "UPDATE paper_updates SET update_no", concurrent_flag)
+    classify_and_announce(mine, clf, now=T0 + timedelta(days=2))
+    assert fired
+    assert [u.update_no for u in rows(mine, store.paper_updates)] == [77]
