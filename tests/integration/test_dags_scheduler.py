@@ -113,7 +113,7 @@ def standalone(pg_url: str, tmp_path: Path) -> Iterator[tuple[Api, demo.DemoServ
         finally:
             demo.stop_process_group(proc)
             assert proc.poll() is not None
-            assert not demo._group_alive(proc.pid), "processes of airflow standalone outlived it"
+            assert not demo.group_alive(proc.pid), "processes of airflow standalone outlived it"
 
 
 def test_triggered_ingest_runs_the_digest_through_its_asset_and_mail_arrives(standalone) -> None:  # type: ignore[no-untyped-def]

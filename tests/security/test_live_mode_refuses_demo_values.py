@@ -10,6 +10,7 @@ runs the same check (`config check --strict`).
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -200,7 +201,7 @@ def test_every_path_that_signs_links_refuses_a_placeholder_secret(
     assert "LUPUS_ALERTS_SECRET is a placeholder" in capsys.readouterr().err
     settings = settings_for(tmp_path)
     with pytest.raises(delivery.DeliveryError, match="placeholder"):
-        delivery.send_due(engine, settings, now=demo.datetime(2026, 11, 27, 9))
+        delivery.send_due(engine, settings, now=datetime(2026, 11, 27, 9))
     with serve(app_for(engine, settings)) as base:
         r = requests.get(f"{base}/unsubscribe?token=x.1.AAAAAAAAAAAAAAAAAAAAAA", timeout=5)
     assert r.status_code == 503 and "Temporarily unavailable" in r.text

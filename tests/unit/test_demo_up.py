@@ -46,16 +46,16 @@ def test_a_stop_signal_stops_every_process_group_it_started(sig: signal.Signals)
     try:
         assert proc.stdout is not None
         pids = [int(p) for p in proc.stdout.readline().split()]
-        assert len(pids) == 2 and all(demo._group_alive(p) for p in pids)
+        assert len(pids) == 2 and all(demo.group_alive(p) for p in pids)
         proc.send_signal(sig)
         proc.wait(timeout=30)
         deadline = time.monotonic() + 10
-        while any(demo._group_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(demo.group_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(demo._group_alive(p) for p in pids), f"children outlived {sig.name}"
+        assert not any(demo.group_alive(p) for p in pids), f"children outlived {sig.name}"
     finally:
         for p in pids if "pids" in locals() else []:
-            if demo._group_alive(p):
+            if demo.group_alive(p):
                 import os
 
                 os.killpg(p, signal.SIGKILL)

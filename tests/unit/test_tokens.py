@@ -73,7 +73,6 @@ _MAC = _GOOD.split(".")[2]
         "",
         KEY,
         f"{KEY}.",
-        f"{KEY}.20419.",
         f".20419.{_MAC}",
         f"{KEY}.020419.{_MAC}",  # non-canonical day
         f"{KEY}.+20419.{_MAC}",
@@ -88,7 +87,8 @@ _MAC = _GOOD.split(".")[2]
     ],
 )
 def test_malformed_tokens_are_invalid(bad: str) -> None:
-    with pytest.raises(tokens.InvalidToken):
+    # "malformed", not "bad signature": the shape is checked before any MAC is computed
+    with pytest.raises(tokens.InvalidToken, match=r"^malformed token$"):
         tokens.check_token(bad, "unsubscribe", secret=SECRET)
 
 
@@ -258,3 +258,28 @@ def test_links_join_base_and_path_with_one_slash_and_sign_with_the_given_secret(
         url = make(settings, key, issued=date(2026, 1, 1), secret=_KAT_SECRET)
         token = url.split("token=", 1)[1]
         assert tokens.check_token(token, purpose, secret=_KAT_SECRET).link_key == key
+
+
+def test_a_well_formed_token_with_a_wrong_mac_is_a_bad_signature_in_both_formats() -> None:
+    other = b"another-secret-0123456789"
+    current = tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=other)
+    legacy = tokens.make_legacy_token(7, "unsubscribe", secret=other)
+    for token in (current, legacy):
+        with pytest.raises(tokens.InvalidToken, match=r"^bad signature$"):
+            tokens.check_token(token, "unsubscribe", secret=SECRET)
+
+
+def test_an_empty_mac_is_refused() -> None:
+    # well-formed but empty: it decodes (to nothing) and fails the comparison
+    with pytest.raises(tokens.InvalidToken, match=r"^bad signature$"):
+        tokens.check_token(f"{KEY}.20419.", "unsubscribe", secret=SECRET)
+
+
+def test_a_legacy_token_for_subscriber_zero_round_trips() -> None:
+    # the legacy format took any non-negative id; its tokens must keep validating
+    token = tokens.make_legacy_token(0, "unsubscribe", secret=SECRET)
+    assert tokens.check_token(token, "unsubscribe", secret=SECRET).legacy_id == 0
+
+
+def test_a_link_path_keeps_its_own_first_letters() -> None:
+    assert tokens.link("https://x.example", "Xport", "t") == "https://x.example/Xport?token=t"

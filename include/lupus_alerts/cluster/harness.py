@@ -1,36 +1,10 @@
-"""The docker-compose.yaml deployment, run as local processes: the same settings, on this machine.
-
-docker-compose.yaml is the production system (CeleryExecutor, PostgreSQL, Redis, the public web
-app). Docker does not run on the development machines or in CI, but every part of that system
-does, so the tests (tests/integration/test_celery_cluster.py) and the scale benchmark
-(bench/bench_executors.py) start the same components as processes, configured from the file:
-
-- `ComposeFile` reads the services, the Airflow services' common environment, the mounts and
-  what `airflow-init` does.
-- `local_environment` turns that environment into this machine's. `${VAR}` references are
-  resolved from what `.env` would hold (`dot_env`); each compose service's address becomes its
-  local counterpart (`LocalAddresses`: PostgreSQL and Redis on 127.0.0.1 with fresh databases,
-  free ports); container paths become the repository's. Only the settings in
-  `LOCAL_DIFFERENCES` are replaced, and only those in `LOCAL_ADDITIONS` added, each with its
-  reason; tests/unit/test_docker_compose.py checks that nothing else differs.
-- `Cluster` runs it: what airflow-init does, then the api-server, scheduler, dag-processor,
-  triggerer, N `airflow celery worker`s (or the LocalExecutor and no worker, for comparison)
-  and the web app, each in its own process group with its own log. `kill_worker` SIGKILLs a
-  worker with every process it started (a lost machine); `stop` ends the rest and `leftovers`
-  finds any process of the run still alive (every one carries the run's marker variable).
-
-Nothing heavy is imported at module level: Airflow imports `node_name` in every task process.
-"""
+"""The cluster itself: airflow-init's work, then each component in its own process group."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
-import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,387 +13,39 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = REPO / "docker-compose.yaml"
-# The compose services that run Airflow components (their `command` is an `airflow` subcommand).
-AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
-WORKER_SERVICE = "airflow-worker"
-WEB_SERVICE = "lupus-alerts-web"
-SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-NODE_NAME_ENV = "LUPUS_ALERTS_NODE_NAME"
-RUN_MARKER_ENV = "LUPUS_ALERTS_CLUSTER_RUN"
-REDIS_ADDRESS = ("127.0.0.1", 6379)
-POSTGRES_ADMIN_URL = os.environ.get("LUPUS_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
-
-# Settings compose has that the local cluster must set otherwise; the value is the reason.
-LOCAL_DIFFERENCES = {
-    "AIRFLOW__CORE__AUTH_MANAGER": "the FAB auth manager comes with the Airflow image, not with the "
-    "project's pins; Airflow's SimpleAuthManager logs the harness in",
-    "LUPUS_ALERTS_CONFIG": "the run's own configuration, pointing at the local replay servers "
-    "instead of NCBI and the journals",
-    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "a lost worker's task is retried after "
-    "seconds, not minutes, so the worker-kill test is quick (heartbeats still come every 5 s)",
-    "AIRFLOW__CORE__EXECUTOR": "the LocalExecutor, for the benchmark's comparison run only",
-}
-# Settings the local cluster adds; the value is the reason.
-LOCAL_ADDITIONS = {
-    "AIRFLOW_HOME": "one folder per run (logs, pid files, the generated login)",
-    "AIRFLOW__API__PORT": "a free port: other runs share this machine",
-    "AIRFLOW__API__WORKERS": "one API server process on 2 cores (compose: Airflow's default)",
-    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "a free port per worker (each container has its own)",
-    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": "a free port (the triggerer's container has its own)",
-    "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": "a free port for the scheduler's "
-    "health check (compose: 8974 in its container)",
-    "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "a Celery queue of the run's own, on the Redis other runs share",
-    "AIRFLOW__CELERY__WORKER_CONCURRENCY": "task slots per worker sized for 2 cores (compose: 16)",
-    "AIRFLOW__CORE__PARALLELISM": "the same total task slots for either executor (benchmarks)",
-    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "every worker is a host of its own (in compose each "
-    "container has its own hostname)",
-    NODE_NAME_ENV: "the worker's host name (read by `node_name`)",
-    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "look for a lost "
-    "worker's tasks every 2 s (default 10 s)",
-    "LUPUS_ALERTS_RETRY_DELAY_S": "retries wait 1 s, not 2 minutes",
-    RUN_MARKER_ENV: "marks every process of the run, so none can outlive it unnoticed",
-    "PATH": "this virtualenv's `airflow` first",
-    "PYTHONUNBUFFERED": "logs as they happen",
-}
-# Variables from the developer's shell that would silently change the cluster: never passed on.
-_NOT_INHERITED = re.compile(r"^(AIRFLOW__|AIRFLOW_CONN_|AIRFLOW_VAR_|LUPUS_ALERTS_|AIRFLOW_HOME$)")
-
-
-class ClusterError(Exception):
-    """The cluster could not be started, or did not do what was waited for (with log tails)."""
-
-
-def node_name() -> str:
-    """Airflow's `[core] hostname_callable` for the local cluster: the worker's name, else the FQDN."""
-    return os.environ.get(NODE_NAME_ENV) or socket.getfqdn()
-
-
-# -- docker-compose.yaml ---------------------------------------------------------------------
-
-
-def interpolate(value: str, variables: Mapping[str, str]) -> str:
-    """Compose's variable interpolation: `${X}`, `${X:-default}`, `${X-default}`, `${X:?error}`,
-    `${X?error}`, `$X` and `$$`. Defaults may hold braces (`${C:-{"a":1}}`)."""
-    out: list[str] = []
-    i = 0
-    while i < len(value):
-        ch = value[i]
-        if ch != "$":
-            out.append(ch)
-            i += 1
-            continue
-        nxt = value[i + 1 : i + 2]
-        if nxt == "$":
-            out.append("$")
-            i += 2
-            continue
-        if nxt != "{":
-            m = re.match(r"[A-Za-z_][A-Za-z0-9_]*", value[i + 1 :])
-            if not m:
-                out.append("$")
-                i += 1
-                continue
-            out.append(variables.get(m.group(0), ""))
-            i += 1 + m.end(0)
-            continue
-        depth, j = 0, i + 1
-        while j < len(value):
-            depth += {"{": 1, "}": -1}.get(value[j], 0)
-            if depth == 0:
-                break
-            j += 1
-        if depth:
-            raise ValueError(f"unclosed ${{ in {value!r}")
-        body = value[i + 2 : j]
-        m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])(.*))?", body, re.S)
-        if not m:
-            raise ValueError(f"bad variable reference ${{{body}}}")
-        name, op, arg = m.group(1), m.group(2), m.group(3) or ""
-        val = variables.get(name)
-        unset_or_empty = not val
-        if op in (":-", "-"):
-            use_default = unset_or_empty if op == ":-" else val is None
-            out.append(interpolate(arg, variables) if use_default else str(val))
-        elif op in (":?", "?"):
-            if unset_or_empty if op == ":?" else val is None:
-                raise ValueError(f"required variable {name} is not set: {arg}")
-            out.append(str(val))
-        else:
-            out.append(val or "")
-        i = j + 1
-    return "".join(out)
-
-
-@dataclass
-class ComposeFile:
-    """docker-compose.yaml, read as data."""
-
-    data: dict[str, Any]
-    path: Path = COMPOSE_FILE
-
-    @classmethod
-    def load(cls, path: Path = COMPOSE_FILE) -> ComposeFile:
-        import yaml
-
-        return cls(yaml.safe_load(path.read_text(encoding="utf-8")), path)
-
-    def service(self, name: str) -> dict[str, Any]:
-        return self.data["services"][name]
-
-    def environment(self, service: str) -> dict[str, str]:
-        """A service's environment as written (`${...}` unresolved; YAML merges applied)."""
-        env = self.service(service).get("environment") or {}
-        return {str(k): str(v) for k, v in env.items()}
-
-    def command(self, service: str) -> list[str]:
-        """The service's entrypoint override plus its command, as an argument list."""
-        svc = self.service(service)
-        parts: list[str] = []
-        for key in ("entrypoint", "command"):
-            value = svc.get(key)
-            if value is None:
-                continue
-            parts += shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
-        return parts
-
-    def mounts(self, service: str) -> dict[str, Path]:
-        """Container path -> the repository path mounted there (bind mounts of `./...` only)."""
-        out = {}
-        for spec in self.service(service).get("volumes") or []:
-            src, _, rest = str(spec).partition(":")
-            if src.startswith("./"):
-                out[rest.split(":")[0]] = (self.path.parent / src).resolve()
-        return out
-
-    def init_script(self) -> str:
-        return "\n".join(str(c) for c in self.service("airflow-init").get("command") or [])
-
-    def ncbi_pool_slots(self) -> int:
-        m = re.search(r"airflow pools set ncbi (\d+)", self.init_script())
-        if not m:
-            raise ClusterError("airflow-init does not create the `ncbi` pool")
-        return int(m.group(1))
-
-    def service_ports(self) -> dict[str, int]:
-        """The port each infrastructure service listens on inside the compose network."""
-        return {"postgres": 5432, "redis": 6379, "airflow-apiserver": 8080, "mailpit": 1025}
-
-
-@dataclass(frozen=True)
-class LocalAddresses:
-    """Where each compose service is on this machine, for one run."""
-
-    postgres: tuple[str, int, str]  # host, port, user (trust authentication)
-    databases: Mapping[str, str]  # compose database name -> this run's database
-    redis: tuple[str, int, int]  # host, port, database number
-    api_port: int
-    smtp_port: int  # compose's `mailpit`: the run's SMTP server
-
-    def service(self, name: str) -> tuple[str, int] | None:
-        return {
-            "postgres": self.postgres[:2],
-            "redis": self.redis[:2],
-            "airflow-apiserver": ("localhost", self.api_port),
-            "mailpit": ("127.0.0.1", self.smtp_port),
-        }.get(name)
-
-
-def dot_env(*, api_port: int, operator_email: str = "operators@cluster.example.org") -> dict[str, str]:
-    """What `.env` holds for a run: fresh secrets (never a placeholder) and the operator address."""
-    import secrets
-
-    from cryptography.fernet import Fernet
-
-    return {
-        "AIRFLOW_FERNET_KEY": Fernet.generate_key().decode(),
-        "AIRFLOW_JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW_API_SECRET_KEY": secrets.token_urlsafe(32),
-        "LUPUS_ALERTS_SECRET": secrets.token_urlsafe(32),
-        "LUPUS_ALERTS_OPERATOR_EMAIL": operator_email,
-        "AIRFLOW_BASE_URL": f"http://localhost:{api_port}",
-    }
-
-
-def localize(value: str, addresses: LocalAddresses, mounts: Mapping[str, Path]) -> str:
-    """One resolved compose value, made local: service addresses in URLs and connection JSON,
-    compose database names, container paths. Anything else is returned as it is."""
-    if value in mounts:
-        return str(mounts[value])
-    if value.startswith("{"):
-        try:
-            conn = json.loads(value)
-        except ValueError:
-            return value
-        if isinstance(conn, dict) and (local := addresses.service(str(conn.get("host")))):
-            conn["host"], conn["port"] = local
-            return json.dumps(conn, separators=(",", ":"))
-        return value
-    if "://" not in value:
-        return value
-    parts = urlsplit(value)
-    local = addresses.service(parts.hostname or "")
-    if local is None:
-        return value
-    host, port = local
-    path = parts.path
-    netloc = f"{host}:{port}"
-    if parts.hostname == "postgres":
-        netloc = f"{addresses.postgres[2]}@{netloc}"
-        db = path.lstrip("/")
-        path = "/" + addresses.databases.get(db, db)
-    elif parts.hostname == "redis":
-        path = f"/{addresses.redis[2]}"
-    elif parts.username is not None or parts.password is not None:
-        netloc = parts.netloc.rpartition("@")[0] + "@" + netloc
-    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
-
-
-def local_environment(
-    compose: ComposeFile,
-    service: str,
-    addresses: LocalAddresses,
-    variables: Mapping[str, str],
-    *,
-    differences: Mapping[str, str],
-    additions: Mapping[str, str],
-) -> dict[str, str]:
-    """A compose service's environment on this machine (without the inherited process environment).
-
-    Raises ClusterError if `differences` or `additions` name a setting their tables do not list,
-    so every departure from docker-compose.yaml carries its reason.
-    """
-    unknown = (set(differences) - set(LOCAL_DIFFERENCES)) | (set(additions) - set(LOCAL_ADDITIONS))
-    if unknown:
-        raise ClusterError(
-            f"settings without a reason in LOCAL_DIFFERENCES/LOCAL_ADDITIONS: {sorted(unknown)}"
-        )
-    mounts = compose.mounts(service)
-    env = {
-        key: localize(interpolate(raw, variables), addresses, mounts)
-        for key, raw in compose.environment(service).items()
-    }
-    for key, value in differences.items():
-        if key in env:
-            env[key] = value
-    clash = set(additions) & set(compose.environment(service))
-    if clash:
-        raise ClusterError(f"{sorted(clash)} are in docker-compose.yaml: list them in LOCAL_DIFFERENCES")
-    env.update(additions)
-    return env
-
-
-# -- PostgreSQL and Redis ----------------------------------------------------------------------
-
-
-def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def unavailable_reason() -> str | None:
-    """Why a local cluster cannot run here (PostgreSQL or Redis unreachable), or None."""
-    pg = urlsplit(POSTGRES_ADMIN_URL)
-    if not reachable(pg.hostname or "127.0.0.1", pg.port or 5432):
-        return f"PostgreSQL is not reachable at {pg.hostname}:{pg.port or 5432} (start it to run the cluster)"
-    if not reachable(*REDIS_ADDRESS):
-        return (
-            f"Redis is not reachable at {REDIS_ADDRESS[0]}:{REDIS_ADDRESS[1]} (start it to run the cluster)"
-        )
-    return None
-
-
-def _admin_engine() -> Any:
-    import sqlalchemy as sa
-
-    return sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-
-
-def create_database(name: str) -> str:
-    """A new, empty PostgreSQL database; returns its URL."""
-    admin = _admin_engine()
-    try:
-        with admin.connect() as c:
-            c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    finally:
-        admin.dispose()
-    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_database(name: str) -> None:
-    admin = _admin_engine()
-    try:
-        with admin.connect() as c:
-            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# -- processes ---------------------------------------------------------------------------------
-
-
-def _children() -> dict[int, list[int]]:
-    """ppid -> pids, for every process visible in /proc."""
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below `pid` (children, their children, ...), whatever their process group."""
-    tree, found, todo = _children(), set(), [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def processes_of_run(marker: str, sessions: set[int]) -> list[tuple[int, str]]:
-    """(pid, command line) of every live process of a run: in one of its components' sessions
-    (each component is started with its own session, which its children keep: the task
-    supervisor gives a task its own process group, not its own session), or carrying
-    RUN_MARKER_ENV=marker in its environment (Airflow renames its processes with setproctitle,
-    which can overwrite what /proc shows of the environment, hence the sessions too)."""
-    needle = f"{RUN_MARKER_ENV}={marker}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            if fields[0] == "Z":
-                continue  # exited, waiting for its parent to reap it
-            if int(fields[3]) not in sessions:
-                environ = Path(f"/proc/{entry}/environ").read_bytes()
-                if needle not in environ.split(b"\0"):
-                    continue
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError, ValueError):
-            continue
-        found.append((int(entry), cmd.strip()))
-    return found
+from lupus_alerts.cluster.common import (
+    _NOT_INHERITED,
+    AIRFLOW_SERVICES,
+    NODE_NAME_ENV,
+    POSTGRES_ADMIN_URL,
+    REDIS_ADDRESS,
+    RUN_MARKER_ENV,
+    SIMPLE_AUTH_MANAGER,
+    WEB_SERVICE,
+    WORKER_SERVICE,
+    ClusterError,
+)
+from lupus_alerts.cluster.compose import (
+    ComposeFile,
+    LocalAddresses,
+    dot_env,
+    local_environment,
+)
+from lupus_alerts.cluster.processes import (
+    _running,
+    _suppress_lookup,
+    descendants,
+    processes_of_run,
+)
+from lupus_alerts.cluster.services import (
+    _pg_host_port,
+    create_database,
+    drop_database,
+    free_port,
+    reachable,
+)
 
 
 @dataclass
@@ -579,7 +205,7 @@ class Cluster:
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.slots_per_worker),
             "AIRFLOW__CORE__PARALLELISM": str(self.slots_per_worker * max(1, len(self.worker_names) or 2)),
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.node_name",
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{node_name.__module__}.node_name",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self._port("scheduler-health")),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self._port("trigger-log")),
@@ -850,21 +476,3 @@ class Cluster:
                     r.zrem("unacked_index", tag)
         finally:
             r.close()
-
-
-def _running(pid: int) -> bool:
-    """The process exists and has not exited (a zombie has exited)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _pg_host_port() -> tuple[str, int]:
-    parts = urlsplit(POSTGRES_ADMIN_URL)
-    return parts.hostname or "127.0.0.1", parts.port or 5432
-
-
-def _suppress_lookup() -> contextlib.suppress:
-    """Ignore a process that is already gone."""
-    return contextlib.suppress(ProcessLookupError, PermissionError)
