@@ -230,12 +230,8 @@ def _req(d: dict[str, Any], key: str, where: str) -> Any:
     return d[key]
 
 
-def load_taxonomy(path: Path | None = None) -> Taxonomy:
-    """Read the taxonomy YAML (default: the packaged one) and, beside it, tuned thresholds.
-
-    Raises `TaxonomyError` naming the label and field when the file is malformed.
-    """
-    path = Path(path) if path else TAXONOMY_PATH
+def _read_taxonomy_file(path: Path) -> dict[str, Any]:
+    """The taxonomy file's mapping, which must hold a mapping of `labels`."""
     try:
         # The C loader, when PyYAML was built with libyaml, reads the file ten times faster.
         data = yaml.load(
@@ -245,48 +241,62 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
         raise TaxonomyError(f"{path}: cannot read taxonomy: {e}") from e
     if not isinstance(data, dict) or not isinstance(data.get("labels"), dict):
         raise TaxonomyError(f"{path}: expected a mapping with 'labels'")
-    labels: dict[str, Label] = {}
-    for lid, d in data["labels"].items():
-        where = f"{path}: label {lid!r}"
-        if not isinstance(d, dict):
-            raise TaxonomyError(f"{where}: expected a mapping")
-        mesh = []
-        for m in d.get("mesh") or []:
-            mesh.append((str(_req(m, "descriptor", where)), m.get("ui"), float(m.get("weight", 1.0))))
-        abbrs = {}
-        for abbr, a in (d.get("abbreviations") or {}).items():
-            if not isinstance(a, dict):
-                raise TaxonomyError(f"{where}: abbreviation {abbr!r} needs {{means, weight}}")
-            abbrs[str(abbr)] = (
-                str(_req(a, "means", f"{where} abbreviation {abbr!r}")),
-                float(a.get("weight", 1.0)),
-            )
-        cues = {str(k): float(v) for k, v in (_req(d, "cues", where) or {}).items()}
-        kinds: dict[str, set[str]] = {"designs": set(), "drugs": set()}
-        for kind, names in kinds.items():
-            for k, v in (d.get(kind) or {}).items():
-                cues[str(k)] = max(float(v), cues.get(str(k), 0.0))
-                names.add(str(k))
-        labels[str(lid)] = Label(
-            id=str(lid),
-            name=str(_req(d, "name", where)),
-            definition=str(_req(d, "definition", where)),
-            includes=tuple(d.get("includes") or ()),
-            excludes=tuple(d.get("excludes") or ()),
-            mesh=tuple(mesh),
-            publication_types={str(k): float(v) for k, v in (d.get("publication_types") or {}).items()},
-            journals={str(k): float(v) for k, v in (d.get("journals") or {}).items()},
-            cues=cues,
-            abbreviations=abbrs,
-            designs=frozenset(kinds["designs"]),
-            drugs=frozenset(kinds["drugs"]),
+    return data
+
+
+def _parse_label(path: Path, lid: Any, d: Any) -> Label:
+    """One label's entry as a `Label`: design words and drugs are cues too, at their higher weight."""
+    where = f"{path}: label {lid!r}"
+    if not isinstance(d, dict):
+        raise TaxonomyError(f"{where}: expected a mapping")
+    mesh = []
+    for m in d.get("mesh") or []:
+        mesh.append((str(_req(m, "descriptor", where)), m.get("ui"), float(m.get("weight", 1.0))))
+    abbrs = {}
+    for abbr, a in (d.get("abbreviations") or {}).items():
+        if not isinstance(a, dict):
+            raise TaxonomyError(f"{where}: abbreviation {abbr!r} needs {{means, weight}}")
+        abbrs[str(abbr)] = (
+            str(_req(a, "means", f"{where} abbreviation {abbr!r}")),
+            float(a.get("weight", 1.0)),
         )
+    cues = {str(k): float(v) for k, v in (_req(d, "cues", where) or {}).items()}
+    kinds: dict[str, set[str]] = {"designs": set(), "drugs": set()}
+    for kind, names in kinds.items():
+        for k, v in (d.get(kind) or {}).items():
+            cues[str(k)] = max(float(v), cues.get(str(k), 0.0))
+            names.add(str(k))
+    return Label(
+        id=str(lid),
+        name=str(_req(d, "name", where)),
+        definition=str(_req(d, "definition", where)),
+        includes=tuple(d.get("includes") or ()),
+        excludes=tuple(d.get("excludes") or ()),
+        mesh=tuple(mesh),
+        publication_types={str(k): float(v) for k, v in (d.get("publication_types") or {}).items()},
+        journals={str(k): float(v) for k, v in (d.get("journals") or {}).items()},
+        cues=cues,
+        abbreviations=abbrs,
+        designs=frozenset(kinds["designs"]),
+        drugs=frozenset(kinds["drugs"]),
+    )
+
+
+def _parse_qualifiers(
+    path: Path, data: dict[str, Any], labels: dict[str, Label]
+) -> dict[str, tuple[str, float]]:
+    """MeSH qualifier (lower case) -> (label, weight); each must point to a known label."""
     qualifiers: dict[str, tuple[str, float]] = {}
     for q, spec in (data.get("qualifiers") or {}).items():
         label = _req(spec, "label", f"{path}: qualifier {q!r}")
         if label not in labels:
             raise TaxonomyError(f"{path}: qualifier {q!r} points to unknown label {label!r}")
         qualifiers[str(q).lower()] = (label, float(spec.get("weight", 0.5)))
+    return qualifiers
+
+
+def _read_thresholds(path: Path, labels: dict[str, Label]) -> dict[str, float]:
+    """The tuned thresholds beside the taxonomy, for its labels only; none when there is no file."""
     thresholds: dict[str, float] = {}
     tpath = path.parent / THRESHOLDS_FILE
     if tpath.exists():
@@ -295,6 +305,11 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
             thresholds = {k: float(v) for k, v in tdata["thresholds"].items() if k in labels}
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise TaxonomyError(f"{tpath}: cannot read thresholds: {e}") from e
+    return thresholds
+
+
+def _read_model(path: Path, labels: dict[str, Label]) -> LabelModel | None:
+    """The label model beside the taxonomy, if any; it must know exactly the taxonomy's labels."""
     model = None
     mpath = path.parent / MODEL_FILE
     if mpath.exists():
@@ -307,6 +322,20 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
                 f"{mpath}: the label model knows labels {sorted(model.labels)}, the taxonomy "
                 f"{sorted(labels)}; retrain with scripts/train_label_model.py or remove the file"
             )
+    return model
+
+
+def load_taxonomy(path: Path | None = None) -> Taxonomy:
+    """Read the taxonomy YAML (default: the packaged one) and, beside it, tuned thresholds.
+
+    Raises `TaxonomyError` naming the label and field when the file is malformed.
+    """
+    path = Path(path) if path else TAXONOMY_PATH
+    data = _read_taxonomy_file(path)
+    labels = {str(lid): _parse_label(path, lid, d) for lid, d in data["labels"].items()}
+    qualifiers = _parse_qualifiers(path, data, labels)
+    thresholds = _read_thresholds(path, labels)
+    model = _read_model(path, labels)
     not_cues = data.get("not_cues") or []
     if not isinstance(not_cues, list) or not all(isinstance(p, str) for p in not_cues):
         raise TaxonomyError(f"{path}: 'not_cues' must be a list of phrases")
@@ -512,6 +541,39 @@ def _quote_list(items: list[str]) -> str:
     return q[0] if len(q) == 1 else ", ".join(q[:-1]) + " and " + q[-1]
 
 
+def _add_mentions(
+    acc: dict[str, _Acc], found: dict[str, dict[str, list[float]]], where: str, *, context: bool, rank: int
+) -> None:
+    """Each label's total from its mentions (repeats add a little, drug lists count once) and evidence."""
+    for lid, per in found.items():
+        total = 0.0
+        ranked = []
+        drug_parts = []
+        for shown, (c, n, is_drug, w) in per.items():
+            contribution = c * (1 + REPEAT_BONUS * min(n - 1, REPEAT_CAP))
+            if is_drug and context:
+                drug_parts.append(contribution)
+            else:
+                total += contribution
+            ranked.append((w >= EVIDENCE_MIN_WEIGHT, contribution, shown))
+        if drug_parts:
+            drug_parts.sort(reverse=True)
+            total += drug_parts[0] + DRUG_LIST_EXTRA * sum(drug_parts[1:])
+        # The evidence names the cues that decide: a weak word ("urinary", "outcomes") is
+        # shown only when nothing stronger was found there.
+        ranked.sort(key=lambda r: (not r[0], -r[1]))
+        a = acc[lid]
+        a.raw += total
+        if context:
+            a.cues += len(per)
+        strong = [s for ok, _c, s in ranked if ok]
+        top = (strong or [s for _ok, _c, s in ranked])[:3]
+        text = f"{_quote_list(top)} in {where}"
+        a.parts.append((rank, total, text))
+        if not strong:
+            a.weak.add(text)
+
+
 class Classifier:
     """Multi-label subspecialty classifier over a `Taxonomy` (default: the packaged one).
 
@@ -647,6 +709,14 @@ class Classifier:
         rank: int,
         subtitle_start: int = 0,
     ) -> None:
+        """Adds what the cue mentions in `doc` weigh, and their evidence, to each label's `acc`."""
+        found = self._tally_mentions(acc, doc, factor, context=context, subtitle_start=subtitle_start)
+        _add_mentions(acc, found, where, context=context, rank=rank)
+
+    def _tally_mentions(
+        self, acc: dict[str, _Acc], doc: Doc, factor: float, *, context: bool, subtitle_start: int
+    ) -> dict[str, dict[str, list[float]]]:
+        """Which cue mentions count (not negated, excluded, inclusion criteria) and what each weighs."""
         # per label: phrase shown -> [contribution of first mention, count, is a drug, weight]
         found: dict[str, dict[str, list[float]]] = {}
         factors = _sentence_factors(doc) if context else None
@@ -701,33 +771,7 @@ class Classifier:
                 else:
                     cur[0] = max(cur[0], c)
                     cur[1] += 1
-        for lid, per in found.items():
-            total = 0.0
-            ranked = []
-            drug_parts = []
-            for shown, (c, n, is_drug, w) in per.items():
-                contribution = c * (1 + REPEAT_BONUS * min(n - 1, REPEAT_CAP))
-                if is_drug and context:
-                    drug_parts.append(contribution)
-                else:
-                    total += contribution
-                ranked.append((w >= EVIDENCE_MIN_WEIGHT, contribution, shown))
-            if drug_parts:
-                drug_parts.sort(reverse=True)
-                total += drug_parts[0] + DRUG_LIST_EXTRA * sum(drug_parts[1:])
-            # The evidence names the cues that decide: a weak word ("urinary", "outcomes") is
-            # shown only when nothing stronger was found there.
-            ranked.sort(key=lambda r: (not r[0], -r[1]))
-            a = acc[lid]
-            a.raw += total
-            if context:
-                a.cues += len(per)
-            strong = [s for ok, _c, s in ranked if ok]
-            top = (strong or [s for _ok, _c, s in ranked])[:3]
-            text = f"{_quote_list(top)} in {where}"
-            a.parts.append((rank, total, text))
-            if not strong:
-                a.weak.add(text)
+        return found
 
     @staticmethod
     def _drug_stem_hits(doc: Doc, known: list[Hit]) -> list[Hit]:

@@ -390,8 +390,40 @@ def _is_retracted(pub_types: Iterable[str], notices: Iterable[Notice]) -> bool:
     return RETRACTED_TYPE in pub_types or any(n.kind == "retraction_in" for n in notices)
 
 
-def parse_article(record: etree._Element) -> Paper:
-    """One `PubmedArticle` element as a Paper (raises PubmedParseError when unreadable)."""
+@dataclass(slots=True)
+class _CitationParts:
+    """What a `MedlineCitation` holds, gathered in one pass over its children."""
+
+    pmid: str | None = None
+    article: etree._Element | None = None
+    mesh_list: etree._Element | None = None
+    cc_list: etree._Element | None = None
+    medline_ta: str | None = None
+    linking: str | None = None
+    keywords: dict[str, None] = field(default_factory=dict)  # in order, first of each
+
+
+@dataclass(slots=True)
+class _ArticleParts:
+    """What an `Article` holds, gathered in one pass over its children (and its Journal's)."""
+
+    title: str | None = None
+    vernacular: str | None = None
+    language: str | None = None
+    journal_title: str | None = None
+    journal_iso: str | None = None
+    doi: str | None = None
+    epub: date | None = None
+    abstract_el: etree._Element | None = None
+    author_list: etree._Element | None = None
+    issns: list[str] = field(default_factory=list)
+    pub_types: list[str] = field(default_factory=list)
+    pub_date: date | None = None
+    pub_text: str | None = None
+
+
+def _article_record_parts(record: etree._Element) -> tuple[etree._Element, etree._Element | None]:
+    """The record's MedlineCitation (required) and the article's own ArticleIdList, if any."""
     citation = id_list = None
     for c in record:
         if c.tag == "MedlineCitation":
@@ -404,19 +436,23 @@ def parse_article(record: etree._Element) -> Paper:
                     id_list = d
     if citation is None:
         raise PubmedParseError("PubmedArticle has no MedlineCitation")
-    pmid = article = mesh_list = cc_list = None
-    medline_ta = linking = None
-    keywords: dict[str, None] = {}
+    return citation, id_list
+
+
+def _read_citation(citation: etree._Element) -> _CitationParts:
+    """The citation's PMID, Article, MeSH, notices, keywords and journal names (a repeat wins)."""
+    parts = _CitationParts()
+    keywords = parts.keywords
     for c in citation:
         tag = c.tag
         if tag == "PMID":
-            pmid = _plain(c)
+            parts.pmid = _plain(c)
         elif tag == "Article":
-            article = c
+            parts.article = c
         elif tag == "MeshHeadingList":
-            mesh_list = c
+            parts.mesh_list = c
         elif tag == "CommentsCorrectionsList":
-            cc_list = c
+            parts.cc_list = c
         elif tag == "KeywordList":
             for kw in c:
                 if kw.tag == "Keyword" and (t := _text(kw)):
@@ -424,85 +460,99 @@ def parse_article(record: etree._Element) -> Paper:
         elif tag == "MedlineJournalInfo":
             for d in c:
                 if d.tag == "MedlineTA":
-                    medline_ta = _plain(d)
+                    parts.medline_ta = _plain(d)
                 elif d.tag == "ISSNLinking":
-                    linking = _plain(d)
-    pmid = _checked_pmid(pmid)
-    if article is None:
-        raise PubmedParseError("MedlineCitation has no Article")
+                    parts.linking = _plain(d)
+    return parts
 
-    title = vernacular = language = journal_title = journal_iso = None
-    doi = epub = None
-    abstract_el = author_list = None
-    issns: list[str] = []
-    pub_types: list[str] = []
-    pub_date = pub_text = None
+
+def _read_article(article: etree._Element) -> _ArticleParts:
+    """The article's titles, DOI (first valid ELocationID), first language, dates, journal."""
+    parts = _ArticleParts()
     for c in article:
         tag = c.tag
         if tag == "ArticleTitle":
-            title = _text(c)
+            parts.title = _text(c)
         elif tag == "VernacularTitle":
-            vernacular = _text(c)
+            parts.vernacular = _text(c)
         elif tag == "ELocationID":
             # ValidYN defaults to "Y" in the DTD, which is not loaded: a missing attribute is "Y".
-            if doi is None and c.get("EIdType") == "doi" and c.get("ValidYN", "Y") == "Y":
-                doi = _normalize_doi(_text(c))
+            if parts.doi is None and c.get("EIdType") == "doi" and c.get("ValidYN", "Y") == "Y":
+                parts.doi = _normalize_doi(_text(c))
         elif tag == "Abstract":
-            abstract_el = c
+            parts.abstract_el = c
         elif tag == "AuthorList":
-            author_list = c
+            parts.author_list = c
         elif tag == "Language":
-            if language is None:
-                language = _plain(c)
+            if parts.language is None:
+                parts.language = _plain(c)
         elif tag == "PublicationTypeList":
-            pub_types = [t for t in (_plain(p) for p in c) if t]
+            parts.pub_types = [t for t in (_plain(p) for p in c) if t]
         elif tag == "ArticleDate":
-            if epub is None and c.get("DateType", "Electronic") == "Electronic":
-                epub = _ymd(c)
+            if parts.epub is None and c.get("DateType", "Electronic") == "Electronic":
+                parts.epub = _ymd(c)
         elif tag == "Journal":
-            for d in c:
-                dtag = d.tag
-                if dtag == "ISSN":
-                    if v := _plain(d):
-                        issns.append(v)
-                elif dtag == "Title":
-                    journal_title = _text(d) or None
-                elif dtag == "ISOAbbreviation":
-                    journal_iso = _text(d) or None
-                elif dtag == "JournalIssue":
-                    for e in d:
-                        if e.tag == "PubDate":
-                            pub_date, pub_text = parse_pub_date(e)
+            _read_journal(c, parts)
+    return parts
+
+
+def _read_journal(journal: etree._Element, parts: _ArticleParts) -> None:
+    """Into `parts`: the journal's ISSNs (all, in order), title, ISO abbreviation and issue date."""
+    for d in journal:
+        dtag = d.tag
+        if dtag == "ISSN":
+            if v := _plain(d):
+                parts.issns.append(v)
+        elif dtag == "Title":
+            parts.journal_title = _text(d) or None
+        elif dtag == "ISOAbbreviation":
+            parts.journal_iso = _text(d) or None
+        elif dtag == "JournalIssue":
+            for e in d:
+                if e.tag == "PubDate":
+                    parts.pub_date, parts.pub_text = parse_pub_date(e)
+
+
+def parse_article(record: etree._Element) -> Paper:
+    """One `PubmedArticle` element as a Paper (raises PubmedParseError when unreadable)."""
+    citation, id_list = _article_record_parts(record)
+    cit = _read_citation(citation)
+    pmid = _checked_pmid(cit.pmid)
+    if cit.article is None:
+        raise PubmedParseError("MedlineCitation has no Article")
+    art = _read_article(cit.article)
     ids = _article_ids(id_list)
+    doi = art.doi
     if doi is None:
         doi = _normalize_doi(ids.get("doi"))
-    if linking and linking not in issns:
-        issns.append(linking)
-    abstract, sections = _abstract(abstract_el)
-    notices = _notices(cc_list)
+    issns = art.issns
+    if cit.linking and cit.linking not in issns:
+        issns.append(cit.linking)
+    abstract, sections = _abstract(art.abstract_el)
+    notices = _notices(cit.cc_list)
     return Paper(
         source="pubmed",
         source_key=pmid,
-        title=title or vernacular or "",
+        title=art.title or art.vernacular or "",
         doi=doi,
         pmid=pmid,
         pmcid=ids.get("pmc"),
         abstract=abstract,
         abstract_sections=sections,
-        authors=_authors(author_list),
-        journal=journal_title or medline_ta,
-        journal_iso=journal_iso,
+        authors=_authors(art.author_list),
+        journal=art.journal_title or cit.medline_ta,
+        journal_iso=art.journal_iso,
         issns=issns,
-        pub_date=pub_date,
-        pub_date_text=pub_text,
-        epub_date=epub,
-        publication_types=pub_types,
-        mesh=_mesh(mesh_list),
-        keywords=list(keywords),
-        language=language,
+        pub_date=art.pub_date,
+        pub_date_text=art.pub_text,
+        epub_date=art.epub,
+        publication_types=art.pub_types,
+        mesh=_mesh(cit.mesh_list),
+        keywords=list(cit.keywords),
+        language=art.language,
         url=PUBMED_URL.format(pmid=pmid),
         notices=notices,
-        is_retracted=_is_retracted(pub_types, notices),
+        is_retracted=_is_retracted(art.pub_types, notices),
     )
 
 
@@ -791,6 +841,69 @@ def _stat(stats: Any, key: str) -> int:
     return int(getattr(stats, key, 0) or 0)
 
 
+def _new_summary(search_start: datetime, search_end: datetime) -> dict[str, Any]:
+    """The summary before the first batch: the days searched, and every count at zero."""
+    return {
+        "search_start": search_start.date().isoformat(),
+        "search_end": search_end.date().isoformat(),
+        "hits": None,
+        "fetched": 0,
+        "parsed": 0,
+        "deleted": 0,
+        "problems": [],
+        "problem_count": 0,
+        "new": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "merged": 0,
+        "notices_new": 0,
+        "batches": 0,
+    }
+
+
+def _batch_papers(body: bytes, fetched_at: datetime, summary: dict[str, Any]) -> list[Paper]:
+    """The batch's papers, stamped `fetched_at`; its deletions and (capped) problems are counted."""
+    papers: list[Paper] = []
+    for item in parse_pubmed(body):
+        if isinstance(item, Paper):
+            item.fetched_at = fetched_at
+            papers.append(item)
+        elif isinstance(item, DeletedCitation):
+            summary["deleted"] += len(item.pmids)
+        else:
+            summary["problem_count"] += 1
+            if len(summary["problems"]) < MAX_PROBLEMS_REPORTED:
+                summary["problems"].append({"pmid": item.pmid, "reason": item.reason})
+    return papers
+
+
+def _check_hits(summary: dict[str, Any], hits: int | None) -> None:
+    """Records ESearch's count, and a problem when EFetch returned fewer records than it."""
+    summary["hits"] = hits
+    if hits is not None and summary["fetched"] < hits:
+        # PubMed can withdraw a record between the search and the fetch; anything more
+        # than that must be visible in the run's summary.
+        summary["problem_count"] += 1
+        summary["problems"].append(
+            {
+                "pmid": None,
+                "reason": f"ESearch counted {hits} records, EFetch returned {summary['fetched']}",
+            }
+        )
+
+
+def _settle_watermark(engine: Engine, summary: dict[str, Any], end: datetime, record: bool) -> None:
+    """Whether the watermark moves to `end`: only when every record the window held is stored."""
+    # Records the window held that are not in the store now: unreadable ones, and ones ESearch
+    # counted that EFetch did not return. The watermark says "everything before me is stored",
+    # so it stays put; the next run over this window tries them again.
+    summary["expected"] = max(summary["hits"] or 0, summary["fetched"])
+    summary["unstored"] = max(0, summary["expected"] - summary["parsed"])
+    summary["watermark"] = None
+    if record and not summary["unstored"]:
+        summary["watermark"] = record_window(engine, end).isoformat()
+
+
 def ingest_window(
     settings: Settings,
     engine: Engine,
@@ -825,22 +938,7 @@ def ingest_window(
     e = _naive_utc(end)
     own = client is None
     c = client or EutilsClient.from_settings(settings.pubmed)
-    summary: dict[str, Any] = {
-        "search_start": s.date().isoformat(),
-        "search_end": e.date().isoformat(),
-        "hits": None,
-        "fetched": 0,
-        "parsed": 0,
-        "deleted": 0,
-        "problems": [],
-        "problem_count": 0,
-        "new": 0,
-        "updated": 0,
-        "unchanged": 0,
-        "merged": 0,
-        "notices_new": 0,
-        "batches": 0,
-    }
+    summary = _new_summary(s, e)
     requests_before = c.requests_made
     calls_before = dict(c.calls)
     fetched_at = utcnow()
@@ -848,45 +946,17 @@ def ingest_window(
         for body in c.prefetch_window(settings.pubmed.query, s.date(), e.date()):
             summary["batches"] += 1
             summary["fetched"] += count_records(body)
-            papers: list[Paper] = []
-            for item in parse_pubmed(body):
-                if isinstance(item, Paper):
-                    item.fetched_at = fetched_at
-                    papers.append(item)
-                elif isinstance(item, DeletedCitation):
-                    summary["deleted"] += len(item.pmids)
-                else:
-                    summary["problem_count"] += 1
-                    if len(summary["problems"]) < MAX_PROBLEMS_REPORTED:
-                        summary["problems"].append({"pmid": item.pmid, "reason": item.reason})
+            papers = _batch_papers(body, fetched_at, summary)
             summary["parsed"] += len(papers)
             if papers:
                 stats = upsert_papers(engine, papers)
                 for key in ("new", "updated", "unchanged", "merged", "notices_new"):
                     summary[key] += _stat(stats, key)
-        summary["hits"] = c.last_window_hits
-        if c.last_window_hits is not None and summary["fetched"] < c.last_window_hits:
-            # PubMed can withdraw a record between the search and the fetch; anything more
-            # than that must be visible in the run's summary.
-            summary["problem_count"] += 1
-            summary["problems"].append(
-                {
-                    "pmid": None,
-                    "reason": f"ESearch counted {c.last_window_hits} records,"
-                    f" EFetch returned {summary['fetched']}",
-                }
-            )
+        _check_hits(summary, c.last_window_hits)
     finally:
         summary["requests"] = c.requests_made - requests_before
         summary["calls"] = {k: v - calls_before.get(k, 0) for k, v in c.calls.items()}
         if own:
             c.close()
-    # Records the window held that are not in the store now: unreadable ones, and ones ESearch
-    # counted that EFetch did not return. The watermark says "everything before me is stored",
-    # so it stays put; the next run over this window tries them again.
-    summary["expected"] = max(summary["hits"] or 0, summary["fetched"])
-    summary["unstored"] = max(0, summary["expected"] - summary["parsed"])
-    summary["watermark"] = None
-    if record and not summary["unstored"]:
-        summary["watermark"] = record_window(engine, e).isoformat()
+    _settle_watermark(engine, summary, e, record)
     return summary

@@ -601,6 +601,122 @@ def assess(
     )
 
 
+def _title_weight(t: _Mentions, raw: float, evidence: list[str]) -> float:
+    """`raw` plus what the title's mentions weigh: the disease, else a list, else a weak one; a drug."""
+    if t.core:
+        raw += TITLE_WEIGHT
+        overlap = ", as part of an overlap syndrome" if t.overlap == len(t.core) else ""
+        evidence.append(f"{_most_telling(t.core)} in the title{overlap}")
+    elif t.listed:
+        raw += TITLE_LIST_WEIGHT
+        evidence.append(f"{_most_telling(t.listed)} in the title, among other diseases")
+    elif t.weak:
+        raw += TITLE_WEIGHT / 3
+    if t.drugs and not t.core:
+        raw += DRUG_TITLE_WEIGHT
+        evidence.append(f"{_most_telling(t.drugs)} in the title")
+    return raw
+
+
+def _mesh_weight(mesh: Sequence[Any], raw: float, evidence: list[str]) -> float:
+    """`raw` plus the best lupus MeSH heading's weight, unless a look-alike is the major topic."""
+    best_mesh: tuple[bool, str] | None = None
+    trap_major: str | None = None
+    for m in mesh:
+        name, ui, major = _mesh_name_major(m)
+        is_lupus_heading = name.lower() in LUPUS_MESH or bool(ui and ui in LUPUS_MESH_UIS)
+        if is_lupus_heading and (best_mesh is None or (major and not best_mesh[0])):
+            best_mesh = (major, name)
+        if major and name.lower() in TRAP_MESH:
+            trap_major = name
+    if best_mesh and trap_major and not best_mesh[0]:
+        evidence.append(f"MeSH {trap_major} is the major topic; {best_mesh[1]} is not")
+        best_mesh = None
+    if best_mesh:
+        raw += MESH_MAJOR_WEIGHT if best_mesh[0] else MESH_MINOR_WEIGHT
+        evidence.append(f"MeSH {best_mesh[1]}" + (" (major topic)" if best_mesh[0] else ""))
+    return raw
+
+
+def _keyword_weight(
+    kw_hits_all: list[tuple[str, Doc, list[Hit[tuple[str, str]]]]],
+    redefined: bool,
+    raw: float,
+    evidence: list[str],
+    traps: list[str],
+) -> float:
+    """`raw` plus the keyword weight when a keyword names lupus (once, however many do)."""
+    kw_hits: list[str] = []
+    for kw, kw_doc, hits in kw_hits_all:
+        k = _scan(kw_doc, hits, context=False, redefined=redefined)
+        traps.extend(k.traps)
+        if k.core:
+            kw_hits.append(kw)
+    if kw_hits:
+        raw += KEYWORD_WEIGHT
+        evidence.append(f"keyword '{kw_hits[0]}'")
+    return raw
+
+
+def _abstract_weight(a: _Mentions, t: _Mentions, raw: float, evidence: list[str]) -> float:
+    """`raw` plus what the abstract's mentions weigh: the first most, then capped repeats; drugs."""
+    n_core = len(a.core)
+    if n_core:
+        # The first clear mention weighs most: a case report may name the patient's disease
+        # only once. A lone mention that does not say who was studied is a passing one.
+        first = ABSTRACT_FIRST if a.population else ABSTRACT_FIRST_PASSING
+        raw += first + ABSTRACT_WEIGHT * (min(n_core, ABSTRACT_CAP) - 1)
+        what = _most_telling(a.core)
+        evidence.append(f"{what} in the abstract" + (f" ({n_core} mentions)" if n_core > 1 else ""))
+    if a.drugs and not n_core:
+        raw += DRUG_ABSTRACT_WEIGHT
+        evidence.append(f"{_most_telling(a.drugs)} in the abstract")
+    if a.weak and (n_core or t.core):
+        raw += 0.5 * min(len(a.weak), 2)
+    return raw
+
+
+def _title_penalty(t: _Mentions, title: str, title_doc: Doc, raw: float) -> float:
+    """`raw` less a penalty when the title makes lupus a misdiagnosis or names another disease."""
+    if t.differential and not (t.core or t.listed):
+        # "lymphoma masquerading as SLE": lupus was the misdiagnosis, and so is every abstract
+        # mention that echoes it
+        raw -= DIFFERENTIAL_TITLE_PENALTY
+    elif not (t.core or t.listed) and title and (t.traps or _OTHER.find(title_doc)):
+        # The title names another disease (or a look-alike) and not lupus: lupus is a side issue.
+        raw -= OTHER_DISEASE_TITLE_PENALTY
+    return raw
+
+
+def _why_not(
+    t: _Mentions,
+    a: _Mentions,
+    traps: list[str],
+    expansion: str | None,
+    title: str,
+    title_doc: Doc,
+    evidence: list[str],
+) -> None:
+    """Says, for a record judged not about lupus, why the mentions that were found did not count."""
+    evidence.extend(dict.fromkeys(_TRAPS[trap] for trap in traps))
+    if expansion:
+        evidence.append(f"'SLE' here means {expansion}")
+    if a.excluded:
+        evidence.append("lupus is mentioned only as an exclusion criterion")
+    if a.compared or t.compared:
+        evidence.append("lupus is mentioned only as a comparison group or in a list of diseases")
+    if a.differential or t.differential:
+        evidence.append("lupus is mentioned only as a differential diagnosis or misdiagnosis")
+    if (t.drugs or a.drugs) and title and _OTHER.find(title_doc):
+        evidence.append("a lupus drug, but the title names another disease")
+    if a.negated:
+        evidence.append("lupus is mentioned only as absent ('no', 'without')")
+    if len(a.core) == 1 and not a.population and not t.core:
+        evidence.append("lupus is mentioned only once, in passing")
+    if not evidence:
+        evidence.append("no mention of lupus erythematosus")
+
+
 def assess_docs(
     title: str,
     abstract: str,
@@ -629,90 +745,17 @@ def assess_docs(
     organ_words = frozenset(title_doc.lower) | frozenset(abstract_doc.lower)
     t = _scan(title_doc, title_hits, context=False, redefined=redefined, organ_words=organ_words)
     traps = list(t.traps)
-    if t.core:
-        raw += TITLE_WEIGHT
-        overlap = ", as part of an overlap syndrome" if t.overlap == len(t.core) else ""
-        evidence.append(f"{_most_telling(t.core)} in the title{overlap}")
-    elif t.listed:
-        raw += TITLE_LIST_WEIGHT
-        evidence.append(f"{_most_telling(t.listed)} in the title, among other diseases")
-    elif t.weak:
-        raw += TITLE_WEIGHT / 3
-    if t.drugs and not t.core:
-        raw += DRUG_TITLE_WEIGHT
-        evidence.append(f"{_most_telling(t.drugs)} in the title")
-
-    best_mesh: tuple[bool, str] | None = None
-    trap_major: str | None = None
-    for m in mesh:
-        name, ui, major = _mesh_name_major(m)
-        is_lupus_heading = name.lower() in LUPUS_MESH or bool(ui and ui in LUPUS_MESH_UIS)
-        if is_lupus_heading and (best_mesh is None or (major and not best_mesh[0])):
-            best_mesh = (major, name)
-        if major and name.lower() in TRAP_MESH:
-            trap_major = name
-    if best_mesh and trap_major and not best_mesh[0]:
-        evidence.append(f"MeSH {trap_major} is the major topic; {best_mesh[1]} is not")
-        best_mesh = None
-    if best_mesh:
-        raw += MESH_MAJOR_WEIGHT if best_mesh[0] else MESH_MINOR_WEIGHT
-        evidence.append(f"MeSH {best_mesh[1]}" + (" (major topic)" if best_mesh[0] else ""))
-
-    kw_hits: list[str] = []
-    for kw, kw_doc, hits in kw_hits_all:
-        k = _scan(kw_doc, hits, context=False, redefined=redefined)
-        traps.extend(k.traps)
-        if k.core:
-            kw_hits.append(kw)
-    if kw_hits:
-        raw += KEYWORD_WEIGHT
-        evidence.append(f"keyword '{kw_hits[0]}'")
-
+    raw = _title_weight(t, raw, evidence)
+    raw = _mesh_weight(mesh, raw, evidence)
+    raw = _keyword_weight(kw_hits_all, redefined, raw, evidence, traps)
     a = _scan(abstract_doc, abstract_hits, context=True, redefined=redefined, organ_words=organ_words)
     traps.extend(a.traps)
-    n_core = len(a.core)
-    if n_core:
-        # The first clear mention weighs most: a case report may name the patient's disease
-        # only once. A lone mention that does not say who was studied is a passing one.
-        first = ABSTRACT_FIRST if a.population else ABSTRACT_FIRST_PASSING
-        raw += first + ABSTRACT_WEIGHT * (min(n_core, ABSTRACT_CAP) - 1)
-        what = _most_telling(a.core)
-        evidence.append(f"{what} in the abstract" + (f" ({n_core} mentions)" if n_core > 1 else ""))
-    if a.drugs and not n_core:
-        raw += DRUG_ABSTRACT_WEIGHT
-        evidence.append(f"{_most_telling(a.drugs)} in the abstract")
-    if a.weak and (n_core or t.core):
-        raw += 0.5 * min(len(a.weak), 2)
-
-    if t.differential and not (t.core or t.listed):
-        # "lymphoma masquerading as SLE": lupus was the misdiagnosis, and so is every abstract
-        # mention that echoes it
-        raw -= DIFFERENTIAL_TITLE_PENALTY
-    elif not (t.core or t.listed) and title and (t.traps or _OTHER.find(title_doc)):
-        # The title names another disease (or a look-alike) and not lupus: lupus is a side issue.
-        raw -= OTHER_DISEASE_TITLE_PENALTY
+    raw = _abstract_weight(a, t, raw, evidence)
+    raw = _title_penalty(t, title, title_doc, raw)
 
     raw = max(raw, 0.0)
     score = raw / (raw + _SCALE)
     is_lupus = score >= THRESHOLD
-
     if not is_lupus:
-        # Say why the mentions that were found did not count.
-        evidence.extend(dict.fromkeys(_TRAPS[trap] for trap in traps))
-        if expansion:
-            evidence.append(f"'SLE' here means {expansion}")
-        if a.excluded:
-            evidence.append("lupus is mentioned only as an exclusion criterion")
-        if a.compared or t.compared:
-            evidence.append("lupus is mentioned only as a comparison group or in a list of diseases")
-        if a.differential or t.differential:
-            evidence.append("lupus is mentioned only as a differential diagnosis or misdiagnosis")
-        if (t.drugs or a.drugs) and title and _OTHER.find(title_doc):
-            evidence.append("a lupus drug, but the title names another disease")
-        if a.negated:
-            evidence.append("lupus is mentioned only as absent ('no', 'without')")
-        if n_core == 1 and not a.population and not t.core:
-            evidence.append("lupus is mentioned only once, in passing")
-        if not evidence:
-            evidence.append("no mention of lupus erythematosus")
+        _why_not(t, a, traps, expansion, title, title_doc, evidence)
     return Relevance(is_lupus=is_lupus, score=round(score, 3), evidence=evidence)
