@@ -722,22 +722,8 @@ def build_digest(
     """
     a_from = min(subscriber.cursor, announce_to)
     u_from = min(subscriber.update_cursor, update_to)
-    key = (a_from, announce_to, u_from, update_to)
-    window = windows.get(key) if windows is not None else None
-    if window is None:
-        window = load_window(
-            conn, announce_from=a_from, announce_to=announce_to, update_from=u_from, update_to=update_to
-        )
-        if windows is not None:
-            windows[key] = window
-    if link_maker is not None:
-        prefs, unsub = link_maker(settings, subscriber)
-    else:
-        from lupus_alerts import tokens
-
-        issued = (now.astimezone(UTC) if now.tzinfo else now).date()  # naive `now` is UTC
-        prefs = tokens.preferences_url(settings, subscriber.link_key, issued=issued, secret=secret)
-        unsub = tokens.unsubscribe_url(settings, subscriber.link_key, issued=issued, secret=secret)
+    window = _shared_window(conn, windows, (a_from, announce_to, u_from, update_to))
+    prefs, unsub = _subscriber_links(settings, subscriber, now=now, secret=secret, link_maker=link_maker)
     day = _local_day(now, settings.digest.timezone)
 
     def attempt(limit: int | None, compact: bool) -> tuple[Selection, DigestView, str, str]:
@@ -756,16 +742,7 @@ def build_digest(
         )
         return (sel, v, *render(v))
 
-    selection, view, html, text = attempt(None, False)
-    size = len(html.encode("utf-8"))
-    if size > HTML_BUDGET_BYTES:
-        selection, view, html, text = attempt(None, True)
-        size = len(html.encode("utf-8"))
-        while size > HTML_BUDGET_BYTES and view.paper_count > 1:
-            # shrink in proportion to the excess, at least one paper per step
-            fewer = min(view.paper_count - 1, int(view.paper_count * HTML_BUDGET_BYTES / size * 0.95))
-            selection, view, html, text = attempt(max(1, fewer), True)
-            size = len(html.encode("utf-8"))
+    selection, view, html, text = _render_within_budget(attempt)
     shown_ids = tuple(p.paper_id for s in view.sections for p in s.papers)
     return Digest(
         subscriber=subscriber,
@@ -786,6 +763,59 @@ def build_digest(
         preferences_url=prefs,
         update_ids=tuple(u.update_id for u in selection.updates),
     )
+
+
+def _shared_window(
+    conn: Connection,
+    windows: dict[tuple[int, int, int, int], Window] | None,
+    key: tuple[int, int, int, int],
+) -> Window:
+    """Whether the window is loaded from the store or reused from `windows` (which then keeps it)."""
+    window = windows.get(key) if windows is not None else None
+    if window is None:
+        a_from, announce_to, u_from, update_to = key
+        window = load_window(
+            conn, announce_from=a_from, announce_to=announce_to, update_from=u_from, update_to=update_to
+        )
+        if windows is not None:
+            windows[key] = window
+    return window
+
+
+def _subscriber_links(
+    settings: Settings,
+    subscriber: Subscriber,
+    *,
+    now: datetime,
+    secret: bytes | str | None,
+    link_maker: Callable[[Settings, Subscriber], tuple[str, str]] | None,
+) -> tuple[str, str]:
+    """The (preferences, unsubscribe) URLs: `link_maker`'s if given, else signed for `now`'s UTC day."""
+    if link_maker is not None:
+        return link_maker(settings, subscriber)
+    from lupus_alerts import tokens
+
+    issued = (now.astimezone(UTC) if now.tzinfo else now).date()  # naive `now` is UTC
+    prefs = tokens.preferences_url(settings, subscriber.link_key, issued=issued, secret=secret)
+    unsub = tokens.unsubscribe_url(settings, subscriber.link_key, issued=issued, secret=secret)
+    return prefs, unsub
+
+
+def _render_within_budget(
+    attempt: Callable[[int | None, bool], tuple[Selection, DigestView, str, str]],
+) -> tuple[Selection, DigestView, str, str]:
+    """How much is shown: everything, else compact, else compact with fewer papers until the HTML fits."""
+    selection, view, html, text = attempt(None, False)
+    size = len(html.encode("utf-8"))
+    if size > HTML_BUDGET_BYTES:
+        selection, view, html, text = attempt(None, True)
+        size = len(html.encode("utf-8"))
+        while size > HTML_BUDGET_BYTES and view.paper_count > 1:
+            # shrink in proportion to the excess, at least one paper per step
+            fewer = min(view.paper_count - 1, int(view.paper_count * HTML_BUDGET_BYTES / size * 0.95))
+            selection, view, html, text = attempt(max(1, fewer), True)
+            size = len(html.encode("utf-8"))
+    return selection, view, html, text
 
 
 def _local_day(now: datetime, tz: str) -> date:

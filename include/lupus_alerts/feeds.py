@@ -159,6 +159,36 @@ def parse_feed_bytes(
     defaults to "the feed is not all-lupus" (and to off when no feed is given, e.g. parsing a
     file from the command line).
     """
+    data = _admit_body(data, headers, max_bytes)
+    seen_at = seen_at or datetime.now(UTC).replace(tzinfo=None)
+    if filter_relevance is None:
+        filter_relevance = feed is not None and not feed.all_lupus
+
+    parsed = _feedparse(data, headers)
+    result = _new_result(parsed)
+    entries = parsed.entries
+    extras = _item_identifiers(data, len(entries))
+    channel = parsed.feed
+    source = f"feed:{feed.id}" if feed else f"feed:{_slug(result.feed_title or 'unknown')}"
+    channel_journal = channel.get("prism_publicationname") or _text(channel.get("title", "")) or None
+    _collect_papers(
+        result,
+        entries,
+        extras,
+        source=source,
+        journal=feed.name if feed else None,
+        channel_journal=channel_journal,
+        issns=_channel_issns(channel),
+        seen_at=seen_at,
+        filter_relevance=filter_relevance,
+    )
+    result.kept = len(result.papers)
+    result.dois = sum(1 for p in result.papers if p.doi)
+    return result
+
+
+def _admit_body(data: bytes, headers: Mapping[str, str] | None, max_bytes: int) -> bytes:
+    """Whether the body may be parsed at all: refuse it if too large or unsafe, else expand its entities."""
     if len(data) > max_bytes:
         raise FeedTooLargeError(f"feed body is {len(data)} bytes, over the {max_bytes}-byte cap")
     try:
@@ -166,11 +196,12 @@ def parse_feed_bytes(
     except EntityRefused as e:
         raise UnsafeFeedError(f"feed refused: {e}") from None
     refuse_unsafe_xml(data, headers)
-    seen_at = seen_at or datetime.now(UTC).replace(tzinfo=None)
-    if filter_relevance is None:
-        filter_relevance = feed is not None and not feed.all_lupus
+    return data
 
-    parsed = feedparser.parse(
+
+def _feedparse(data: bytes, headers: Mapping[str, str] | None) -> Any:
+    """How feedparser is run: with the response headers, and without its HTML sanitizing."""
+    return feedparser.parse(
         data,
         # feedparser looks headers up in lower case (content-type, content-location).
         response_headers={k.lower(): v for k, v in (headers or {}).items()},
@@ -180,6 +211,10 @@ def parse_feed_bytes(
         sanitize_html=False,
         resolve_relative_uris=False,
     )
+
+
+def _new_result(parsed: Any) -> FeedParseResult:
+    """The document-level verdict before any item: format, title, and whether it is malformed or empty."""
     result = FeedParseResult(
         bozo=bool(parsed.get("bozo")),
         version=parsed.get("version") or "",
@@ -188,16 +223,24 @@ def parse_feed_bytes(
     if result.bozo:
         exc = parsed.get("bozo_exception")
         result.warnings.append(f"malformed feed ({type(exc).__name__}): {exc}")
-    entries = parsed.entries
-    if not entries and not result.version:
+    if not parsed.entries and not result.version:
         result.warnings.append("no RSS or Atom items found in the document")
+    return result
 
-    extras = _item_identifiers(data, len(entries))
-    channel = parsed.feed
-    source = f"feed:{feed.id}" if feed else f"feed:{_slug(result.feed_title or 'unknown')}"
-    channel_journal = channel.get("prism_publicationname") or _text(channel.get("title", "")) or None
-    issns = _channel_issns(channel)
 
+def _collect_papers(
+    result: FeedParseResult,
+    entries: Sequence[Mapping[str, Any]],
+    extras: list[dict[str, list[str]]] | None,
+    *,
+    source: str,
+    journal: str | None,
+    channel_journal: str | None,
+    issns: list[str],
+    seen_at: datetime,
+    filter_relevance: bool,
+) -> None:
+    """Which items become papers: every one that converts, less those the relevance filter rejects."""
     for index, entry in enumerate(entries):
         result.items += 1
         try:
@@ -205,7 +248,7 @@ def parse_feed_bytes(
                 entry,
                 extra=extras[index] if extras is not None else None,
                 source=source,
-                journal=feed.name if feed else None,
+                journal=journal,
                 channel_journal=channel_journal,
                 issns=issns,
                 seen_at=seen_at,
@@ -221,9 +264,6 @@ def parse_feed_bytes(
                 result.rejected_titles.append(paper.title)
                 continue
         result.papers.append(paper)
-    result.kept = len(result.papers)
-    result.dois = sum(1 for p in result.papers if p.doi)
-    return result
 
 
 _ENTITY_DECL = re.compile(rb"<!\s*ENTITY", re.IGNORECASE)
@@ -308,7 +348,44 @@ def _entry_to_paper(
     # link here, but the next consumer of the store (an Atom feed, an API) might trust it.
     link = safe_link(entry.get("link"))
     guid = (entry.get("id") or "").strip() or None
+    abstract, sd_meta = _entry_abstract(summary_html, contents)
 
+    doi = extract_doi(entry, extra=extra)
+    if not title and not doi:
+        raise ValueError("item has neither a title nor a DOI")
+
+    authors = _entry_authors(entry, sd_meta)
+    online_text, epub, pub_date, pub_date_text = _entry_dates(entry, sd_meta, seen_at)
+    item_journal = (
+        journal
+        or _text(entry.get("prism_publicationname", ""))
+        or sd_meta.get("source")
+        or _dc_source_journal(entry.get("dc_source", ""))
+        or channel_journal
+    )
+    types, keywords = _entry_types_and_keywords(entry)
+    return Paper(
+        source=source,
+        source_key=_entry_source_key(guid, link, title, online_text),
+        title=title or "(untitled)",
+        doi=doi,
+        abstract=abstract,
+        authors=authors,
+        journal=item_journal,
+        issns=list(issns),
+        pub_date=pub_date,
+        pub_date_text=pub_date_text,
+        epub_date=epub,
+        publication_types=types,
+        keywords=keywords,
+        language=entry.get("language") or None,
+        url=link or safe_link(guid),
+        fetched_at=seen_at,
+    )
+
+
+def _entry_abstract(summary_html: str, contents: list[str]) -> tuple[str, dict[str, str]]:
+    """The abstract is the longest text of the item's HTML fields; also any ScienceDirect metadata lines."""
     sd_meta = _sciencedirect_meta(summary_html)
     if sd_meta:
         summary_html = sd_meta.pop("rest", "")
@@ -319,11 +396,11 @@ def _entry_to_paper(
     abstract = max(
         (strip_citation_line(html_to_text(t)) for t in [summary_html, *contents]), key=len, default=""
     )
+    return abstract, sd_meta
 
-    doi = extract_doi(entry, extra=extra)
-    if not title and not doi:
-        raise ValueError("item has neither a title nor a DOI")
 
+def _entry_authors(entry: Mapping[str, Any], sd_meta: Mapping[str, str]) -> list[Author]:
+    """The item's authors: its author elements, else the ScienceDirect author line."""
     author_names: list[str] = []
     for a in entry.get("authors", []) or []:
         name = a.get("name") if isinstance(a, Mapping) else None
@@ -331,8 +408,13 @@ def _entry_to_paper(
             author_names.extend(split_authors(_text(name)))
     if not author_names and sd_meta.get("authors"):
         author_names = split_authors(sd_meta["authors"])
-    authors = [parse_author(n) for n in author_names]
+    return [parse_author(n) for n in author_names]
 
+
+def _entry_dates(
+    entry: Mapping[str, Any], sd_meta: Mapping[str, str], seen_at: datetime
+) -> tuple[str | None, date | None, date, str | None]:
+    """The online date text, the epub date, and the publication date (cover, else online, else seen)."""
     online_text = _first_text(entry, ("published", "dc_date", "updated", "prism_publicationdate"))
     cover_text = _first_text(entry, ("prism_coverdate", "prism_publicationdate"))
     if sd_meta.get("date"):
@@ -349,44 +431,27 @@ def _entry_to_paper(
         # No usable date: the day we first saw the item is the best we know.
         pub_date = seen_at.date()
         pub_date_text = None
+    return online_text, epub, pub_date, pub_date_text
 
-    item_journal = (
-        journal
-        or _text(entry.get("prism_publicationname", ""))
-        or sd_meta.get("source")
-        or _dc_source_journal(entry.get("dc_source", ""))
-        or channel_journal
-    )
 
+def _entry_types_and_keywords(entry: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The prism:section is the publication type; the tags other than it are keywords."""
     types = [entry["prism_section"].strip()] if entry.get("prism_section") else []
     keywords = [
         t["term"].strip()
         for t in entry.get("tags", []) or []
         if t.get("term") and t["term"].strip() not in types
     ]
+    return types, keywords
 
+
+def _entry_source_key(guid: str | None, link: str | None, title: str, online_text: str | None) -> str:
+    """The item's key within its feed: guid, else link, else title and date; hashed if over-long."""
     source_key = guid or link or _fallback_key(title, online_text)
     if len(source_key) > MAX_SOURCE_KEY:
         # paper_sources.source_key is bounded; a hash of an over-long guid is just as stable.
         source_key = "sha1:" + hashlib.sha1(source_key.encode()).hexdigest()
-    return Paper(
-        source=source,
-        source_key=source_key,
-        title=title or "(untitled)",
-        doi=doi,
-        abstract=abstract,
-        authors=authors,
-        journal=item_journal,
-        issns=list(issns),
-        pub_date=pub_date,
-        pub_date_text=pub_date_text,
-        epub_date=epub,
-        publication_types=types,
-        keywords=keywords,
-        language=entry.get("language") or None,
-        url=link or safe_link(guid),
-        fetched_at=seen_at,
-    )
+    return source_key
 
 
 _URL_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")

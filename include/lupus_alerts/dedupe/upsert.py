@@ -131,9 +131,33 @@ def _chunks(items: Iterable[Paper], n: int) -> Iterator[list[Paper]]:
 
 
 def _upsert_batch(conn: Connection, enc: _Encoded, now: datetime) -> UpsertStats:
-    P, S = store.papers, store.paper_sources
+    """One batch, inside the caller's transaction: match, lock and load, plan per group, write."""
     uf = _UnionFind()
-    recs, texts, hashes = enc.recs, enc.texts, enc.hashes
+    src_rows, same = _match_records(conn, enc, uf)
+    papers_by_id, sources_by_paper = _load_linked_papers(conn, uf, same)
+
+    # 3. Per group: merge, decide what changed, and collect the writes.
+    batch = _Batch(enc.recs, enc.texts, enc.hashes, src_rows, same)
+    stats = UpsertStats()
+    w = _Writes()
+    ctx = _Planning(conn, batch, papers_by_id, sources_by_paper, now, w, stats)
+    for rec_idx, pids in _groups(uf).values():
+        _plan_group(ctx, sorted(rec_idx), sorted(pids))
+
+    _apply(conn, w, now, stats)
+    return stats
+
+
+def _match_records(
+    conn: Connection, enc: _Encoded, uf: _UnionFind
+) -> tuple[dict[tuple[str, str], Any], list[bool]]:
+    """Which stored papers and batch records each record belongs with (in `uf`), and which are unchanged.
+
+    Returns the stored source rows by (source, source_key) and, per record, whether it is
+    stored already exactly as it is now.
+    """
+    P, S = store.papers, store.paper_sources
+    recs, hashes = enc.recs, enc.hashes
 
     # 1. Find every stored paper each record may belong to, and records that share a key.
     src_rows = _source_rows(conn, [(r.source, r.source_key) for r in recs])
@@ -169,10 +193,17 @@ def _upsert_batch(conn: Connection, enc: _Encoded, now: datetime) -> UpsertStats
     # or PMID had its title compared when that paper or the DOI-less one was first stored.
     matched = [(r.source, r.source_key) in src_rows or r.doi in doi_hits or r.pmid in pmid_hits for r in recs]
     _link_by_title(conn, recs, uf, skip=matched)
+    return src_rows, same
 
+
+def _load_linked_papers(
+    conn: Connection, uf: _UnionFind, same: list[bool]
+) -> tuple[dict[int, Any], dict[int, list[_StoredSource]]]:
+    """Which stored papers the batch touches: matched ones and those holding a DOI or PMID they mention."""
+    P = store.papers
     # 2. Lock and load the matched papers, their sources, and any paper holding a DOI or PMID
     #    those sources mention (so the merged row can take it without a unique violation).
-    #    Papers whose every record arrived unchanged are left alone (the fast path below).
+    #    Papers whose every record arrived unchanged are left alone (the fast path, plan._unchanged).
     papers_by_id: dict[int, Any] = {}
     sources_by_paper: dict[int, list[_StoredSource]] = {}
     untouched = _untouched_papers(uf, same)
@@ -203,19 +234,13 @@ def _upsert_batch(conn: Connection, enc: _Encoded, now: datetime) -> UpsertStats
                 wanted.add(holder)
     else:
         raise _Retry("papers kept linking to further papers; giving up this attempt")
+    return papers_by_id, sources_by_paper
 
-    # 3. Per group: merge, decide what changed, and collect the writes.
+
+def _groups(uf: _UnionFind) -> dict[Any, tuple[list[int], list[int]]]:
+    """The batch's groups: per union-find root, the record indices and paper ids that merge together."""
     groups: dict[Any, tuple[list[int], list[int]]] = {}
     for node in list(uf.parent):
         rec_idx, pids = groups.setdefault(uf.find(node), ([], []))
         (rec_idx if node[0] == "r" else pids).append(node[1])
-
-    batch = _Batch(recs, texts, hashes, src_rows, same)
-    stats = UpsertStats()
-    w = _Writes()
-    ctx = _Planning(conn, batch, papers_by_id, sources_by_paper, now, w, stats)
-    for rec_idx, pids in groups.values():
-        _plan_group(ctx, sorted(rec_idx), sorted(pids))
-
-    _apply(conn, w, now, stats)
-    return stats
+    return groups

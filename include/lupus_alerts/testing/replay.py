@@ -148,6 +148,32 @@ class ReplayServer:
 
     # -- serving -------------------------------------------------------------------------------
 
+    def _record(self, req: Request) -> Fault | None:
+        """Record `req` and take the fault (if any) queued for its path, atomically."""
+        with self._lock:
+            self.requests.append(req)
+            return self._faults[req.path].popleft() if self._faults[req.path] else None
+
+    def _respond(self, req: Request, fault: Fault | None) -> Response:
+        """What `req` gets: a fault's status, else 404, else its route's answer, stalled or cut by a fault."""
+        handler = self._routes.get(req.path)
+        if fault is not None and fault.status is not None:
+            hdrs = {"Content-Type": "text/plain"}
+            if fault.retry_after is not None:
+                hdrs["Retry-After"] = fault.retry_after
+            return Response(fault.status, fault.body, hdrs, delay=fault.delay)
+        if handler is None:
+            return Response(404, b"not found", {"Content-Type": "text/plain"})
+        try:
+            resp = handler(req)
+        except Exception as e:  # a bug in a test handler should show as a 500
+            resp = Response(500, f"replay handler error: {e!r}".encode(), {})
+        if fault is not None:
+            resp.delay = max(resp.delay, fault.delay)
+            if fault.truncate_to is not None:
+                resp.truncate_to = fault.truncate_to
+        return resp
+
     def _make_handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
@@ -167,10 +193,16 @@ class ReplayServer:
                 self._serve(head=True)
 
             def _serve(self, head: bool = False) -> None:
+                req = self._read_request()
+                fault = server._record(req)
+                self._write(server._respond(req, fault), head)
+
+            def _read_request(self) -> Request:
+                """The request as recorded: its arrival time is taken once its body is read."""
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                req = Request(
+                return Request(
                     time=time.monotonic(),
                     method=self.command,
                     path=parts.path,
@@ -178,27 +210,6 @@ class ReplayServer:
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=body,
                 )
-                with server._lock:
-                    server.requests.append(req)
-                    fault = server._faults[parts.path].popleft() if server._faults[parts.path] else None
-                handler = server._routes.get(parts.path)
-                if fault is not None and fault.status is not None:
-                    hdrs = {"Content-Type": "text/plain"}
-                    if fault.retry_after is not None:
-                        hdrs["Retry-After"] = fault.retry_after
-                    resp = Response(fault.status, fault.body, hdrs, delay=fault.delay)
-                elif handler is None:
-                    resp = Response(404, b"not found", {"Content-Type": "text/plain"})
-                else:
-                    try:
-                        resp = handler(req)
-                    except Exception as e:  # a bug in a test handler should show as a 500
-                        resp = Response(500, f"replay handler error: {e!r}".encode(), {})
-                    if fault is not None:
-                        resp.delay = max(resp.delay, fault.delay)
-                        if fault.truncate_to is not None:
-                            resp.truncate_to = fault.truncate_to
-                self._write(resp, head)
 
             def _write(self, resp: Response, head: bool) -> None:
                 if resp.delay:
