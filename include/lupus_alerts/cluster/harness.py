@@ -26,6 +26,7 @@ from lupus_alerts.cluster.common import (
     WEB_SERVICE,
     WORKER_SERVICE,
     ClusterError,
+    node_name,
 )
 from lupus_alerts.cluster.compose import (
     ComposeFile,
