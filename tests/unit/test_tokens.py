@@ -283,3 +283,43 @@ def test_a_legacy_token_for_subscriber_zero_round_trips() -> None:
 
 def test_a_link_path_keeps_its_own_first_letters() -> None:
     assert tokens.link("https://x.example", "Xport", "t") == "https://x.example/Xport?token=t"
+
+
+@pytest.mark.parametrize("empty", ["", b""])
+def test_an_empty_secret_is_a_missing_secret_that_says_how_to_make_one(empty: str | bytes) -> None:
+    with pytest.raises(tokens.MissingSecret, match=r"no link-signing secret: set the environment variable"):
+        tokens.get_secret(empty)
+
+
+def test_the_shortest_and_least_varied_secret_allowed_is_accepted() -> None:
+    exactly = bytes(range(65, 65 + 8)) * 2  # 16 bytes, 8 distinct: both limits exactly met
+    assert len(exactly) == tokens.MIN_SECRET_BYTES
+    assert tokens.get_secret(exactly) == exactly
+    with pytest.raises(tokens.MissingSecret, match="at least 16 bytes"):
+        tokens.get_secret(exactly[:-1])
+    with pytest.raises(tokens.MissingSecret, match="placeholder"):
+        tokens.get_secret(bytes(range(65, 65 + 7)) * 3)  # 7 distinct bytes
+
+
+def test_a_secret_that_is_not_utf8_is_accepted_as_bytes() -> None:
+    raw = bytes(range(0xE0, 0xF0)) + b"\xff\xfe"
+    assert tokens.get_secret(raw) == raw
+    assert tokens.check_token(
+        tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=raw), "unsubscribe", secret=raw
+    )
+
+
+def test_a_token_can_be_issued_on_the_first_day_of_1970_and_not_before() -> None:
+    t = tokens.make_token(KEY, "unsubscribe", issued=date(1970, 1, 1), secret=SECRET)
+    assert tokens.check_token(t, "unsubscribe", secret=SECRET).issued == date(1970, 1, 1)
+    with pytest.raises(ValueError, match=r"^issue day 1969-12-31 is before 1970$"):
+        tokens.make_token(KEY, "unsubscribe", issued=date(1969, 12, 31), secret=SECRET)
+
+
+def test_programming_errors_say_what_was_wrong() -> None:
+    with pytest.raises(ValueError, match=r"^not a link key: 'a b'$"):
+        tokens.make_token("a b", "unsubscribe", issued=DAY, secret=SECRET)
+    with pytest.raises(
+        ValueError, match=r"^unknown token purpose 'x' \(expected one of unsubscribe, preferences\)$"
+    ):
+        tokens.make_token(KEY, "x", issued=DAY, secret=SECRET)
