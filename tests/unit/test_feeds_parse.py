@@ -29,6 +29,7 @@ from lupus_alerts.feeds import (
     parse_feed_bytes,
     split_authors,
 )
+from lupus_alerts.models import Paper
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 SEEN_AT = datetime(2026, 11, 27, 6, 0, 0)
@@ -46,7 +47,7 @@ def _parse_fixture(name: str, **kw: object) -> feeds.FeedParseResult:
     return parse_feed_bytes((FIXTURES / "feeds" / name).read_bytes(), seen_at=SEEN_AT, **kw)
 
 
-def _paper_view(p: feeds.Paper) -> dict[str, object]:
+def _paper_view(p: Paper) -> dict[str, object]:
     return {
         "doi": p.doi,
         "title": p.title,
