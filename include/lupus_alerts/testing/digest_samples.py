@@ -12,13 +12,11 @@ from lupus_alerts.digest import (
     PaperView,
     SectionView,
     UpdateView,
-    _environment,
-    _read_template,
     abstract_snippet,
     subject_line,
-    topic_labels,
-    topic_short_name,
 )
+from lupus_alerts.digest.rendering import _environment, _read_template
+from lupus_alerts.subscribers import topic_labels, topic_short_name
 
 
 def render_html_inlined_per_message(view: DigestView) -> str:
