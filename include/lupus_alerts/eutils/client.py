@@ -1,29 +1,14 @@
-"""A polite NCBI E-utilities client: ESearch on the history server, EFetch in batches.
+"""`EutilsClient`: the one place E-utilities are called, politely, and what may be shown of it.
 
-Politeness: every request (retries included) takes a slot from a machine-wide limiter
-(`lupus_alerts.ratelimit`: 3/s without an API key, 10/s with one) and carries `tool` and
-`email`. Every request is a POST (E-utilities accept POST for every call), so the API key and the
-address travel in the body and never in a URL: not in urllib3's debug log, not in the text of
-`requests`' errors, not in a proxy's access log. Error text is redacted all the same
-(`redact`): NCBI's 429 and "API key invalid" bodies quote the key.
-
-429, 5xx, timeouts, dropped connections and truncated bodies are retried with exponential
-back-off and full jitter, never sooner than `Retry-After`; any other 4xx is raised at once. An
-error sent with HTTP 200 (JSON `ERROR`, XML `<ERROR>` or a non-empty `ErrorList`) raises
-`EutilsResponseError`: it is never mistaken for an empty result.
-
-Windows are searched on the creation date (`datetype=crdt`), which E-utilities only knows to the
-day: `mindate`/`maxdate` are inclusive days. A window whose count reaches ESearch's cap (9,999)
-is bisected by days until each part is under it; a single day at the cap is fetched by paging the
-history set with `retstart` (EFetch pages past 9,999) and the record count is checked, so a window
-is never silently truncated. See docs/pubmed.md.
-
-Request building and response checking are pure functions; `EutilsClient._request` does the I/O.
+Owns the I/O: every call a POST with `tool`, `email` and the API key in the body, a slot from
+the machine-wide limiter per attempt, the decompressed-body cap, retries with full-jitter
+back-off that respect Retry-After (`backoff_delay`, `retry_after_seconds`), errors with the key
+and the address taken out (`redact`), and the calls built on it: ESearch, windows split under
+ESearch's cap, EFetch of a history set or of UIDs, and the prefetching thread.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import queue
@@ -32,22 +17,36 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import quote, quote_plus
 
 import requests
 import urllib3
-from lxml import etree
 
 from lupus_alerts.config import PubMedSettings
 from lupus_alerts.connections import get_connection
+from lupus_alerts.eutils.errors import (
+    EutilsError,
+    EutilsHTTPError,
+    EutilsResponseError,
+    EutilsTransportError,
+    TruncatedBody,
+    WindowTruncatedError,
+)
+from lupus_alerts.eutils.protocol import (
+    ESEARCH_CAP,
+    SearchResult,
+    check_efetch,
+    count_records,
+    esearch_params,
+    parse_esearch,
+    split_days_into,
+)
 from lupus_alerts.ratelimit import RateLimiter, ncbi_limiter
 
 DEFAULT_TOOL = "lupus-alerts"
-ESEARCH_CAP = 9999  # ESearch returns at most this many UIDs for one query
 # The largest body accepted, after decompression: a 10,000-record EFetch (the largest batch the
 # settings allow) is about 100 MB. A body inflating past this is refused, not held in memory.
 MAX_BODY_BYTES = 256_000_000
@@ -58,51 +57,6 @@ REDACTED = "[redacted]"
 SECRET_PARAMS = ("api_key", "email")
 _SECRET_IN_QUERY = re.compile(r"(?i)\b(api_key|email)=[^&\s'\"<>]*")
 _SECRET_IN_JSON = re.compile(r'(?i)("api[-_]key"\s*:\s*")[^"]*(")')
-_EFETCH_TAIL = re.compile(rb"</(PubmedArticleSet|PubmedArticle|PubmedBookArticle)>\s*$")
-
-
-class EutilsError(Exception):
-    """Any failure talking to E-utilities."""
-
-
-class EutilsHTTPError(EutilsError):
-    """A non-retryable HTTP status, or a retryable one that outlasted every retry."""
-
-    def __init__(self, status: int, url: str, body: bytes = b"", retry_after: float | None = None) -> None:
-        self.status = status
-        self.url = url
-        self.body = body
-        self.retry_after = retry_after
-        super().__init__(f"HTTP {status} from {url}: {body[:200].decode('utf-8', 'replace')}")
-
-
-class EutilsTransportError(EutilsError):
-    """Timeouts, dropped connections or truncated bodies that outlasted every retry."""
-
-
-class EutilsResponseError(EutilsError):
-    """E-utilities answered HTTP 200 with an error in the body (JSON ERROR, XML ERROR/ErrorList)."""
-
-
-class WindowTruncatedError(EutilsError):
-    """Fewer records came back for a window than ESearch counted."""
-
-
-@dataclass(slots=True)
-class SearchResult:
-    """What ESearch said: the hit count, this page of IDs and the history-server handle."""
-
-    count: int
-    ids: list[str] = field(default_factory=list)
-    retstart: int = 0
-    retmax: int = 0
-    webenv: str | None = None
-    query_key: str | None = None
-    mindate: date | None = None
-    maxdate: date | None = None
-
-
-# -- pure helpers ------------------------------------------------------------------------------
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
@@ -115,140 +69,6 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
             text = text.replace(form, REDACTED)
     text = _SECRET_IN_QUERY.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
     return _SECRET_IN_JSON.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}", text)
-
-
-def eutils_date(d: date) -> str:
-    """E-utilities' date form, YYYY/MM/DD."""
-    return f"{d.year:04d}/{d.month:02d}/{d.day:02d}"
-
-
-def esearch_params(
-    term: str,
-    *,
-    mindate: date | None = None,
-    maxdate: date | None = None,
-    datetype: str = "crdt",
-    retmax: int = 0,
-    retstart: int = 0,
-    usehistory: bool = True,
-    retmode: Literal["json", "xml"] = "json",
-) -> dict[str, str]:
-    """The ESearch parameters for one search (without tool/email/api_key)."""
-    p = {"db": "pubmed", "term": term, "retmode": retmode, "retmax": str(retmax), "retstart": str(retstart)}
-    if usehistory:
-        p["usehistory"] = "y"
-    if mindate or maxdate:
-        p["datetype"] = datetype
-        p["mindate"] = eutils_date(mindate or date(1800, 1, 1))
-        p["maxdate"] = eutils_date(maxdate or date(3000, 12, 31))
-    return p
-
-
-def parse_esearch(body: bytes) -> SearchResult:
-    """Read an ESearch response (JSON or XML); raise EutilsResponseError for an error body."""
-    head = body.lstrip()[:1]
-    if head in (b"{", b"["):
-        return _parse_esearch_json(body)
-    if head == b"<":
-        return _parse_esearch_xml(body)
-    raise EutilsResponseError(f"ESearch answered neither JSON nor XML: {body[:200]!r}")
-
-
-def _parse_esearch_json(body: bytes) -> SearchResult:
-    try:
-        doc = json.loads(body)
-    except ValueError as e:
-        raise EutilsResponseError(f"ESearch JSON unreadable: {e}") from None
-    if not isinstance(doc, dict):
-        raise EutilsResponseError("ESearch JSON is not an object")
-    if "error" in doc:  # e.g. the rate-limit body, or an invalid API key
-        raise EutilsResponseError(f"ESearch error: {doc['error']}")
-    r = doc.get("esearchresult")
-    if not isinstance(r, dict):
-        raise EutilsResponseError("ESearch JSON has no esearchresult")
-    if r.get("ERROR"):
-        raise EutilsResponseError(f"ESearch error: {r['ERROR']}")
-    errs = r.get("errorlist") or {}
-    problems = {k: v for k, v in errs.items() if v} if isinstance(errs, dict) else {}
-    if problems:
-        raise EutilsResponseError(f"ESearch ErrorList: {problems}")
-    if "count" not in r:
-        raise EutilsResponseError("ESearch JSON has no count")
-    return SearchResult(
-        count=int(r["count"]),
-        ids=[str(i) for i in r.get("idlist") or []],
-        retstart=int(r.get("retstart") or 0),
-        retmax=int(r.get("retmax") or 0),
-        webenv=r.get("webenv") or None,
-        query_key=str(r["querykey"]) if r.get("querykey") not in (None, "") else None,
-    )
-
-
-def _parse_esearch_xml(body: bytes) -> SearchResult:
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    try:
-        root = etree.fromstring(body, parser)
-    except etree.XMLSyntaxError as e:
-        raise EutilsResponseError(f"ESearch XML unreadable: {e}") from None
-    err = root.findtext("ERROR") if root.tag == "eSearchResult" else None
-    if root.tag == "ERROR" or err:
-        raise EutilsResponseError(f"ESearch error: {err or root.text}")
-    if root.tag != "eSearchResult":
-        raise EutilsResponseError(f"ESearch XML root is <{root.tag}>, not <eSearchResult>")
-    errlist = root.find("ErrorList")
-    if errlist is not None and len(errlist):
-        detail = ", ".join(f"{e.tag}: {e.text}" for e in errlist)
-        raise EutilsResponseError(f"ESearch ErrorList: {detail}")
-    count = root.findtext("Count")
-    if count is None:
-        raise EutilsResponseError("ESearch XML has no Count")
-    return SearchResult(
-        count=int(count),
-        ids=[i.text.strip() for i in root.iterfind("IdList/Id") if i.text],
-        retstart=int(root.findtext("RetStart") or 0),
-        retmax=int(root.findtext("RetMax") or 0),
-        webenv=(root.findtext("WebEnv") or "").strip() or None,
-        query_key=(root.findtext("QueryKey") or "").strip() or None,
-    )
-
-
-def check_efetch(body: bytes) -> bytes:
-    """Return an EFetch body unchanged, or raise for an error body.
-
-    Raises EutilsResponseError for `<ERROR>`/JSON errors and TruncatedBody when the document
-    does not end with its root's closing tag (a connection cut mid-body that still looked whole).
-    """
-    head = body[:4096]
-    if b"<PubmedArticleSet" not in head and b"<PubmedArticle" not in head:
-        stripped = body.lstrip()
-        if stripped.startswith(b"{"):
-            raise EutilsResponseError(f"EFetch error: {body[:300].decode('utf-8', 'replace')}")
-        m = re.search(rb"<ERROR>(.*?)</ERROR>", body[:65536], re.S)
-        if m:
-            raise EutilsResponseError(f"EFetch error: {m.group(1).decode('utf-8', 'replace').strip()}")
-        if b"<PubmedArticleSet" not in body:
-            raise EutilsResponseError(f"EFetch answered something else: {body[:200]!r}")
-    if not _EFETCH_TAIL.search(body[-200:]) and not body.rstrip().endswith(b"<PubmedArticleSet/>"):
-        raise TruncatedBody(f"EFetch body ends mid-document ({len(body)} bytes)")
-    return body
-
-
-class TruncatedBody(EutilsTransportError):
-    """A body that ended before its document did."""
-
-
-def split_days_into(start: date, end: date, parts: int) -> list[tuple[date, date]]:
-    """Cut the inclusive days start..end into `parts` contiguous, near-equal day ranges."""
-    days = (end - start).days + 1
-    parts = max(1, min(parts, days))
-    out = []
-    lo = start
-    for i in range(parts):
-        size = days // parts + (1 if i < days % parts else 0)
-        hi = lo + timedelta(days=size - 1)
-        out.append((lo, hi))
-        lo = hi + timedelta(days=1)
-    return out
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
@@ -271,9 +91,6 @@ def backoff_delay(attempt: int, *, base: float, cap: float, retry_after: float |
     if retry_after is not None:
         delay = max(delay, min(retry_after, cap * 10))
     return delay
-
-
-# -- the client --------------------------------------------------------------------------------
 
 
 class EutilsClient:
@@ -611,13 +428,3 @@ class EutilsClient:
         finally:
             stop.set()
             t.join(timeout=self.timeout_s + 5)
-
-
-def batches_needed(count: int, batch_size: int) -> int:
-    """EFetch calls for `count` records at `batch_size` a call."""
-    return math.ceil(count / batch_size) if count else 0
-
-
-def count_records(body: bytes) -> int:
-    """How many records an EFetch body holds (a byte count, no parsing)."""
-    return body.count(b"<PubmedArticle>") + body.count(b"<PubmedBookArticle>")
