@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from digest_seed import add_papers
+from factories import add_papers
 
 from lupus_alerts import store, subscribers, tokens
 from lupus_alerts.cli import main

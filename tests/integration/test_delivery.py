@@ -11,11 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
-from digest_seed import add_papers
+from factories import add_papers, make_settings
 from smtp_sink import SmtpSink
 
 from lupus_alerts import delivery, mailer, store, subscribers, tokens
-from lupus_alerts.config import Settings, settings_from_dict
+from lupus_alerts.config import Settings
 
 SECRET = "delivery-test-secret-0123456789"
 DAY = date(2026, 11, 27)  # a Friday
@@ -35,12 +35,10 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return settings_from_dict(
-        {
-            "mail": {"mode": "smtp", "smtp_connection_id": "smtp_test", "max_permanent_failures": 2},
-            "digest": {"public_base_url": "https://alerts.example.org/lupus-alerts"},
-        },
-        base_dir=tmp_path,
+    return make_settings(
+        tmp_path,
+        mail={"mode": "smtp", "smtp_connection_id": "smtp_test", "max_permanent_failures": 2},
+        digest={"public_base_url": "https://alerts.example.org/lupus-alerts"},
     )
 
 

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from digest_seed import insert_announced
+from factories import insert_announced, make_settings
 
 from lupus_alerts import delivery, store
 from lupus_alerts import digest as D
 from lupus_alerts import subscribers as subs
-from lupus_alerts.config import settings_from_dict
 from lupus_alerts.models import Author, Classification, Paper, TopicLabel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,7 +97,7 @@ def digest_html(tmp_path_factory) -> Path:
                 c, sub.id, cursor=1, update_cursor=0, now=store.utcnow()
             )  # paper 1 was sent earlier
         sub = subs.get(engine, sub.id)
-        settings = settings_from_dict({}, tmp)
+        settings = make_settings(tmp)
         with engine.connect() as conn:
             d = D.build_digest(
                 conn,

@@ -6,17 +6,18 @@ The papers are constructed records in the paper schema (models.Paper), not real 
 from __future__ import annotations
 
 from datetime import date, datetime
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import lxml.html
 import pytest
 import sqlalchemy as sa
-from digest_seed import insert_announced
+from factories import insert_announced, make_settings
 
 from lupus_alerts import delivery, store, tokens
 from lupus_alerts import digest as D
 from lupus_alerts import subscribers as subs
-from lupus_alerts.config import settings_from_dict
+from lupus_alerts.config import Settings
 from lupus_alerts.models import Author, Classification, Paper, TopicLabel
 
 SECRET = "test-secret-for-digest-links-0123456789"
@@ -24,8 +25,8 @@ NOW = datetime(2026, 11, 27, 9, 0)
 
 
 @pytest.fixture
-def settings(tmp_path):  # type: ignore[no-untyped-def]
-    return settings_from_dict({"digest": {"public_base_url": "https://alerts.test"}}, tmp_path)
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, digest={"public_base_url": "https://alerts.test"})
 
 
 def seed_paper(

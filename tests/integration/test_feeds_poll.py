@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from factories import make_settings
 
 from lupus_alerts import pipeline, store
-from lupus_alerts.config import FeedConfig, Settings, settings_from_dict
+from lupus_alerts.config import FeedConfig, Settings
 from lupus_alerts.feeds import check_feed, poll_feed, poll_feeds
 from lupus_alerts.testing.feeds_replay import feed_etag, make_feed, serve_feed
 from lupus_alerts.testing.replay import Fault, ReplayServer, Response
@@ -71,16 +72,9 @@ def sqlite_engine(sqlite_url: str):  # type: ignore[no-untyped-def]
 
 
 def _settings(*feeds: FeedConfig, timeout_s: float = 2.0, max_bytes: int = 1_000_000) -> Settings:
-    return settings_from_dict(
-        {
-            "feeds": [f.model_dump() for f in feeds],
-            "feed_settings": {
-                "timeout_s": timeout_s,
-                "max_bytes": max_bytes,
-                "concurrency": 4,
-                "user_agent": UA,
-            },
-        }
+    return make_settings(
+        feeds=list(feeds),
+        feed_settings={"timeout_s": timeout_s, "max_bytes": max_bytes, "concurrency": 4, "user_agent": UA},
     )
 
 

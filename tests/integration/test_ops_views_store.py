@@ -3,7 +3,7 @@
 Ingest runs are recorded by `pipeline.record_run` with the summaries the tasks return (a
 PubMed summary, `feeds.FeedOutcome`s, the announce step's `pipeline.asset_extra`); digests are
 planned and sent by `delivery` through a real SMTP server that answers some recipients with
-4xx/5xx. The papers are CONSTRUCTED (digest_seed), one with a hostile title and link.
+4xx/5xx. The papers are CONSTRUCTED (tests/factories.py), one with a hostile title and link.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from digest_seed import add_papers, insert_announced
+from factories import add_papers, insert_announced, make_settings
 from smtp_sink import SmtpSink
 
 from lupus_alerts import delivery, mailer, ops_views, pipeline, store, subscribers, tokens
-from lupus_alerts.config import Settings, settings_from_dict
+from lupus_alerts.config import Settings
 from lupus_alerts.feeds import FeedOutcome
 from lupus_alerts.models import Classification, Paper, TopicLabel
 
@@ -37,21 +37,14 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return settings_from_dict(
-        {
-            "mail": {"mode": "smtp", "smtp_connection_id": "smtp_test", "max_permanent_failures": 3},
-            "feeds": [
-                {"id": "lupus", "name": "Lupus", "publisher": "SAGE", "url": "https://example.org/l.rss"},
-                {
-                    "id": "ard",
-                    "name": "Annals & <Co>",
-                    "publisher": "BMJ",
-                    "url": "https://example.org/a.rss",
-                },
-                {"id": "new", "name": "Never Polled", "publisher": "X", "url": "https://example.org/n.rss"},
-            ],
-        },
-        base_dir=tmp_path,
+    return make_settings(
+        tmp_path,
+        mail={"mode": "smtp", "smtp_connection_id": "smtp_test", "max_permanent_failures": 3},
+        feeds=[
+            {"id": "lupus", "name": "Lupus", "publisher": "SAGE", "url": "https://example.org/l.rss"},
+            {"id": "ard", "name": "Annals & <Co>", "publisher": "BMJ", "url": "https://example.org/a.rss"},
+            {"id": "new", "name": "Never Polled", "publisher": "X", "url": "https://example.org/n.rss"},
+        ],
     )
 
 
@@ -304,7 +297,7 @@ def seed_dashboard(engine, settings) -> None:  # type: ignore[no-untyped-def]
                 },
             ],
         )
-    add_papers(engine, [["nephrology", "therapeutics"], ["nephrology"]])  # announced at digest_seed.NOW
+    add_papers(engine, [["nephrology", "therapeutics"], ["nephrology"]])  # announced at factories.NOW
 
 
 def test_papers_per_day_counts_each_source_within_the_window(engine, settings) -> None:  # type: ignore[no-untyped-def]

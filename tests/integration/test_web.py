@@ -14,11 +14,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 import uvicorn
-from digest_seed import add_papers
+from factories import add_papers, make_settings
 from smtp_sink import free_port
 
 from lupus_alerts import store, subscribers, tokens, web
-from lupus_alerts.config import settings_from_dict
 
 SECRET = "web-test-secret-0123456789abcdef"
 
@@ -45,7 +44,7 @@ def serve(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     thread.join(5)
 
 
-SETTINGS = settings_from_dict({"digest": {"public_base_url": "https://alerts.example.org/lupus-alerts"}})
+SETTINGS = make_settings(digest={"public_base_url": "https://alerts.example.org/lupus-alerts"})
 
 
 def app_for(engine, **kw):  # type: ignore[no-untyped-def]
@@ -221,9 +220,8 @@ def send_the_one_digest(engine, base_url: str, tmp_path) -> EmailMessage:  # typ
     from smtp_sink import SmtpSink
 
     from lupus_alerts import delivery, mailer
-    from lupus_alerts.config import settings_from_dict
 
-    settings = settings_from_dict({"digest": {"public_base_url": base_url}}, base_dir=tmp_path)
+    settings = make_settings(tmp_path, digest={"public_base_url": base_url})
     day = date(2026, 11, 27)
     with SmtpSink() as sink:
         plan = delivery.plan_period(engine, settings, day=day)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 import yaml
-from digest_seed import add_papers
+from factories import add_papers
 from smtp_sink import SmtpSink
 from webapp import NOW, send_digests, settings_for
 

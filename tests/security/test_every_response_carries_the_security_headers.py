@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 import sqlalchemy as sa
-from digest_seed import add_papers
+from factories import add_papers
 from webapp import app_for, serve, settings_for
 
 from lupus_alerts import subscribers, tokens

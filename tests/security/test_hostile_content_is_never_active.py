@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Unpack
 
 import lxml.html
 import requests
-from digest_seed import NOW, insert_announced
+from factories import NOW, PaperFields, insert_announced
 from smtp_sink import SmtpSink
 from webapp import app_for, send_digests, serve, settings_for
 
@@ -32,8 +33,8 @@ BAD_URLS = [
 ]
 
 
-def _paper(n: int, **kw: object) -> Paper:
-    fields: dict[str, object] = {
+def _paper(n: int, **kw: Unpack[PaperFields]) -> Paper:
+    fields: PaperFields = {
         "source": "feed:constructed",
         "source_key": f"item-{n}",
         "title": f"Title {n} {PAYLOAD}",
@@ -48,8 +49,7 @@ def _paper(n: int, **kw: object) -> Paper:
             topics=[TopicLabel("nephrology", 0.9, [PAYLOAD])],
         ),
     }
-    fields.update(kw)
-    return Paper(**fields)  # type: ignore[arg-type]
+    return Paper(**(fields | kw))
 
 
 def _seed(engine) -> int:  # type: ignore[no-untyped-def]

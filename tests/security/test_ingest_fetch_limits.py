@@ -18,8 +18,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from factories import make_settings
 
-from lupus_alerts.config import FeedConfig, settings_from_dict
+from lupus_alerts.config import FeedConfig
 from lupus_alerts.eutils import EutilsClient, EutilsResponseError
 from lupus_alerts.feeds import check_feed
 from lupus_alerts.ratelimit import RateLimiter
@@ -73,9 +74,7 @@ def test_a_compressed_feed_bomb_is_refused_at_the_cap(bomb: tuple[str, bytes], t
             ),
         )
         feed = FeedConfig(id="bomb", name="Bomb", publisher="x", url=server.url + "/bomb.xml")
-        settings = settings_from_dict(
-            {"data_dir": str(tmp_path), "feeds": [feed.model_dump()], "feed_settings": {"max_bytes": CAP}}
-        )
+        settings = make_settings(data_dir=str(tmp_path), feeds=[feed], feed_settings={"max_bytes": CAP})
         outcome, elapsed, peak = _measure(lambda: check_feed(settings, feed))
     assert outcome.status == "error" and "cap" in outcome.error
     assert elapsed < 5.0

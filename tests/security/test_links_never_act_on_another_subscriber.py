@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 import sqlalchemy as sa
-from digest_seed import add_papers
+from factories import add_papers
 from smtp_sink import SmtpSink
 from webapp import DAY, NOW, app_for, links_in, rebase, send_digests, serve, settings_for
 

@@ -182,7 +182,7 @@ def test_every_path_that_signs_links_refuses_a_placeholder_secret(
 ) -> None:
     """Not only `make run`: the CLI send, the scheduler's tasks (send_due) and the web app."""
     import requests
-    from digest_seed import add_papers
+    from factories import add_papers
     from webapp import app_for, serve, settings_for
 
     from lupus_alerts import delivery, store, subscribers

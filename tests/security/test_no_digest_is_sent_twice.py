@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from digest_seed import add_papers
+from factories import add_papers
 from smtp_sink import SinkHandler, SmtpSink
 from webapp import DAY, NOW, settings_for
 

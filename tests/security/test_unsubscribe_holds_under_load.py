@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from digest_seed import add_papers
+from factories import add_papers
 from webapp import app_for, serve, settings_for
 
 from lupus_alerts import subscribers, tokens

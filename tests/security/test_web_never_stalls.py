@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
-from digest_seed import add_papers
+from factories import add_papers
 from smtp_sink import free_port
 from webapp import app_for, serve, settings_for
 

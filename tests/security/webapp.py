@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from factories import make_settings
 from smtp_sink import SmtpSink, free_port
 
 from lupus_alerts import delivery, mailer, web
-from lupus_alerts.config import Settings, settings_from_dict
+from lupus_alerts.config import Settings
 
 DAY = date(2026, 11, 27)
 NOW = datetime(2026, 11, 27, 9, 0)
@@ -26,8 +27,7 @@ NOW = datetime(2026, 11, 27, 9, 0)
 def settings_for(
     tmp_path: Path, base_url: str = "https://alerts.example.org/lupus-alerts", **extra: Any
 ) -> Settings:
-    raw: dict[str, Any] = {"digest": {"public_base_url": base_url}, **extra}
-    return settings_from_dict(raw, base_dir=tmp_path)
+    return make_settings(tmp_path, digest={"public_base_url": base_url}, **extra)
 
 
 @contextmanager

@@ -10,9 +10,9 @@ from email import policy
 from pathlib import Path
 
 import pytest
+from factories import make_settings
 
 from lupus_alerts import mailer
-from lupus_alerts.config import settings_from_dict
 from lupus_alerts.subscribers import Subscriber
 
 
@@ -42,7 +42,7 @@ def _digest(**kw: object) -> FakeDigest:
     return FakeDigest(**d)  # type: ignore[arg-type]
 
 
-SETTINGS = settings_from_dict({})
+SETTINGS = make_settings()
 NOW = datetime(2026, 11, 27, 9, 0)
 
 

@@ -11,19 +11,17 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from factories import make_settings
 
 from lupus_alerts import pipeline, store
-from lupus_alerts.config import settings_from_dict
 
-SETTINGS = settings_from_dict(
-    {
-        "pubmed": {"initial_lookback_days": 3},
-        "feeds": [
-            {"id": "lupus", "name": "Lupus", "publisher": "SAGE", "url": "https://example.org/l.rss"},
-            {"id": "lsm", "name": "Lupus Sci Med", "publisher": "BMJ", "url": "https://example.org/m.rss"},
-        ],
-        "digest": {"timezone": "Pacific/Auckland"},
-    }
+SETTINGS = make_settings(
+    pubmed={"initial_lookback_days": 3},
+    feeds=[
+        {"id": "lupus", "name": "Lupus", "publisher": "SAGE", "url": "https://example.org/l.rss"},
+        {"id": "lsm", "name": "Lupus Sci Med", "publisher": "BMJ", "url": "https://example.org/m.rss"},
+    ],
+    digest={"timezone": "Pacific/Auckland"},
 )
 T0 = datetime(2026, 11, 26, 5, 0)
 T1 = datetime(2026, 11, 27, 5, 0)
@@ -303,8 +301,8 @@ def test_search_pubmed_counts_the_window_widened_by_the_overlap() -> None:
         for i, (pmid, xml) in enumerate(records)
     ]
     with EutilsReplay(corpus) as replay:
-        settings = settings_from_dict(
-            {"pubmed": {"base_url": replay.base_url, "overlap_days": 2, "batch_size": 3, "max_retries": 0}}
+        settings = make_settings(
+            pubmed={"base_url": replay.base_url, "overlap_days": 2, "batch_size": 3, "max_retries": 0}
         )
         window = pipeline.RunWindow(T0, T1, "data_interval").to_dict()
         out = pipeline.search_pubmed(settings, window=window)
