@@ -149,7 +149,7 @@ def insert_announced(conn: sa.Connection, paper: Paper, *, announce_no: int | No
             sa.insert(store.paper_topics),
             [{"paper_id": pid, "label": t.label, "score": t.score} for t in cls.topics],
         )
-    return pid
+    return int(pid)
 
 
 def add_papers(

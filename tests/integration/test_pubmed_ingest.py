@@ -57,7 +57,7 @@ def _settings(replay: EutilsReplay, tmp_path: Path) -> Settings:
     )
 
 
-def _client(settings, tmp_path: Path) -> EutilsClient:  # type: ignore[no-untyped-def]
+def _client(settings: Settings, tmp_path: Path) -> EutilsClient:
     return EutilsClient.from_settings(
         settings.pubmed, limiter=RateLimiter(500, name="ingest", directory=tmp_path), backoff_base_s=0.01
     )

@@ -7,9 +7,9 @@ and the feed parser emit for the same paper; DOIs are written the ways those sou
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
-from typing import Unpack
+from typing import Any, Unpack
 
 import pytest
 import sqlalchemy as sa
@@ -546,7 +546,7 @@ def test_a_lupus_paper_still_waiting_for_classification_is_not_numbered(engine: 
 
 
 @pytest.fixture
-def pg_engines(pg_url: str):  # type: ignore[no-untyped-def]
+def pg_engines(pg_url: str) -> Iterator[tuple[sa.Engine, sa.Engine]]:
     """Two engines on one PostgreSQL store: the numbering step's, and a concurrent writer's."""
     store.upgrade(pg_url)
     mine, other = store.make_engine(pg_url), store.make_engine(pg_url)
@@ -560,7 +560,9 @@ def _meanwhile(engine: sa.Engine, statement_start: str, act: Callable[[], None])
     starting with `statement_start`: a concurrent step landing between a read and its write."""
     fired: list[int] = []
 
-    def before(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+    def before(
+        conn: sa.Connection, cursor: Any, statement: str, params: Any, context: Any, executemany: bool
+    ) -> None:
         if not fired and statement.startswith(statement_start):
             fired.append(1)
             act()
