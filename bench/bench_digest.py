@@ -37,8 +37,8 @@ import sqlalchemy as sa
 
 # The tests' seeding helper, so the benchmark's papers are written exactly as the delivery
 # tests' are (tests/ is not a package: its folder goes on the path).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
-from digest_seed import insert_announced
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from factories import insert_announced
 
 from bench.report import write_section
 from lupus_alerts import subscribers

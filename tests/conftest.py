@@ -7,8 +7,12 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # for the annotations only: the fixtures import it when they run, as before
+    import sqlalchemy as sa
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
@@ -81,7 +85,7 @@ def store_url(db_url: str) -> str:
 
 
 @pytest.fixture
-def engine(store_url: str):  # type: ignore[no-untyped-def]
+def engine(store_url: str) -> Iterator[sa.Engine]:
     from lupus_alerts import store
 
     eng = store.make_engine(store_url)

@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Received:
 
     @property
     def message(self) -> EmailMessage:
-        return email.message_from_bytes(self.data, policy=policy.default)  # type: ignore[return-value]
+        return email.message_from_bytes(self.data, policy=policy.default)
 
 
 @dataclass
@@ -64,31 +65,37 @@ class SinkHandler:
             self._sessions.append(session)
             return len(self._sessions)
 
-    async def handle_HELO(self, server, session, envelope, hostname):  # type: ignore[no-untyped-def]
+    async def handle_HELO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str) -> str:
         self._session_no(session)
         if self.refuse_greeting:
             return "554 5.7.1 Session refused"
         session.host_name = hostname
         return f"250 {server.hostname}"
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
         self._session_no(session)
         if self.refuse_greeting:
             return ["554 5.7.1 Session refused"]
         session.host_name = hostname
         return responses
 
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # type: ignore[no-untyped-def]
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
         self._session_no(session)
         if self.drop_at_mail > 0:
             self.drop_at_mail -= 1
-            server.transport.close()
+            _hang_up(server)
             return "421 4.4.2 closing idle connection"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         self.rcpt_attempts.append(address)
         codes = self.rcpt_codes.get(address)
         if codes:
@@ -101,8 +108,10 @@ class SinkHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         no = self._session_no(session)
+        # aiosmtpd refuses DATA before MAIL FROM, and keeps the body as bytes (decode_data is off)
+        assert envelope.mail_from is not None and isinstance(envelope.content, bytes)
         received = Received(
             envelope.mail_from, list(envelope.rcpt_tos), envelope.content, no, list(envelope.mail_options)
         )
@@ -115,8 +124,22 @@ class SinkHandler:
         self.messages.append(received)
         if self.drop_after_data > 0:
             self.drop_after_data -= 1
-            server.transport.close()
+            _hang_up(server)
         return "250 2.0.0 Message accepted for delivery"
+
+
+def text_part(msg: EmailMessage, subtype: str) -> str:
+    """The content of a received message's text/`subtype` part ("html" or "plain"); a message
+    without one fails the test."""
+    part = msg.get_body((subtype,))
+    assert part is not None, f"the message has no text/{subtype} part"
+    content: str = part.get_content()
+    return content
+
+
+def _hang_up(server: SMTP) -> None:
+    assert server.transport is not None  # a handler only runs on an open connection
+    server.transport.close()
 
 
 def free_port() -> int:

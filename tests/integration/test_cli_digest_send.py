@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from digest_seed import add_papers
+from factories import add_papers
 
 from lupus_alerts import store, subscribers, tokens
 from lupus_alerts.cli import main
@@ -30,7 +30,9 @@ def _engine(tmp_path: Path) -> sa.Engine:
     return store.make_engine(f"sqlite:///{tmp_path / 'store.db'}")
 
 
-def test_dry_run_writes_the_outbox_and_changes_nothing(config: Path, tmp_path: Path, capsys) -> None:
+def test_dry_run_writes_the_outbox_and_changes_nothing(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     eng = _engine(tmp_path)
     s = subscribers.add(eng, email="ana@example.org", from_beginning=True)
     add_papers(eng, [["nephrology"], ["dermatology"]])
@@ -57,7 +59,9 @@ def test_dry_run_writes_the_outbox_and_changes_nothing(config: Path, tmp_path: P
     assert subscribers.get(eng, s.id).cursor == 0
 
 
-def test_send_in_outbox_mode_then_rerun_sends_nothing(config: Path, tmp_path: Path, capsys) -> None:
+def test_send_in_outbox_mode_then_rerun_sends_nothing(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     eng = _engine(tmp_path)
     subscribers.add(eng, email="ana@example.org", from_beginning=True)
     subscribers.add(eng, email="bo@example.org", from_beginning=True)
@@ -74,7 +78,9 @@ def test_send_in_outbox_mode_then_rerun_sends_nothing(config: Path, tmp_path: Pa
     assert "sent" in capsys.readouterr().out
 
 
-def test_send_without_secret_exits_1_with_the_fix(config: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_send_without_secret_exits_1_with_the_fix(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(tokens.SECRET_ENV)
     monkeypatch.delenv("AIRFLOW_CONN_LUPUS_ALERTS_SECRET", raising=False)
     assert main(["--config", str(config), "digest", "send"]) == 1

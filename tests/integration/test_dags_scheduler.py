@@ -13,7 +13,7 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,9 @@ class Api:
         return self.session.patch(self.base + path, json=body, timeout=30)
 
 
-def _wait(what: str, check, timeout: float, proc: subprocess.Popen[Any], log: Path):  # type: ignore[no-untyped-def]
+def _wait(
+    what: str, check: Callable[..., Any], timeout: float, proc: subprocess.Popen[Any], log: Path
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -68,8 +70,12 @@ def _tail(log: Path, n: int = 4000) -> str:
     return log.read_text(encoding="utf-8", errors="replace")[-n:] if log.exists() else ""
 
 
+# the API logged in, the sample servers, the config file, Airflow's log
+Standalone = tuple[Api, demo.DemoServers, Path, Path]
+
+
 @pytest.fixture
-def standalone(pg_url: str, tmp_path: Path) -> Iterator[tuple[Api, demo.DemoServers, Path, Path]]:
+def standalone(pg_url: str, tmp_path: Path) -> Iterator[Standalone]:
     today = datetime.now(UTC).date()
     with demo.sample_servers(today) as servers:
         config = demo.write_demo_config(tmp_path, servers, mail_mode="smtp", schedule=SCHEDULE)
@@ -116,7 +122,7 @@ def standalone(pg_url: str, tmp_path: Path) -> Iterator[tuple[Api, demo.DemoServ
             assert not demo.group_alive(proc.pid), "processes of airflow standalone outlived it"
 
 
-def test_triggered_ingest_runs_the_digest_through_its_asset_and_mail_arrives(standalone) -> None:  # type: ignore[no-untyped-def]
+def test_triggered_ingest_runs_the_digest_through_its_asset_and_mail_arrives(standalone: Standalone) -> None:
     api, servers, config, log = standalone
     proc_guard = _ProcGuard(log)
     for dag_id in ("lupus_ingest", "lupus_digest"):
@@ -188,7 +194,7 @@ class _ProcGuard:
     def __init__(self, log: Path) -> None:
         self.log = log
 
-    def wait(self, what: str, check):  # type: ignore[no-untyped-def]
+    def wait(self, what: str, check: Callable[..., Any]) -> Any:
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while time.monotonic() < deadline:
             try:

@@ -7,15 +7,16 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
-from digest_seed import add_papers
-from smtp_sink import SmtpSink
+from factories import add_papers, make_settings
+from smtp_sink import SmtpSink, text_part
 
 from lupus_alerts import delivery, mailer, store, subscribers, tokens
-from lupus_alerts.config import Settings, settings_from_dict
+from lupus_alerts.config import Settings
 
 SECRET = "delivery-test-secret-0123456789"
 DAY = date(2026, 11, 27)  # a Friday
@@ -35,12 +36,10 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return settings_from_dict(
-        {
-            "mail": {"mode": "smtp", "smtp_connection_id": "smtp_test", "max_permanent_failures": 2},
-            "digest": {"public_base_url": "https://alerts.example.org/lupus-alerts"},
-        },
-        base_dir=tmp_path,
+    return make_settings(
+        tmp_path,
+        mail={"mode": "smtp", "smtp_connection_id": "smtp_test", "max_permanent_failures": 2},
+        digest={"public_base_url": "https://alerts.example.org/lupus-alerts"},
     )
 
 
@@ -48,17 +47,19 @@ def smtp(sink: SmtpSink) -> mailer.SmtpTransport:
     return mailer.SmtpTransport("127.0.0.1", sink.port, timeout=5)
 
 
-def run(engine, settings, transport, day=DAY, now=NOW) -> delivery.DeliveryStats:  # type: ignore[no-untyped-def]
+def run(
+    engine: sa.Engine, settings: Settings, transport: mailer.Transport, day: date = DAY, now: datetime = NOW
+) -> delivery.DeliveryStats:
     plan = delivery.plan_period(engine, settings, day=day, now=now)
     return delivery.send_due(engine, settings, day=day, subscriber_ids=plan.due, now=now, transport=transport)
 
 
-def ledger(engine) -> list[sa.Row]:  # type: ignore[no-untyped-def]
+def ledger(engine: sa.Engine) -> list[sa.Row]:
     with engine.connect() as c:
         return list(c.execute(sa.select(store.deliveries).order_by(store.deliveries.c.id)))
 
 
-def sub(engine, **kw):  # type: ignore[no-untyped-def]
+def sub(engine: sa.Engine, **kw: Any) -> subscribers.Subscriber:
     kw.setdefault("topics", None)
     return subscribers.add(engine, from_beginning=True, **kw)
 
@@ -66,7 +67,9 @@ def sub(engine, **kw):  # type: ignore[no-untyped-def]
 # --- the message a subscriber receives ------------------------------------------------------
 
 
-def test_received_digest_has_both_parts_rfc8058_headers_and_working_links(engine, settings, sink) -> None:
+def test_received_digest_has_both_parts_rfc8058_headers_and_working_links(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     s = sub(engine, email="ana@example.org", name="Ana Ruiz")
     add_papers(engine, [["nephrology"], ["dermatology", "nephrology"], ["pregnancy"]])
     with smtp(sink) as t:
@@ -89,7 +92,9 @@ def test_received_digest_has_both_parts_rfc8058_headers_and_working_links(engine
     assert msg["Auto-Submitted"] == "auto-generated"
     assert msg["List-Id"] == "Lupus Alerts digest <digest.lupus-alerts.example.org>"
     assert msg["Date"] is not None and msg["Date"].datetime.year == 2026
-    https, mailto = re.fullmatch(r"<([^>]+)>, <([^>]+)>", msg["List-Unsubscribe"]).groups()  # type: ignore[union-attr]
+    uris = re.fullmatch(r"<([^>]+)>, <([^>]+)>", msg["List-Unsubscribe"])
+    assert uris is not None, msg["List-Unsubscribe"]
+    https, mailto = uris.groups()
     u = urlsplit(https)
     assert (u.scheme, u.netloc, u.path) == ("https", "alerts.example.org", "/lupus-alerts/unsubscribe")
     assert tokens.check_token(parse_qs(u.query)["token"][0], "unsubscribe").link_key == s.link_key
@@ -104,7 +109,9 @@ def test_received_digest_has_both_parts_rfc8058_headers_and_working_links(engine
     assert subscribers.get(engine, s.id).cursor == 3
 
 
-def test_rerun_of_plan_and_send_sends_nothing_new(engine, settings, sink) -> None:
+def test_rerun_of_plan_and_send_sends_nothing_new(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     sub(engine, email="ana@example.org")
     add_papers(engine, [["nephrology"]])
     with smtp(sink) as t:
@@ -121,7 +128,9 @@ def test_rerun_of_plan_and_send_sends_nothing_new(engine, settings, sink) -> Non
     assert len(ledger(engine)) == 1
 
 
-def test_many_digests_share_one_smtp_connection(engine, settings, sink) -> None:
+def test_many_digests_share_one_smtp_connection(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     for i in range(12):
         sub(engine, email=f"reader{i}@example.org")
     add_papers(engine, [["nephrology"]])
@@ -134,7 +143,9 @@ def test_many_digests_share_one_smtp_connection(engine, settings, sink) -> None:
     )
 
 
-def test_parallel_connections_send_each_digest_once(engine, settings, sink) -> None:
+def test_parallel_connections_send_each_digest_once(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     for i in range(20):
         sub(engine, email=f"reader{i}@example.org")
     sink.handler.rcpt_codes["reader7@example.org"] = [550]
@@ -177,7 +188,9 @@ class CrashAfterSend:
         raise Crash
 
 
-def test_crash_after_planning_queued_row_is_sent_once_on_rerun(engine, settings, sink) -> None:
+def test_crash_after_planning_queued_row_is_sent_once_on_rerun(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     sub(engine, email="ana@example.org")
     add_papers(engine, [["nephrology"]])
     delivery.plan_period(engine, settings, day=DAY, now=NOW)  # then the process dies
@@ -189,7 +202,9 @@ def test_crash_after_planning_queued_row_is_sent_once_on_rerun(engine, settings,
     assert len(sink.handler.messages) == 1
 
 
-def test_crash_after_smtp_accepted_is_never_resent(engine, settings, sink) -> None:
+def test_crash_after_smtp_accepted_is_never_resent(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     s = sub(engine, email="ana@example.org")
     add_papers(engine, [["nephrology"]])
     with smtp(sink) as t, pytest.raises(Crash):
@@ -207,7 +222,7 @@ def test_crash_after_smtp_accepted_is_never_resent(engine, settings, sink) -> No
 
 
 def test_crash_after_claim_before_smtp_stays_unconfirmed_until_operator_requeues(
-    engine, settings, sink
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
 ) -> None:
     sub(engine, email="ana@example.org")
     add_papers(engine, [["nephrology"]])
@@ -225,7 +240,9 @@ def test_crash_after_claim_before_smtp_stays_unconfirmed_until_operator_requeues
     assert row.state == "sent" and row.attempts == 2
 
 
-def test_digest_planned_after_an_unresolved_crash_does_not_repeat_its_papers(engine, settings, sink) -> None:
+def test_digest_planned_after_an_unresolved_crash_does_not_repeat_its_papers(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     sub(engine, email="ana@example.org")
     add_papers(engine, [["nephrology"]])
     with smtp(sink) as t, pytest.raises(Crash):
@@ -234,11 +251,13 @@ def test_digest_planned_after_an_unresolved_crash_does_not_repeat_its_papers(eng
     with smtp(sink) as t:
         stats = run(engine, settings, t, day=date(2026, 11, 28), now=datetime(2026, 11, 28, 9))
     assert (stats.sent, stats.unconfirmed) == (1, 1)
-    first, second = (m.message.get_body(("html",)).get_content() for m in sink.handler.messages)  # type: ignore[union-attr]
+    first, second = (text_part(m.message, "html") for m in sink.handler.messages)
     assert "constructed.1" in first and "constructed.1" not in second and "constructed.2" in second
 
 
-def test_outbox_crash_after_writing_is_recognised_as_sent(engine, settings, tmp_path) -> None:
+def test_outbox_crash_after_writing_is_recognised_as_sent(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
     sub(engine, email="ana@example.org")
     add_papers(engine, [["nephrology"]])
     outbox = mailer.OutboxTransport(tmp_path / "outbox")
@@ -259,7 +278,9 @@ def test_outbox_crash_after_writing_is_recognised_as_sent(engine, settings, tmp_
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
 
 
-def test_outbox_crash_before_writing_is_sent_on_rerun(engine, settings, tmp_path) -> None:
+def test_outbox_crash_before_writing_is_sent_on_rerun(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
     sub(engine, email="ana@example.org")
     add_papers(engine, [["nephrology"]])
     delivery.plan_period(engine, settings, day=DAY, now=NOW)
@@ -271,7 +292,9 @@ def test_outbox_crash_before_writing_is_sent_on_rerun(engine, settings, tmp_path
     assert (tmp_path / "outbox" / "index.html").exists()
 
 
-def test_crash_recovery_settles_each_row_on_its_own_and_says_what_it_did(engine, settings, tmp_path) -> None:
+def test_crash_recovery_settles_each_row_on_its_own_and_says_what_it_did(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
     # Two rows left `sending` by a dead sender: the outbox proves one went out, the other not.
     ana, bo = sub(engine, email="ana@example.org"), sub(engine, email="bo@example.org")
     cy = sub(engine, email="cy@example.org")  # being sent right now by another, live sender
@@ -306,7 +329,9 @@ def test_crash_recovery_settles_each_row_on_its_own_and_says_what_it_did(engine,
     assert subscribers.get(engine, ana.id).cursor == after[ana.id].announce_to
 
 
-def test_an_unconfirmed_row_tells_the_operator_what_happened(engine, settings, sink) -> None:
+def test_an_unconfirmed_row_tells_the_operator_what_happened(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     s = sub(engine, email="ana@example.org")
     other = sub(engine, email="bo@example.org")
     add_papers(engine, [["nephrology"]])
@@ -340,7 +365,9 @@ def test_an_unconfirmed_row_tells_the_operator_what_happened(engine, settings, s
 # --- SMTP outcomes --------------------------------------------------------------------------
 
 
-def test_450_is_retried_on_the_next_run_with_the_same_message(engine, settings, sink) -> None:
+def test_450_is_retried_on_the_next_run_with_the_same_message(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     sub(engine, email="busy@example.org")
     sub(engine, email="fine@example.org")
     add_papers(engine, [["nephrology"]])
@@ -369,7 +396,9 @@ def test_450_is_retried_on_the_next_run_with_the_same_message(engine, settings, 
     assert row.smtp_code == 250
 
 
-def test_550_is_permanent_counted_and_bounces_after_the_limit(engine, settings, sink) -> None:
+def test_550_is_permanent_counted_and_bounces_after_the_limit(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     gone = sub(engine, email="gone@example.org")
     sub(engine, email="fine@example.org")
     sink.handler.rcpt_codes["gone@example.org"] = [550]
@@ -392,7 +421,9 @@ def test_550_is_permanent_counted_and_bounces_after_the_limit(engine, settings, 
     assert gone.id not in plan3.due
 
 
-def test_the_ledger_stamps_sent_at_on_a_sent_digest_only(engine, settings, sink) -> None:
+def test_the_ledger_stamps_sent_at_on_a_sent_digest_only(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     sub(engine, email="gone@example.org")
     sub(engine, email="fine@example.org")
     sink.handler.rcpt_codes["gone@example.org"] = [550]
@@ -408,7 +439,9 @@ def test_the_ledger_stamps_sent_at_on_a_sent_digest_only(engine, settings, sink)
     assert subscribers.get(engine, by_email["gone@example.org"]).permanent_failures == 1
 
 
-def test_invalid_address_fails_permanently_without_smtp(engine, settings, sink) -> None:
+def test_invalid_address_fails_permanently_without_smtp(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     sub(engine, email="fine@example.org")
     with engine.begin() as c:  # bypasses subscribers' validation, as an old import might have
         c.execute(
@@ -424,7 +457,7 @@ def test_invalid_address_fails_permanently_without_smtp(engine, settings, sink) 
     assert {r.state for r in ledger(engine)} == {"sent", "failed_permanent"}
 
 
-def test_unreachable_server_leaves_rows_retryable(engine, settings) -> None:
+def test_unreachable_server_leaves_rows_retryable(engine: sa.Engine, settings: Settings) -> None:
     from smtp_sink import free_port
 
     sub(engine, email="ana@example.org")
@@ -437,7 +470,9 @@ def test_unreachable_server_leaves_rows_retryable(engine, settings) -> None:
 # --- empty digests, leavers, weekly subscribers, planning ----------------------------------
 
 
-def test_empty_digest_is_skipped_and_cursor_advanced_unless_wanted(engine, settings, sink) -> None:
+def test_empty_digest_is_skipped_and_cursor_advanced_unless_wanted(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     quiet = sub(engine, email="quiet@example.org", topics=["pediatrics"])
     keen = sub(engine, email="keen@example.org", topics=["pediatrics"], send_when_empty=True)
     add_papers(engine, [["nephrology"], ["dermatology"]])
@@ -451,7 +486,9 @@ def test_empty_digest_is_skipped_and_cursor_advanced_unless_wanted(engine, setti
     assert states == {quiet.id: "empty", keen.id: "sent"}
 
 
-def test_subscriber_who_leaves_after_planning_gets_nothing(engine, settings, sink) -> None:
+def test_subscriber_who_leaves_after_planning_gets_nothing(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     s = sub(engine, email="ana@example.org")
     add_papers(engine, [["nephrology"]])
     plan = delivery.plan_period(engine, settings, day=DAY, now=NOW)
@@ -461,7 +498,9 @@ def test_subscriber_who_leaves_after_planning_gets_nothing(engine, settings, sin
     assert stats.cancelled == 1 and sink.handler.messages == []
 
 
-def test_subscriber_who_unsubscribes_during_the_run_is_not_sent_to(engine, settings, sink) -> None:
+def test_subscriber_who_unsubscribes_during_the_run_is_not_sent_to(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     if engine.dialect.name == "sqlite":
         pytest.skip("SQLite holds its write lock while the digest is read; PostgreSQL shows the race")
     from lupus_alerts import digest
@@ -470,7 +509,7 @@ def test_subscriber_who_unsubscribes_during_the_run_is_not_sent_to(engine, setti
     sub(engine, email="bo@example.org")  # still active: the claim must look at Ana's own status
     add_papers(engine, [["nephrology"]])
 
-    def build_then_unsubscribe(*args, **kw):  # type: ignore[no-untyped-def]
+    def build_then_unsubscribe(*args: Any, **kw: Any) -> digest.Digest:
         d = digest.build_digest(*args, **kw)
         if args[2].id == s.id:
             subscribers.set_status(engine, s.id, "unsubscribed")  # the one-click POST lands now
@@ -491,7 +530,7 @@ def test_subscriber_who_unsubscribes_during_the_run_is_not_sent_to(engine, setti
     assert [m.rcpt_tos for m in sink.handler.messages] == [["bo@example.org"]]
 
 
-def test_batch_loaded_subscribers_equal_subscribers_get(engine) -> None:
+def test_batch_loaded_subscribers_equal_subscribers_get(engine: sa.Engine) -> None:
     a = sub(engine, email="a@example.org", name="A", topics=["nephrology", "pregnancy"])
     b = sub(engine, email="b@example.org", frequency="weekly", weekday=3, send_when_empty=True)
     with engine.connect() as c:
@@ -499,7 +538,9 @@ def test_batch_loaded_subscribers_equal_subscribers_get(engine) -> None:
     assert loaded == {a.id: subscribers.get(engine, a.id), b.id: subscribers.get(engine, b.id)}
 
 
-def test_plan_is_idempotent_and_widens_only_rows_nothing_was_sent_from(engine, settings) -> None:
+def test_plan_is_idempotent_and_widens_only_rows_nothing_was_sent_from(
+    engine: sa.Engine, settings: Settings
+) -> None:
     sub(engine, email="a@example.org")
     add_papers(engine, [["nephrology"]] * 2)
     first = delivery.plan_period(engine, settings, day=DAY, now=NOW)
@@ -514,7 +555,7 @@ def test_plan_is_idempotent_and_widens_only_rows_nothing_was_sent_from(engine, s
 
 
 def test_fallback_digest_before_the_ingest_still_delivers_that_days_papers_once(
-    engine, settings, sink
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
 ) -> None:
     """The fallback run plans and finds nothing new; the ingest then announces papers and the
     asset-triggered run of the same day sends them: once, and only to the right people."""
@@ -536,7 +577,7 @@ def test_fallback_digest_before_the_ingest_still_delivers_that_days_papers_once(
     assert subscribers.get(engine, got_mail.id).cursor == nums[0] - 1
 
 
-def test_weekly_subscriber_is_due_on_their_weekday_only(engine, settings) -> None:
+def test_weekly_subscriber_is_due_on_their_weekday_only(engine: sa.Engine, settings: Settings) -> None:
     w = sub(engine, email="weekly@example.org", frequency="weekly", weekday="friday")
     d = sub(engine, email="daily@example.org")
     assert delivery.due_subscribers(engine, DAY) == [w.id, d.id]
@@ -545,7 +586,9 @@ def test_weekly_subscriber_is_due_on_their_weekday_only(engine, settings) -> Non
     assert sorted(r.period for r in ledger(engine)) == ["2026-11-27", "2026-W48"]
 
 
-def test_older_unsent_row_is_superseded_and_its_papers_go_in_the_new_digest(engine, settings, sink) -> None:
+def test_older_unsent_row_is_superseded_and_its_papers_go_in_the_new_digest(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     sub(engine, email="busy@example.org")
     sink.handler.rcpt_codes["busy@example.org"] = [450, 250]
     add_papers(engine, [["nephrology"]])
@@ -559,7 +602,7 @@ def test_older_unsent_row_is_superseded_and_its_papers_go_in_the_new_digest(engi
         ("2026-11-28", "sent"),
     ]
     [got] = sink.handler.messages
-    html = got.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    html = text_part(got.message, "html")
     assert "constructed.1" in html and "constructed.2" in html
 
 
@@ -587,7 +630,9 @@ def test_a_preview_on_a_weekly_subscribers_off_day_shows_the_week_it_falls_in() 
     assert delivery.period_for(s, date(2026, 11, 23)) == delivery.period_containing(s, date(2026, 11, 23))
 
 
-def test_send_without_secret_fails_before_touching_the_ledger(engine, settings, sink, monkeypatch) -> None:
+def test_send_without_secret_fails_before_touching_the_ledger(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sub(engine, email="ana@example.org")
     add_papers(engine, [["nephrology"]])
     delivery.plan_period(engine, settings, day=DAY, now=NOW)

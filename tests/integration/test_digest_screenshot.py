@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from digest_seed import insert_announced
+from factories import insert_announced, make_settings
 
 from lupus_alerts import delivery, store
 from lupus_alerts import digest as D
 from lupus_alerts import subscribers as subs
-from lupus_alerts.config import settings_from_dict
 from lupus_alerts.models import Author, Classification, Paper, TopicLabel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +39,7 @@ pytestmark = [
 ]
 
 
-def seed_showcase(engine) -> tuple[int, int]:
+def seed_showcase(engine: sa.Engine) -> tuple[int, int]:
     """Store the showcase papers (announced 2..n) and one retraction of a paper announced as 1."""
     data = json.loads(SHOWCASE.read_text(encoding="utf-8"))
     now = store.utcnow()
@@ -85,7 +84,7 @@ def seed_showcase(engine) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def digest_html(tmp_path_factory) -> Path:
+def digest_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("digest")
     url = f"sqlite:///{tmp / 'store.db'}"
     store.upgrade(url)
@@ -98,7 +97,7 @@ def digest_html(tmp_path_factory) -> Path:
                 c, sub.id, cursor=1, update_cursor=0, now=store.utcnow()
             )  # paper 1 was sent earlier
         sub = subs.get(engine, sub.id)
-        settings = settings_from_dict({}, tmp)
+        settings = make_settings(tmp)
         with engine.connect() as conn:
             d = D.build_digest(
                 conn,
@@ -206,7 +205,9 @@ def assert_rendered(png: Path, width: int) -> Counter:
 
 
 @pytest.mark.parametrize("width", [600, 375])
-def test_digest_renders_in_chromium_at_desktop_and_phone_widths(digest_html, tmp_path, width):
+def test_digest_renders_in_chromium_at_desktop_and_phone_widths(
+    digest_html: Path, tmp_path: Path, width: int
+) -> None:
     png = tmp_path / f"digest-{width}.png"
     screenshot(digest_html, png, width)
     colours = assert_rendered(png, width)
@@ -217,7 +218,9 @@ def test_digest_renders_in_chromium_at_desktop_and_phone_widths(digest_html, tmp
         shutil.copy(png, REPO / "docs" / name)
 
 
-def test_digest_switches_to_dark_colours_when_the_client_prefers_dark(digest_html, tmp_path):
+def test_digest_switches_to_dark_colours_when_the_client_prefers_dark(
+    digest_html: Path, tmp_path: Path
+) -> None:
     png = tmp_path / "digest-dark.png"
     screenshot(digest_html, png, 600, dark=True)
     colours = assert_rendered(png, 600)
@@ -227,7 +230,7 @@ def test_digest_switches_to_dark_colours_when_the_client_prefers_dark(digest_htm
         shutil.copy(png, REPO / "docs" / "screenshot-digest-dark.png")
 
 
-def test_showcase_fixture_dates_are_real_dates():
+def test_showcase_fixture_dates_are_real_dates() -> None:
     # guards the fixture itself: every record has a parseable date and a link target
     for rec in json.loads(SHOWCASE.read_text(encoding="utf-8"))["papers"]:
         date.fromisoformat(rec["epub_date"])

@@ -6,17 +6,18 @@ The papers are constructed records in the paper schema (models.Paper), not real 
 from __future__ import annotations
 
 from datetime import date, datetime
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import lxml.html
 import pytest
 import sqlalchemy as sa
-from digest_seed import insert_announced
+from factories import insert_announced, make_settings
 
 from lupus_alerts import delivery, store, tokens
 from lupus_alerts import digest as D
 from lupus_alerts import subscribers as subs
-from lupus_alerts.config import settings_from_dict
+from lupus_alerts.config import Settings
 from lupus_alerts.models import Author, Classification, Paper, TopicLabel
 
 SECRET = "test-secret-for-digest-links-0123456789"
@@ -24,12 +25,12 @@ NOW = datetime(2026, 11, 27, 9, 0)
 
 
 @pytest.fixture
-def settings(tmp_path):  # type: ignore[no-untyped-def]
-    return settings_from_dict({"digest": {"public_base_url": "https://alerts.test"}}, tmp_path)
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, digest={"public_base_url": "https://alerts.test"})
 
 
 def seed_paper(
-    engine,
+    engine: sa.Engine,
     announce_no: int | None,
     topics: dict[str, float],
     *,
@@ -62,7 +63,7 @@ def seed_paper(
     return int(pid)
 
 
-def seed_update(engine, paper_id: int, update_no: int, kind: str = "retraction_in") -> None:
+def seed_update(engine: sa.Engine, paper_id: int, update_no: int, kind: str = "retraction_in") -> None:
     with engine.begin() as c:
         c.execute(
             sa.insert(store.paper_updates).values(
@@ -80,7 +81,7 @@ def seed_update(engine, paper_id: int, update_no: int, kind: str = "retraction_i
         )
 
 
-def build(engine, settings, sub, announce_to, update_to=0, **kw) -> D.Digest:
+def build(engine: sa.Engine, settings: Settings, sub, announce_to, update_to=0, **kw) -> D.Digest:
     with engine.connect() as conn:
         return D.build_digest(
             conn,
@@ -95,7 +96,7 @@ def build(engine, settings, sub, announce_to, update_to=0, **kw) -> D.Digest:
         )
 
 
-def test_cursor_windows_never_repeat_a_paper(engine, settings):
+def test_cursor_windows_never_repeat_a_paper(engine: sa.Engine, settings: Settings):
     for n in range(1, 7):
         seed_paper(engine, n, {"nephrology": 0.5 + n / 100})
     sub = subs.add(engine, email="a@example.org", topics=["nephrology"], from_beginning=True)
@@ -112,7 +113,7 @@ def test_cursor_windows_never_repeat_a_paper(engine, settings):
     assert len(seen) == len(set(seen)) == 6
 
 
-def test_only_announced_lupus_papers_with_a_chosen_topic_are_selected(engine, settings):
+def test_only_announced_lupus_papers_with_a_chosen_topic_are_selected(engine: sa.Engine, settings: Settings):
     wanted = seed_paper(engine, 1, {"dermatology": 0.7})
     seed_paper(engine, 2, {"genetics": 0.9})  # topic not chosen
     seed_paper(engine, None, {"dermatology": 0.9})  # not announced yet
@@ -122,7 +123,7 @@ def test_only_announced_lupus_papers_with_a_chosen_topic_are_selected(engine, se
     assert d.paper_ids == (wanted,)
 
 
-def test_paper_in_two_chosen_topics_appears_once_under_its_best_topic(engine, settings):
+def test_paper_in_two_chosen_topics_appears_once_under_its_best_topic(engine: sa.Engine, settings: Settings):
     both = seed_paper(engine, 1, {"nephrology": 0.6, "pregnancy": 0.9}, title="Lupus nephritis in pregnancy")
     seed_paper(engine, 2, {"nephrology": 0.8}, title="Only kidneys")
     sub = subs.add(engine, email="b@example.org", topics=["nephrology", "pregnancy"], from_beginning=True)
@@ -143,7 +144,7 @@ def test_paper_in_two_chosen_topics_appears_once_under_its_best_topic(engine, se
     assert both in d.paper_ids
 
 
-def test_papers_are_ordered_by_score_then_date(engine, settings):
+def test_papers_are_ordered_by_score_then_date(engine: sa.Engine, settings: Settings):
     low = seed_paper(engine, 1, {"hematology": 0.4}, day=date(2026, 11, 20))
     old = seed_paper(engine, 2, {"hematology": 0.8}, day=date(2026, 1, 1))
     new = seed_paper(engine, 3, {"hematology": 0.8}, day=date(2026, 11, 1))
@@ -152,7 +153,7 @@ def test_papers_are_ordered_by_score_then_date(engine, settings):
     assert build(engine, settings, sub, 4).paper_ids == (top, new, old, low)
 
 
-def test_all_topics_subscriber_also_gets_untagged_lupus_papers(engine, settings):
+def test_all_topics_subscriber_also_gets_untagged_lupus_papers(engine: sa.Engine, settings: Settings):
     tagged = seed_paper(engine, 1, {"immunology": 0.7})
     untagged = seed_paper(engine, 2, {})
     everyone = subs.add(engine, email="all@example.org", from_beginning=True)
@@ -163,7 +164,7 @@ def test_all_topics_subscriber_also_gets_untagged_lupus_papers(engine, settings)
     assert build(engine, settings, some, 2).paper_ids == (tagged,)
 
 
-def test_overflow_beyond_max_papers_is_summarised_not_dropped(engine, settings):
+def test_overflow_beyond_max_papers_is_summarised_not_dropped(engine: sa.Engine, settings: Settings):
     ids = [seed_paper(engine, n, {"pulmonary" if n % 2 else "cardiovascular": n / 10}) for n in range(1, 8)]
     sub = subs.add(engine, email="o@example.org", topics=["pulmonary", "cardiovascular"], max_papers=3)
     assert sub.cursor == 7  # a new subscriber starts from now; rewind to see the whole window
@@ -188,7 +189,9 @@ def test_overflow_beyond_max_papers_is_summarised_not_dropped(engine, settings):
     assert "4 more papers" in " ".join(d.text.split())
 
 
-def test_updates_cover_only_papers_already_received_on_the_subscribers_topics(engine, settings):
+def test_updates_cover_only_papers_already_received_on_the_subscribers_topics(
+    engine: sa.Engine, settings: Settings
+):
     received = seed_paper(engine, 1, {"neuropsychiatric": 0.8}, title="Received earlier")
     other_topic = seed_paper(engine, 2, {"genetics": 0.8}, title="Not on my topics")
     new = seed_paper(engine, 3, {"neuropsychiatric": 0.9}, title="New and retracted", retracted=True)
@@ -217,7 +220,7 @@ def test_updates_cover_only_papers_already_received_on_the_subscribers_topics(en
     assert again.is_empty
 
 
-def test_shared_window_cache_loads_each_window_once(engine, settings):
+def test_shared_window_cache_loads_each_window_once(engine: sa.Engine, settings: Settings):
     seed_paper(engine, 1, {"infection": 0.8})
     a = subs.add(engine, email="x@example.org", topics="infection", from_beginning=True)
     b = subs.add(engine, email="y@example.org", from_beginning=True)
@@ -227,7 +230,7 @@ def test_shared_window_cache_loads_each_window_once(engine, settings):
     assert len(windows) == 1 and da.paper_ids == db.paper_ids
 
 
-def test_links_carry_tokens_for_this_subscriber(engine, settings):
+def test_links_carry_tokens_for_this_subscriber(engine: sa.Engine, settings: Settings):
     seed_paper(engine, 1, {"epidemiology": 0.8})
     sub = subs.add(engine, email="t@example.org", from_beginning=True)
     d = build(engine, settings, sub, 1)
@@ -239,7 +242,7 @@ def test_links_carry_tokens_for_this_subscriber(engine, settings):
         assert url.replace("&", "&amp;") in d.html and url in d.text
 
 
-def test_subject_and_empty_digest(engine, settings):
+def test_subject_and_empty_digest(engine: sa.Engine, settings: Settings):
     sub = subs.add(engine, email="e@example.org", from_beginning=True)
     d = build(engine, settings, sub, 0)
     assert d.is_empty and d.paper_count == 0
@@ -249,7 +252,7 @@ def test_subject_and_empty_digest(engine, settings):
     assert d.subject == f"Lupus digest · 1 new paper ({subs.topic_short_name('diagnostics')} 1) · 27 Nov 2026"
 
 
-def test_a_huge_max_papers_still_fits_gmails_limit(engine, settings):
+def test_a_huge_max_papers_still_fits_gmails_limit(engine: sa.Engine, settings: Settings):
     now = store.utcnow()
     long_abstract = " ".join(["A long constructed sentence about lupus nephritis outcomes."] * 10)
     rows = [
@@ -289,7 +292,7 @@ def test_a_huge_max_papers_still_fits_gmails_limit(engine, settings):
 
 
 @pytest.mark.slow
-def test_cli_preview_renders_without_advancing_anything(sqlite_url, tmp_path):
+def test_cli_preview_renders_without_advancing_anything(sqlite_url: str, tmp_path: Path):
     import subprocess
     import sys
     from pathlib import Path

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 import requests
@@ -45,8 +46,8 @@ def replay(corpus: list[CorpusRecord]) -> Iterator[EutilsReplay]:
         yield r
 
 
-def make_client(replay: EutilsReplay, tmp_path: Path, *, rate: float = 200.0, **kw: object) -> EutilsClient:
-    defaults: dict[str, object] = {
+def make_client(replay: EutilsReplay, tmp_path: Path, *, rate: float = 200.0, **kw: Any) -> EutilsClient:
+    defaults: dict[str, Any] = {
         "base_url": replay.base_url,
         "email": "ops@example.org",
         "batch_size": 50,
@@ -57,7 +58,7 @@ def make_client(replay: EutilsReplay, tmp_path: Path, *, rate: float = 200.0, **
         "limiter": RateLimiter(rate, name="test", directory=tmp_path),
     }
     defaults.update(kw)
-    return EutilsClient(**defaults)  # type: ignore[arg-type]
+    return EutilsClient(**defaults)
 
 
 def pmids(bodies: list[bytes]) -> list[str]:
@@ -199,9 +200,9 @@ def test_lost_history_is_an_error(replay: EutilsReplay, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("retmode", ["json", "xml"])
-def test_esearch_both_formats(replay: EutilsReplay, tmp_path: Path, retmode: str) -> None:
+def test_esearch_both_formats(replay: EutilsReplay, tmp_path: Path, retmode: Literal["json", "xml"]) -> None:
     with make_client(replay, tmp_path) as c:
-        r = c.esearch("lupus", mindate=START, maxdate=START + timedelta(days=1), retmax=5, retmode=retmode)  # type: ignore[arg-type]
+        r = c.esearch("lupus", mindate=START, maxdate=START + timedelta(days=1), retmax=5, retmode=retmode)
     assert (r.count, len(r.ids), r.query_key) == (40, 5, "1")
     assert r.webenv
 

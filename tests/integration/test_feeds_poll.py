@@ -12,15 +12,17 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from factories import make_settings
 
 from lupus_alerts import pipeline, store
-from lupus_alerts.config import FeedConfig, Settings, settings_from_dict
+from lupus_alerts.config import FeedConfig, Settings
 from lupus_alerts.feeds import check_feed, poll_feed, poll_feeds
 from lupus_alerts.testing.feeds_replay import feed_etag, make_feed, serve_feed
-from lupus_alerts.testing.replay import Fault, ReplayServer, Response
+from lupus_alerts.testing.replay import Fault, Handler, ReplayServer, Request, Response
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "feeds"
 NOW = datetime(2026, 11, 27, 6, 0, 0)
@@ -37,16 +39,16 @@ class _Scoped:
     def url(self) -> str:
         return self._srv.url + self._prefix
 
-    def add(self, path: str, body: bytes, **kw: object) -> None:
-        self._srv.add(self._prefix + path, body, **kw)  # type: ignore[arg-type]
+    def add(self, path: str, body: bytes, **kw: Any) -> None:
+        self._srv.add(self._prefix + path, body, **kw)
 
-    def route(self, path: str, handler) -> None:  # type: ignore[no-untyped-def]
+    def route(self, path: str, handler: Handler) -> None:
         self._srv.route(self._prefix + path, handler)
 
     def inject(self, path: str, fault: Fault, times: int = 1) -> None:
         self._srv.inject(self._prefix + path, fault, times)
 
-    def requests_to(self, path: str) -> list:
+    def requests_to(self, path: str) -> list[Request]:
         return self._srv.requests_to(self._prefix + path)
 
 
@@ -58,12 +60,12 @@ def shared_server() -> Iterator[ReplayServer]:
 
 
 @pytest.fixture
-def server(shared_server: _Scoped, request: pytest.FixtureRequest) -> _Scoped:
+def server(shared_server: ReplayServer, request: pytest.FixtureRequest) -> _Scoped:
     return _Scoped(shared_server, "/" + re.sub(r"\W+", "_", request.node.name))
 
 
 @pytest.fixture
-def sqlite_engine(sqlite_url: str):  # type: ignore[no-untyped-def]
+def sqlite_engine(sqlite_url: str) -> Iterator[sa.Engine]:
     store.upgrade(sqlite_url)
     eng = store.make_engine(sqlite_url)
     yield eng
@@ -71,16 +73,9 @@ def sqlite_engine(sqlite_url: str):  # type: ignore[no-untyped-def]
 
 
 def _settings(*feeds: FeedConfig, timeout_s: float = 2.0, max_bytes: int = 1_000_000) -> Settings:
-    return settings_from_dict(
-        {
-            "feeds": [f.model_dump() for f in feeds],
-            "feed_settings": {
-                "timeout_s": timeout_s,
-                "max_bytes": max_bytes,
-                "concurrency": 4,
-                "user_agent": UA,
-            },
-        }
+    return make_settings(
+        feeds=list(feeds),
+        feed_settings={"timeout_s": timeout_s, "max_bytes": max_bytes, "concurrency": 4, "user_agent": UA},
     )
 
 
@@ -99,7 +94,7 @@ def _paper_dois(engine: sa.Engine) -> set[str]:
         return {r[0] for r in c.execute(sa.select(store.papers.c.doi)) if r[0]}
 
 
-def test_etag_round_trip_second_poll_is_304_and_changes_nothing(server: _Scoped, engine) -> None:  # type: ignore[no-untyped-def]
+def test_etag_round_trip_second_poll_is_304_and_changes_nothing(server: _Scoped, engine: sa.Engine) -> None:
     body = (FIXTURES / "constructed_bmj_highwire_lupusscimed.rdf.xml").read_bytes()
     server.add("/bmj.xml", body, etag=feed_etag(body))
     feed = _feed("lsm", server.url + "/bmj.xml")
@@ -122,7 +117,7 @@ def test_etag_round_trip_second_poll_is_304_and_changes_nothing(server: _Scoped,
     assert state["items_last"] == 2  # the last full fetch's count survives a 304
 
 
-def test_last_modified_round_trip(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_last_modified_round_trip(server: _Scoped, sqlite_engine: sa.Engine) -> None:
     body = (FIXTURES / "constructed_sage_lupus.rss.xml").read_bytes()
     server.add("/sage.rss", body, last_modified=1_700_000_000)
     feed = _feed("lupus", server.url + "/sage.rss")
@@ -134,10 +129,10 @@ def test_last_modified_round_trip(server: _Scoped, sqlite_engine) -> None:  # ty
     assert sent == "Tue, 14 Nov 2023 22:13:20 GMT"
 
 
-def test_changed_feed_after_304_is_fetched_again(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_changed_feed_after_304_is_fetched_again(server: _Scoped, sqlite_engine: sa.Engine) -> None:
     bodies = [make_feed(3, feed_no=1), make_feed(5, feed_no=1)]
 
-    def handler(req):  # type: ignore[no-untyped-def]
+    def handler(req: Request) -> Response:
         body = bodies[0] if len(server.requests_to("/f.xml")) <= 2 else bodies[1]
         if req.headers.get("if-none-match") == feed_etag(body):
             return Response(304, b"", {"ETag": feed_etag(body)})
@@ -152,7 +147,7 @@ def test_changed_feed_after_304_is_fetched_again(server: _Scoped, sqlite_engine)
 
 
 @pytest.mark.parametrize("status", [404, 500, 503])
-def test_http_error_is_recorded_not_raised(server: _Scoped, sqlite_engine, status: int) -> None:  # type: ignore[no-untyped-def]
+def test_http_error_is_recorded_not_raised(server: _Scoped, sqlite_engine: sa.Engine, status: int) -> None:
     server.add("/broken.xml", b"x", status=status, content_type="text/plain")
     feed = _feed("broken", server.url + "/broken.xml")
     settings = _settings(feed)
@@ -165,7 +160,9 @@ def test_http_error_is_recorded_not_raised(server: _Scoped, sqlite_engine, statu
     assert state["last_success_at"] is None and state["etag"] is None
 
 
-def test_failures_reset_after_success_and_validators_kept_on_failure(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_failures_reset_after_success_and_validators_kept_on_failure(
+    server: _Scoped, sqlite_engine: sa.Engine
+) -> None:
     body = make_feed(2)
     serve_feed(server, "/f.xml", body)
     feed = _feed("f", server.url + "/f.xml")
@@ -180,7 +177,7 @@ def test_failures_reset_after_success_and_validators_kept_on_failure(server: _Sc
     assert _state(sqlite_engine, "f")["consecutive_failures"] == 0
 
 
-def test_stalled_server_times_out_quickly(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_stalled_server_times_out_quickly(server: _Scoped, sqlite_engine: sa.Engine) -> None:
     serve_feed(server, "/slow.xml", make_feed(2))
     server.inject("/slow.xml", Fault(delay=3.0))
     feed = _feed("slow", server.url + "/slow.xml")
@@ -191,7 +188,7 @@ def test_stalled_server_times_out_quickly(server: _Scoped, sqlite_engine) -> Non
     assert out.http_status is None
 
 
-def test_slow_dripping_body_hits_total_deadline(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_slow_dripping_body_hits_total_deadline(server: _Scoped, sqlite_engine: sa.Engine) -> None:
     # Each chunk arrives well inside the per-read timeout, but the whole body takes ~2 s.
     serve_feed(server, "/drip.xml", make_feed(20), chunk_delay=0.2)
     feed = _feed("drip", server.url + "/drip.xml")
@@ -201,14 +198,14 @@ def test_slow_dripping_body_hits_total_deadline(server: _Scoped, sqlite_engine) 
     assert out.status == "error" and "timed out" in out.error
 
 
-def test_slow_body_within_deadline_succeeds(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_slow_body_within_deadline_succeeds(server: _Scoped, sqlite_engine: sa.Engine) -> None:
     serve_feed(server, "/drip.xml", make_feed(4), chunk_delay=0.02)
     feed = _feed("drip", server.url + "/drip.xml")
     out = poll_feed(_settings(feed, timeout_s=2.0), sqlite_engine, feed, now=NOW)
     assert out.status == "ok" and out.items == 4
 
 
-def test_redirect_followed_and_recorded(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_redirect_followed_and_recorded(server: _Scoped, sqlite_engine: sa.Engine) -> None:
     serve_feed(server, "/new.xml", make_feed(2))
     server.route("/old.xml", lambda req: Response(301, b"", {"Location": server.url + "/new.xml"}))
     feed = _feed("moved", server.url + "/old.xml")
@@ -221,7 +218,7 @@ def test_redirect_followed_and_recorded(server: _Scoped, sqlite_engine) -> None:
     assert "moved permanently" in state["last_warning"]
 
 
-def test_size_cap_refuses_declared_and_streamed_bodies(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_size_cap_refuses_declared_and_streamed_bodies(server: _Scoped, sqlite_engine: sa.Engine) -> None:
     big = make_feed(60)
     assert len(big) > 20_000
     serve_feed(server, "/big.xml", big)
@@ -230,7 +227,7 @@ def test_size_cap_refuses_declared_and_streamed_bodies(server: _Scoped, sqlite_e
     assert out.status == "error" and "cap" in out.error
 
     # A chunked response without Content-Length is cut off while streaming.
-    def chunked(req):  # type: ignore[no-untyped-def]
+    def chunked(req: Request) -> Response:
         return Response(200, big, {"Content-Type": "application/rss+xml"})
 
     server.route("/chunked.xml", chunked)
@@ -239,7 +236,7 @@ def test_size_cap_refuses_declared_and_streamed_bodies(server: _Scoped, sqlite_e
     assert out2.status == "error" and "cap" in out2.error
 
 
-def test_unsafe_and_unreadable_bodies_are_errors(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_unsafe_and_unreadable_bodies_are_errors(server: _Scoped, sqlite_engine: sa.Engine) -> None:
     bomb = (Path(__file__).parent.parent / "fixtures" / "feeds-malformed" / "xmlbomb.xml").read_bytes()
     server.add("/bomb.xml", bomb)
     server.add("/html.xml", b"<html><body>Maintenance</body></html", content_type="text/html")
@@ -250,7 +247,7 @@ def test_unsafe_and_unreadable_bodies_are_errors(server: _Scoped, sqlite_engine)
     assert html_out.status == "error" and html_out.error.startswith("not a readable feed")
 
 
-def test_user_agent_and_accept_headers_sent(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_user_agent_and_accept_headers_sent(server: _Scoped, sqlite_engine: sa.Engine) -> None:
     serve_feed(server, "/f.xml", make_feed(1))
     feed = _feed("f", server.url + "/f.xml")
     poll_feed(_settings(feed), sqlite_engine, feed, now=NOW)
@@ -259,7 +256,7 @@ def test_user_agent_and_accept_headers_sent(server: _Scoped, sqlite_engine) -> N
     assert "application/rss+xml" in req.headers["accept"]
 
 
-def test_one_feed_down_while_others_succeed(server: _Scoped, engine) -> None:  # type: ignore[no-untyped-def]
+def test_one_feed_down_while_others_succeed(server: _Scoped, engine: sa.Engine) -> None:
     good = [_feed(f"good{i}", serve_feed(server, f"/good{i}.xml", make_feed(3, feed_no=i))) for i in range(3)]
     server.inject("/down.xml", Fault(status=500), times=5)
     down = _feed("down", server.url + "/down.xml")
@@ -278,14 +275,18 @@ def test_one_feed_down_while_others_succeed(server: _Scoped, engine) -> None:  #
     assert health["good1"]["last_success_at"] == pipeline.utc_text(NOW) and health["good1"]["dois_last"] == 3
 
 
-def test_relevance_filter_applied_when_polling_general_journal(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_relevance_filter_applied_when_polling_general_journal(
+    server: _Scoped, sqlite_engine: sa.Engine
+) -> None:
     serve_feed(server, "/gen.xml", make_feed(10))
     feed = _feed("gen", server.url + "/gen.xml", all_lupus=False)
     out = poll_feed(_settings(feed), sqlite_engine, feed, now=NOW)
     assert (out.items, out.kept, out.rejected, out.new) == (10, 5, 5, 5)
 
 
-def test_check_feed_does_not_touch_store_or_send_validators(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_check_feed_does_not_touch_store_or_send_validators(
+    server: _Scoped, sqlite_engine: sa.Engine
+) -> None:
     body = make_feed(2)
     serve_feed(server, "/f.xml", body)
     feed = _feed("f", server.url + "/f.xml")
@@ -297,7 +298,7 @@ def test_check_feed_does_not_touch_store_or_send_validators(server: _Scoped, sql
     assert "if-none-match" not in server.requests_to("/f.xml")[-1].headers
 
 
-def test_changed_url_drops_old_validators(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_changed_url_drops_old_validators(server: _Scoped, sqlite_engine: sa.Engine) -> None:
     body = make_feed(2)
     serve_feed(server, "/a.xml", body)
     serve_feed(server, "/b.xml", body)
@@ -309,8 +310,8 @@ def test_changed_url_drops_old_validators(server: _Scoped, sqlite_engine) -> Non
 
 
 def test_body_cut_off_mid_transfer_is_an_error_and_keeps_old_validators(
-    server: _Scoped, sqlite_engine
-) -> None:  # type: ignore[no-untyped-def]
+    server: _Scoped, sqlite_engine: sa.Engine
+) -> None:
     body = make_feed(10)
     serve_feed(server, "/f.xml", body)
     feed = _feed("f", server.url + "/f.xml")
@@ -322,12 +323,12 @@ def test_body_cut_off_mid_transfer_is_an_error_and_keeps_old_validators(
     assert poll_feed(_settings(feed), sqlite_engine, feed, now=NOW).items == 10
 
 
-def test_poll_feeds_never_exceeds_the_concurrency_bound(server: _Scoped, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+def test_poll_feeds_never_exceeds_the_concurrency_bound(server: _Scoped, sqlite_engine: sa.Engine) -> None:
     body = make_feed(1)
     in_flight = {"now": 0, "max": 0}
     lock = threading.Lock()
 
-    def slow(req):  # type: ignore[no-untyped-def]
+    def slow(req: Request) -> Response:
         with lock:
             in_flight["now"] += 1
             in_flight["max"] = max(in_flight["max"], in_flight["now"])

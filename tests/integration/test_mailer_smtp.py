@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from smtp_sink import SmtpSink
@@ -28,8 +29,8 @@ def _msg(to: str, n: int = 0) -> EmailMessage:
     return m
 
 
-def _transport(sink: SmtpSink, **kw: object) -> mailer.SmtpTransport:
-    return mailer.SmtpTransport("127.0.0.1", sink.port, use_ssl=False, use_tls=False, timeout=5, **kw)  # type: ignore[arg-type]
+def _transport(sink: SmtpSink, **kw: Any) -> mailer.SmtpTransport:
+    return mailer.SmtpTransport("127.0.0.1", sink.port, use_ssl=False, use_tls=False, timeout=5, **kw)
 
 
 def test_many_messages_share_one_connection(sink: SmtpSink) -> None:

@@ -7,10 +7,11 @@ import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from smtp_sink import SinkHandler, free_port
 
 from lupus_alerts import mailer
@@ -49,7 +50,9 @@ class _Auth:
     def __init__(self) -> None:
         self.logins: list[tuple[str, bool]] = []
 
-    def __call__(self, server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+    def __call__(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
             b"digest",
             b"s3cret",
@@ -57,6 +60,9 @@ class _Auth:
         self.logins.append((auth_data.login.decode(), bool(session.ssl)))
         # handled=False: let aiosmtpd send the 235/535 reply itself
         return AuthResult(success=ok, handled=False)
+
+
+StartTlsServer = tuple[int, SinkHandler, _Auth]  # its port, the messages it took, the logins
 
 
 @pytest.fixture
@@ -68,7 +74,7 @@ def server_ctx(tmp_path: Path) -> ssl.SSLContext:
 
 
 @pytest.fixture
-def starttls_server(server_ctx: ssl.SSLContext) -> Iterator[tuple[int, SinkHandler, _Auth]]:
+def starttls_server(server_ctx: ssl.SSLContext) -> Iterator[StartTlsServer]:
     handler, auth, port = SinkHandler(), _Auth(), free_port()
     c = Controller(
         handler,
@@ -93,7 +99,7 @@ def _msg() -> EmailMessage:
     return m
 
 
-def test_starttls_then_login_then_send(starttls_server) -> None:  # type: ignore[no-untyped-def]
+def test_starttls_then_login_then_send(starttls_server: StartTlsServer) -> None:
     port, handler, auth = starttls_server
     t = mailer.SmtpTransport(
         "127.0.0.1",
@@ -111,7 +117,7 @@ def test_starttls_then_login_then_send(starttls_server) -> None:  # type: ignore
     assert auth.logins == [("digest", True)]  # once, and only after TLS was up
 
 
-def test_wrong_password_is_a_transport_error(starttls_server) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_password_is_a_transport_error(starttls_server: StartTlsServer) -> None:
     port, handler, _ = starttls_server
     t = mailer.SmtpTransport(
         "127.0.0.1",
@@ -126,7 +132,7 @@ def test_wrong_password_is_a_transport_error(starttls_server) -> None:  # type: 
     assert handler.messages == []
 
 
-def test_certificate_is_verified_by_default(starttls_server) -> None:  # type: ignore[no-untyped-def]
+def test_certificate_is_verified_by_default(starttls_server: StartTlsServer) -> None:
     port, _, _ = starttls_server
     with pytest.raises(mailer.TransportError):
         mailer.SmtpTransport(

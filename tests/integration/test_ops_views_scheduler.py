@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from test_dags_scheduler import _ProcGuard, _tail, standalone  # noqa: F401  (standalone: the fixture)
+from test_dags_scheduler import Api, Standalone, _ProcGuard, _tail, standalone  # noqa: F401  (standalone: the fixture)
 from webdriver import CHROMEDRIVER, CHROMIUM, Browser
 
 from lupus_alerts import demo
@@ -29,13 +29,13 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS_IMG = REPO / "docs" / "img"
 
 
-def run_tab(api, dag_id: str, run_id: str, *, json: bool) -> requests.Response:  # type: ignore[no-untyped-def]
+def run_tab(api: Api, dag_id: str, run_id: str, *, json: bool) -> requests.Response:
     # As the UI builds the tab's URL: {DAG_ID} and {RUN_ID} URL-encoded into the plugin's href.
     path = "/lupus-ops/api/run" if json else "/lupus-ops/run"
     return api.get(f"{path}?dag_id={quote(dag_id, safe='')}&run_id={quote(run_id, safe='')}")
 
 
-def test_run_tab_and_dashboard_under_a_real_scheduler(standalone, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_run_tab_and_dashboard_under_a_real_scheduler(standalone: Standalone, tmp_path: Path) -> None:  # noqa: F811
     api, servers, _config, log = standalone
     guard = _ProcGuard(log)
     for dag_id in ("lupus_ingest", "lupus_digest"):

@@ -3,7 +3,7 @@
 Ingest runs are recorded by `pipeline.record_run` with the summaries the tasks return (a
 PubMed summary, `feeds.FeedOutcome`s, the announce step's `pipeline.asset_extra`); digests are
 planned and sent by `delivery` through a real SMTP server that answers some recipients with
-4xx/5xx. The papers are CONSTRUCTED (digest_seed), one with a hostile title and link.
+4xx/5xx. The papers are CONSTRUCTED (tests/factories.py), one with a hostile title and link.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from digest_seed import add_papers, insert_announced
+from factories import add_papers, insert_announced, make_settings
 from smtp_sink import SmtpSink
 
 from lupus_alerts import delivery, mailer, ops_views, pipeline, store, subscribers, tokens
-from lupus_alerts.config import Settings, settings_from_dict
+from lupus_alerts.config import Settings
 from lupus_alerts.feeds import FeedOutcome
 from lupus_alerts.models import Classification, Paper, TopicLabel
 
@@ -37,21 +38,14 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return settings_from_dict(
-        {
-            "mail": {"mode": "smtp", "smtp_connection_id": "smtp_test", "max_permanent_failures": 3},
-            "feeds": [
-                {"id": "lupus", "name": "Lupus", "publisher": "SAGE", "url": "https://example.org/l.rss"},
-                {
-                    "id": "ard",
-                    "name": "Annals & <Co>",
-                    "publisher": "BMJ",
-                    "url": "https://example.org/a.rss",
-                },
-                {"id": "new", "name": "Never Polled", "publisher": "X", "url": "https://example.org/n.rss"},
-            ],
-        },
-        base_dir=tmp_path,
+    return make_settings(
+        tmp_path,
+        mail={"mode": "smtp", "smtp_connection_id": "smtp_test", "max_permanent_failures": 3},
+        feeds=[
+            {"id": "lupus", "name": "Lupus", "publisher": "SAGE", "url": "https://example.org/l.rss"},
+            {"id": "ard", "name": "Annals & <Co>", "publisher": "BMJ", "url": "https://example.org/a.rss"},
+            {"id": "new", "name": "Never Polled", "publisher": "X", "url": "https://example.org/n.rss"},
+        ],
     )
 
 
@@ -73,7 +67,7 @@ def hostile_paper(conn: sa.Connection, announce_no: int) -> None:
     insert_announced(conn, paper, announce_no=announce_no, now=NOW)
 
 
-def record_ingest(engine) -> None:  # type: ignore[no-untyped-def]
+def record_ingest(engine: sa.Engine) -> None:
     """An ingest run as the tasks record it: PubMed, two feeds (one failed), then announce."""
     pubmed = {
         "fetched": 12,
@@ -100,7 +94,7 @@ def record_ingest(engine) -> None:  # type: ignore[no-untyped-def]
     pipeline.record_run(engine, RUN, pipeline.ANNOUNCE_SOURCE, extra, window=WINDOW)
 
 
-def test_ingest_run_shows_each_source_counts_and_failure(engine) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_run_shows_each_source_counts_and_failure(engine: sa.Engine) -> None:
     record_ingest(engine)
     view = ops_views.ingest_run_view(engine, RUN, feed_names={"lupus": "Lupus", "ard": "Annals"})
     assert view.found and (view.window_start, view.window_end) == (WINDOW.start, WINDOW.end)
@@ -114,7 +108,7 @@ def test_ingest_run_shows_each_source_counts_and_failure(engine) -> None:  # typ
     assert ard.failed and ard.error == "HTTP 404 <Not Found>" and ard.http_status == 404 and ard.new == 0
 
 
-def test_ingest_run_lists_its_new_papers_per_topic_with_safe_links(engine) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_run_lists_its_new_papers_per_topic_with_safe_links(engine: sa.Engine) -> None:
     record_ingest(engine)
     view = ops_views.ingest_run_view(engine, RUN, topic_names={"nephrology": "Lupus nephritis"})
     assert (view.new_papers, view.announce_from, view.announce_to) == (4, 0, 4)
@@ -137,7 +131,7 @@ def test_ingest_run_lists_its_new_papers_per_topic_with_safe_links(engine) -> No
     assert "HTTP 404 &lt;Not Found&gt;" in html
 
 
-def test_ingest_run_tolerates_attempt_rows_and_an_unknown_run(engine) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_run_tolerates_attempt_rows_and_an_unknown_run(engine: sa.Engine) -> None:
     assert not ops_views.ingest_run_view(engine, "manual__nothing").found
     # Rows as a per-attempt record may hand them back: an extra key, one row per attempt.
     rows = [
@@ -148,12 +142,14 @@ def test_ingest_run_tolerates_attempt_rows_and_an_unknown_run(engine) -> None:  
     assert [(s.attempt, s.failed, s.known) for s in got] == [(1, True, None), (2, False, 5)]
 
 
-def sub(engine, email: str, **kw):  # type: ignore[no-untyped-def]
+def sub(engine: sa.Engine, email: str, **kw: Any) -> subscribers.Subscriber:
     kw.setdefault("topics", None)
     return subscribers.add(engine, email=email, from_beginning=True, **kw)
 
 
-def test_digest_run_counts_every_outcome_with_reasons_and_unconfirmed_rows(engine, settings, sink) -> None:  # type: ignore[no-untyped-def]
+def test_digest_run_counts_every_outcome_with_reasons_and_unconfirmed_rows(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     fine = sub(engine, "fine@example.org")
     gone = sub(engine, "gone@example.org")
     busy = sub(engine, "busy@example.org")
@@ -216,7 +212,9 @@ def test_digest_run_counts_every_outcome_with_reasons_and_unconfirmed_rows(engin
     assert "@example.org" not in html  # addresses stay out of Airflow
 
 
-def test_weekly_rows_belong_to_the_run_of_the_subscribers_weekday(engine, settings, sink) -> None:  # type: ignore[no-untyped-def]
+def test_weekly_rows_belong_to_the_run_of_the_subscribers_weekday(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     friday = sub(engine, "friday@example.org", frequency="weekly", weekday=4)
     add_papers(engine, [["nephrology"]])
     plan = delivery.plan_period(engine, settings, day=DAY, now=NOW)
@@ -251,7 +249,7 @@ def test_each_ledger_state_reads_as_one_outcome(state: str, code: int | None, ou
 # -- dashboard --------------------------------------------------------------------------------
 
 
-def seed_dashboard(engine, settings) -> None:  # type: ignore[no-untyped-def]
+def seed_dashboard(engine: sa.Engine, settings: Settings) -> None:
     """Papers first seen on three days from two sources, deliveries over two days, feed state."""
     ps = store.paper_sources
     with engine.begin() as c:
@@ -304,10 +302,10 @@ def seed_dashboard(engine, settings) -> None:  # type: ignore[no-untyped-def]
                 },
             ],
         )
-    add_papers(engine, [["nephrology", "therapeutics"], ["nephrology"]])  # announced at digest_seed.NOW
+    add_papers(engine, [["nephrology", "therapeutics"], ["nephrology"]])  # announced at factories.NOW
 
 
-def test_papers_per_day_counts_each_source_within_the_window(engine, settings) -> None:  # type: ignore[no-untyped-def]
+def test_papers_per_day_counts_each_source_within_the_window(engine: sa.Engine, settings: Settings) -> None:
     seed_dashboard(engine, settings)
     days = ops_views.day_range(DAY, 30)
     assert len(days) == 30 and days[-1] == DAY and days[0] == DAY - timedelta(days=29)
@@ -319,7 +317,9 @@ def test_papers_per_day_counts_each_source_within_the_window(engine, settings) -
     }
 
 
-def test_new_papers_per_topic_and_digests_per_day(engine, settings, sink) -> None:  # type: ignore[no-untyped-def]
+def test_new_papers_per_topic_and_digests_per_day(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
     seed_dashboard(engine, settings)
     days = ops_views.day_range(DAY, 30)
     assert ops_views.new_papers_per_topic(engine, days) == [("nephrology", 2), ("therapeutics", 1)]
@@ -333,7 +333,7 @@ def test_new_papers_per_topic_and_digests_per_day(engine, settings, sink) -> Non
     assert ops_views.digests_per_day(engine, days) == {"sent": {DAY: 1}, "failed": {}, "bounced": {DAY: 1}}
 
 
-def test_feed_freshness_puts_failing_feeds_first(engine, settings) -> None:  # type: ignore[no-untyped-def]
+def test_feed_freshness_puts_failing_feeds_first(engine: sa.Engine, settings: Settings) -> None:
     seed_dashboard(engine, settings)
     feeds = ops_views.feed_freshness(engine, settings, NOW)
     assert [(f.feed_id, f.status) for f in feeds] == [
@@ -352,7 +352,7 @@ def test_feed_freshness_puts_failing_feeds_first(engine, settings) -> None:  # t
     assert lupus.hours_since_success == 3 and lupus.last_item_at == NOW
 
 
-def test_dashboard_page_draws_its_four_charts_as_inline_svg(engine, settings) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_page_draws_its_four_charts_as_inline_svg(engine: sa.Engine, settings: Settings) -> None:
     seed_dashboard(engine, settings)
     view = ops_views.dashboard_view(engine, settings, now=NOW, topic_names={"nephrology": "Lupus nephritis"})
     html = ops_views.render_dashboard(view, base="/lupus-ops")

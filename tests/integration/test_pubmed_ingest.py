@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from factories import make_settings
 
 from lupus_alerts import store
-from lupus_alerts.config import settings_from_dict
+from lupus_alerts.config import Settings
 from lupus_alerts.eutils import EutilsClient
 from lupus_alerts.pubmed import decide_window, ingest_window, read_watermark, record_window
 from lupus_alerts.ratelimit import RateLimiter
@@ -50,16 +51,13 @@ def test_watermark_never_moves_backwards(engine: sa.Engine) -> None:
     assert read_watermark(engine, "other") is None
 
 
-def _settings(replay: EutilsReplay, tmp_path: Path):  # type: ignore[no-untyped-def]
-    return settings_from_dict(
-        {
-            "data_dir": str(tmp_path),
-            "pubmed": {"base_url": replay.base_url, "batch_size": 50, "overlap_days": 2},
-        }
+def _settings(replay: EutilsReplay, tmp_path: Path) -> Settings:
+    return make_settings(
+        data_dir=str(tmp_path), pubmed={"base_url": replay.base_url, "batch_size": 50, "overlap_days": 2}
     )
 
 
-def _client(settings, tmp_path: Path) -> EutilsClient:  # type: ignore[no-untyped-def]
+def _client(settings: Settings, tmp_path: Path) -> EutilsClient:
     return EutilsClient.from_settings(
         settings.pubmed, limiter=RateLimiter(500, name="ingest", directory=tmp_path), backoff_base_s=0.01
     )

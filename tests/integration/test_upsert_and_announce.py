@@ -7,16 +7,18 @@ and the feed parser emit for the same paper; DOIs are written the ways those sou
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
+from typing import Any, Unpack
 
 import pytest
 import sqlalchemy as sa
+from factories import PaperFields, make_feed_item, make_paper
 
 from lupus_alerts import announce, store
 from lupus_alerts.announce import classify_and_announce
 from lupus_alerts.dedupe import upsert_papers
-from lupus_alerts.models import Classification, MeshHeading, Notice, Paper, TopicLabel
+from lupus_alerts.models import Classification, Notice, Paper, TopicLabel
 
 T0 = datetime(2026, 11, 2, 6, 0)
 TITLE = "Hydroxychloroquine and adverse pregnancy outcomes in systemic lupus erythematosus"
@@ -37,36 +39,16 @@ class KeywordClassifier:
         return Classification(is_lupus, 1.0 if is_lupus else 0.0, ["lupus"] if is_lupus else [], topics)
 
 
-def feed_item(feed: str = "lupus", **kw: object) -> Paper:
-    base: dict[str, object] = {
-        "source": f"feed:{feed}",
-        "source_key": f"https://journals.example/{feed}/item-1",
-        "title": TITLE,
-        "doi": "https://doi.org/10.1177/09612033251234567",
-        "journal": "Lupus",
-        "pub_date": date(2026, 10, 30),
-        "url": f"https://journals.example/{feed}/item-1",
-    }
-    base.update(kw)
-    return Paper(**base)  # type: ignore[arg-type]
+def feed_item(feed: str = "lupus", **kw: Unpack[PaperFields]) -> Paper:
+    """The paper as a journal feed emits it, its DOI written as a doi.org URL."""
+    fields: PaperFields = {"title": TITLE, "doi": "https://doi.org/10.1177/09612033251234567"}
+    return make_feed_item(feed, **(fields | kw))
 
 
-def pubmed_record(**kw: object) -> Paper:
-    base: dict[str, object] = {
-        "source": "pubmed",
-        "source_key": "41000001",
-        "pmid": "41000001",
-        "title": TITLE + ".",
-        "doi": "10.1177/09612033251234567",
-        "journal": "Lupus",
-        "journal_iso": "Lupus",
-        "abstract": "OBJECTIVE: To study HCQ in pregnancy. RESULTS: Fewer flares.",
-        "pub_date": date(2026, 11, 1),
-        "mesh": [MeshHeading("Lupus Erythematosus, Systemic", major=True), MeshHeading("Pregnancy")],
-        "publication_types": ["Journal Article"],
-    }
-    base.update(kw)
-    return Paper(**base)  # type: ignore[arg-type]
+def pubmed_record(**kw: Unpack[PaperFields]) -> Paper:
+    """PubMed's record of the same paper: PMID, plain DOI, MeSH, a structured abstract."""
+    fields: PaperFields = {"title": TITLE + ".", "doi": "10.1177/09612033251234567"}
+    return make_paper(**(fields | kw))
 
 
 def rows(engine: sa.Engine, table: sa.Table) -> list[sa.Row]:
@@ -564,7 +546,7 @@ def test_a_lupus_paper_still_waiting_for_classification_is_not_numbered(engine: 
 
 
 @pytest.fixture
-def pg_engines(pg_url: str):  # type: ignore[no-untyped-def]
+def pg_engines(pg_url: str) -> Iterator[tuple[sa.Engine, sa.Engine]]:
     """Two engines on one PostgreSQL store: the numbering step's, and a concurrent writer's."""
     store.upgrade(pg_url)
     mine, other = store.make_engine(pg_url), store.make_engine(pg_url)
@@ -578,7 +560,9 @@ def _meanwhile(engine: sa.Engine, statement_start: str, act: Callable[[], None])
     starting with `statement_start`: a concurrent step landing between a read and its write."""
     fired: list[int] = []
 
-    def before(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+    def before(
+        conn: sa.Connection, cursor: Any, statement: str, params: Any, context: Any, executemany: bool
+    ) -> None:
         if not fired and statement.startswith(statement_start):
             fired.append(1)
             act()

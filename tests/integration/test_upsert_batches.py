@@ -73,7 +73,9 @@ def test_sqlite_upsert_leaves_its_rows_in_the_database_file_and_autocheckpoint_r
 
     # the pooled connection the upsert wrote on checkpoints by itself again
     with engine.connect() as conn:
-        setting = conn.connection.dbapi_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0]  # type: ignore[union-attr]
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None  # the connection is checked out: its DBAPI connection is open
+        setting = dbapi.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     assert setting == store.SQLITE_WAL_AUTOCHECKPOINT
     engine.dispose()
 
@@ -180,7 +182,7 @@ def test_a_worker_that_dies_is_a_merge_error_and_a_rerun_finishes_the_job(
     engine.dispose()
 
 
-def _upsert_and_report(url: str, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _upsert_and_report(url: str, results: multiprocessing.Queue[int | str]) -> None:
     engine = store.make_engine(url)
     try:
         results.put(upsert_papers(engine, _feed_items(300), now=T0, batch_size=100).new)

@@ -9,16 +9,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 import sqlalchemy as sa
 import uvicorn
-from digest_seed import add_papers
-from smtp_sink import free_port
+from factories import add_papers, make_settings
+from fastapi import FastAPI
+from smtp_sink import free_port, text_part
 
 from lupus_alerts import store, subscribers, tokens, web
-from lupus_alerts.config import settings_from_dict
 
 SECRET = "web-test-secret-0123456789abcdef"
 
@@ -29,7 +31,7 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @contextmanager
-def serve(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def serve(app: FastAPI) -> Iterator[str]:
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
@@ -45,21 +47,21 @@ def serve(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     thread.join(5)
 
 
-SETTINGS = settings_from_dict({"digest": {"public_base_url": "https://alerts.example.org/lupus-alerts"}})
+SETTINGS = make_settings(digest={"public_base_url": "https://alerts.example.org/lupus-alerts"})
 
 
-def app_for(engine, **kw):  # type: ignore[no-untyped-def]
+def app_for(engine: sa.Engine, **kw: Any) -> FastAPI:
     return web.create_app(engine_factory=lambda: engine, settings_factory=lambda: SETTINGS, **kw)
 
 
 @pytest.fixture
-def base_url(engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def base_url(engine: sa.Engine) -> Iterator[str]:
     with serve(app_for(engine)) as url:
         yield url
 
 
 @pytest.fixture
-def ana(engine):  # type: ignore[no-untyped-def]
+def ana(engine: sa.Engine) -> subscribers.Subscriber:
     return subscribers.add(engine, email="ana.ruiz@example.org", name="Ana Ruiz", topics=["nephrology"])
 
 
@@ -79,7 +81,9 @@ def prefs_url(base: str, sub: subscribers.Subscriber) -> str:
     return f"{base}/preferences?token={token(sub, 'preferences')}"
 
 
-def test_get_unsubscribe_shows_a_button_and_unsubscribes_nobody(base_url, engine, ana) -> None:
+def test_get_unsubscribe_shows_a_button_and_unsubscribes_nobody(
+    base_url: str, engine: sa.Engine, ana
+) -> None:
     r = requests.get(unsub_url(base_url, ana), timeout=5)
     assert r.status_code == 200
     assert '<form method="post" action="unsubscribe?token=' in r.text
@@ -96,7 +100,7 @@ def test_get_unsubscribe_shows_a_button_and_unsubscribes_nobody(base_url, engine
     assert subscribers.get(engine, ana.id).status == "active"
 
 
-def test_one_click_post_unsubscribes_and_is_idempotent(base_url, engine, ana) -> None:
+def test_one_click_post_unsubscribes_and_is_idempotent(base_url: str, engine: sa.Engine, ana) -> None:
     url = unsub_url(base_url, ana)
     # Exactly what a mail provider sends under RFC 8058: no cookies, form-encoded body.
     r = requests.post(
@@ -115,13 +119,15 @@ def test_one_click_post_unsubscribes_and_is_idempotent(base_url, engine, ana) ->
     assert "already unsubscribed" in page.text
 
 
-def test_confirmation_page_form_posts_to_a_working_url(base_url, engine, ana) -> None:
+def test_confirmation_page_form_posts_to_a_working_url(base_url: str, engine: sa.Engine, ana) -> None:
     import re
     from urllib.parse import urljoin
 
     url = unsub_url(base_url, ana)
     page = requests.get(url, timeout=5).text
-    action = re.search(r'<form method="post" action="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    form = re.search(r'<form method="post" action="([^"]+)"', page)
+    assert form is not None, "the confirmation page has no form"
+    action = form.group(1)
     r = requests.post(
         urljoin(url, action.replace("&amp;", "&")), data={"List-Unsubscribe": "One-Click"}, timeout=5
     )
@@ -139,7 +145,9 @@ def test_confirmation_page_form_posts_to_a_working_url(base_url, engine, ana) ->
         lambda t, other: tokens.make_token(t.split(".")[0], "preferences", issued=today()),  # wrong purpose
     ],
 )
-def test_bad_tokens_get_400_that_leaks_nothing_and_change_nothing(base_url, engine, ana, mangle) -> None:
+def test_bad_tokens_get_400_that_leaks_nothing_and_change_nothing(
+    base_url: str, engine: sa.Engine, ana, mangle
+) -> None:
     other = subscribers.add(engine, email="bob@example.org", name="Bob")
     bad = mangle(token(ana, "unsubscribe"), other)
     for method in ("get", "post"):
@@ -154,19 +162,19 @@ def test_bad_tokens_get_400_that_leaks_nothing_and_change_nothing(base_url, engi
     assert subscribers.get(engine, other.id).status == "active"
 
 
-def test_valid_token_for_a_deleted_subscriber_is_404(base_url, engine, ana) -> None:
+def test_valid_token_for_a_deleted_subscriber_is_404(base_url: str, engine: sa.Engine, ana) -> None:
     url = unsub_url(base_url, ana)
     subscribers.remove(engine, ana.id, delete=True)
     r = requests.post(url, data={"List-Unsubscribe": "One-Click"}, timeout=5)
     assert r.status_code == 404 and "not valid" in r.text
 
 
-def test_token_signed_with_another_secret_is_refused(base_url, ana) -> None:
+def test_token_signed_with_another_secret_is_refused(base_url: str, ana) -> None:
     forged = tokens.make_token(ana.link_key, "unsubscribe", issued=today(), secret="an-attackers-guess-0123")
     assert requests.post(f"{base_url}/unsubscribe?token={forged}", timeout=5).status_code == 400
 
 
-def test_preferences_page_shows_current_choices(base_url, ana) -> None:
+def test_preferences_page_shows_current_choices(base_url: str, ana) -> None:
     r = requests.get(prefs_url(base_url, ana), timeout=5)
     assert r.status_code == 200
     assert 'value="nephrology" checked' in r.text
@@ -174,7 +182,7 @@ def test_preferences_page_shows_current_choices(base_url, ana) -> None:
     assert 'value="daily" checked' in r.text
 
 
-def test_preferences_post_changes_topics_and_frequency(base_url, engine, ana) -> None:
+def test_preferences_post_changes_topics_and_frequency(base_url: str, engine: sa.Engine, ana) -> None:
     r = requests.post(
         prefs_url(base_url, ana),
         data={"topics": ["dermatology", "pregnancy"], "frequency": "weekly", "weekday": "2"},
@@ -188,19 +196,19 @@ def test_preferences_post_changes_topics_and_frequency(base_url, engine, ana) ->
     assert (s.topics, s.frequency, s.weekday) == (None, "daily", None)
 
 
-def test_preferences_reject_invalid_choices_without_saving(base_url, engine, ana) -> None:
+def test_preferences_reject_invalid_choices_without_saving(base_url: str, engine: sa.Engine, ana) -> None:
     r = requests.post(prefs_url(base_url, ana), data={"topics": ["<script>alert(1)</script>"]}, timeout=5)
     assert r.status_code == 422
     assert "<script>alert(1)</script>" not in r.text  # escaped if echoed at all
     assert subscribers.get(engine, ana.id).topics == frozenset({"nephrology"})
 
 
-def test_unsubscribe_token_does_not_open_preferences(base_url, ana) -> None:
+def test_unsubscribe_token_does_not_open_preferences(base_url: str, ana) -> None:
     t = token(ana, "unsubscribe")
     assert requests.get(f"{base_url}/preferences?token={t}", timeout=5).status_code == 400
 
 
-def test_saving_preferences_resubscribes(base_url, engine, ana) -> None:
+def test_saving_preferences_resubscribes(base_url: str, engine: sa.Engine, ana) -> None:
     requests.post(unsub_url(base_url, ana), data={"List-Unsubscribe": "One-Click"}, timeout=5)
     page = requests.get(prefs_url(base_url, ana), timeout=5).text
     assert "You are unsubscribed" in page
@@ -208,22 +216,21 @@ def test_saving_preferences_resubscribes(base_url, engine, ana) -> None:
     assert subscribers.get(engine, ana.id).status == "active"
 
 
-def test_missing_secret_is_503_not_a_rejection(base_url, ana, monkeypatch) -> None:
+def test_missing_secret_is_503_not_a_rejection(base_url: str, ana, monkeypatch: pytest.MonkeyPatch) -> None:
     t = token(ana, "unsubscribe")
     monkeypatch.delenv(tokens.SECRET_ENV)
     r = requests.post(f"{base_url}/unsubscribe?token={t}", timeout=5)
     assert r.status_code == 503
 
 
-def send_the_one_digest(engine, base_url: str, tmp_path) -> EmailMessage:  # type: ignore[no-untyped-def]
+def send_the_one_digest(engine: sa.Engine, base_url: str, tmp_path: Path) -> EmailMessage:
     """Plan 2026-11-27's digests with links to `base_url`, send them over SMTP to a real sink,
     and return the one message it received."""
     from smtp_sink import SmtpSink
 
     from lupus_alerts import delivery, mailer
-    from lupus_alerts.config import settings_from_dict
 
-    settings = settings_from_dict({"digest": {"public_base_url": base_url}}, base_dir=tmp_path)
+    settings = make_settings(tmp_path, digest={"public_base_url": base_url})
     day = date(2026, 11, 27)
     with SmtpSink() as sink:
         plan = delivery.plan_period(engine, settings, day=day)
@@ -235,14 +242,15 @@ def send_the_one_digest(engine, base_url: str, tmp_path) -> EmailMessage:  # typ
     return got.message
 
 
-def test_links_in_a_received_digest_work_over_http(base_url, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_links_in_a_received_digest_work_over_http(base_url: str, engine: sa.Engine, tmp_path: Path) -> None:
     """The whole loop: plan, send over SMTP, read the received mail, follow its links."""
     s = subscribers.add(engine, email="ana@example.org", topics=["nephrology"], from_beginning=True)
     add_papers(engine, [["nephrology"]])
     msg = send_the_one_digest(engine, base_url, tmp_path)
-    one_click = re.match(r"<([^>]+)>", msg["List-Unsubscribe"]).group(1)  # type: ignore[union-attr]
-    html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    prefs = re.search(r'href="([^"]*/preferences\?token=[^"]+)"', html).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
+    one_click_uri = re.match(r"<([^>]+)>", msg["List-Unsubscribe"])
+    prefs_link = re.search(r'href="([^"]*/preferences\?token=[^"]+)"', text_part(msg, "html"))
+    assert one_click_uri is not None and prefs_link is not None
+    one_click, prefs = one_click_uri.group(1), prefs_link.group(1).replace("&amp;", "&")
     assert prefs.startswith(base_url) and one_click.startswith(base_url)
     page = requests.get(prefs, timeout=5)
     assert page.status_code == 200 and 'value="nephrology" checked' in page.text
@@ -267,7 +275,9 @@ def listed(html: str) -> list[int]:
     return [int(n) for n in _LISTED.findall(html)]
 
 
-def test_papers_lists_the_range_in_announce_order_with_links_and_badges(base_url, engine) -> None:
+def test_papers_lists_the_range_in_announce_order_with_links_and_badges(
+    base_url: str, engine: sa.Engine
+) -> None:
     nums = add_papers(
         engine, [["nephrology"], ["dermatology", "nephrology"], ["pregnancy"], [], ["neuropsychiatric"]]
     )
@@ -294,7 +304,7 @@ def test_papers_lists_the_range_in_announce_order_with_links_and_badges(base_url
     )
 
 
-def test_papers_leaves_out_a_paper_no_longer_classified_lupus(base_url, engine) -> None:
+def test_papers_leaves_out_a_paper_no_longer_classified_lupus(base_url: str, engine: sa.Engine) -> None:
     nums = add_papers(engine, [["nephrology"]] * 3)
     with engine.begin() as conn:
         conn.execute(
@@ -304,7 +314,7 @@ def test_papers_leaves_out_a_paper_no_longer_classified_lupus(base_url, engine) 
     assert listed(r.text) == [nums[0], nums[2]]
 
 
-def test_papers_topic_filter_lists_only_that_topic(base_url, engine) -> None:
+def test_papers_topic_filter_lists_only_that_topic(base_url: str, engine: sa.Engine) -> None:
     nums = add_papers(engine, [["nephrology"], ["dermatology"], ["dermatology", "nephrology"], []])
     r = requests.get(
         f"{base_url}/papers", params={"from": 0, "to": nums[-1], "topic": "dermatology"}, timeout=5
@@ -314,7 +324,9 @@ def test_papers_topic_filter_lists_only_that_topic(base_url, engine) -> None:
     assert subscribers.topic_name("dermatology") in r.text
 
 
-def test_papers_filter_by_several_topics_lists_papers_with_any_of_them(base_url, engine) -> None:
+def test_papers_filter_by_several_topics_lists_papers_with_any_of_them(
+    base_url: str, engine: sa.Engine
+) -> None:
     nums = add_papers(engine, [["nephrology"], ["dermatology"], ["pregnancy"], []])
     r = requests.get(
         f"{base_url}/papers",
@@ -325,7 +337,7 @@ def test_papers_filter_by_several_topics_lists_papers_with_any_of_them(base_url,
     assert listed(r.text) == [nums[0], nums[2]]
 
 
-def test_papers_pages_follow_on_until_the_range_is_exhausted(engine) -> None:
+def test_papers_pages_follow_on_until_the_range_is_exhausted(engine: sa.Engine) -> None:
     nums = add_papers(engine, [["nephrology"]] * 5)
     with serve(app_for(engine, papers_page_size=2)) as base:
         url, pages = f"{base}/papers?from=0&to={nums[-1]}", []
@@ -337,7 +349,7 @@ def test_papers_pages_follow_on_until_the_range_is_exhausted(engine) -> None:
     assert pages == [nums[0:2], nums[2:4], nums[4:5]]
 
 
-def test_papers_escapes_a_hostile_title(base_url, engine) -> None:
+def test_papers_escapes_a_hostile_title(base_url: str, engine: sa.Engine) -> None:
     hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
     [no] = add_papers(engine, [["nephrology"]], title_prefix=hostile)
     r = requests.get(f"{base_url}/papers", params={"from": 0, "to": no}, timeout=5)
@@ -363,7 +375,7 @@ BAD_PAPER_QUERIES = (
 )
 
 
-def test_papers_bad_parameters_get_400(base_url, engine) -> None:
+def test_papers_bad_parameters_get_400(base_url: str, engine: sa.Engine) -> None:
     # One server for all cases: a store and a server per case would cost seconds on PostgreSQL.
     add_papers(engine, [["nephrology"]])
     for query in BAD_PAPER_QUERIES:
@@ -374,11 +386,13 @@ def test_papers_bad_parameters_get_400(base_url, engine) -> None:
         assert "Constructed paper" not in r.text
 
 
-def test_overflow_link_in_a_received_digest_lists_the_papers_left_out(base_url, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_overflow_link_in_a_received_digest_lists_the_papers_left_out(
+    base_url: str, engine: sa.Engine, tmp_path: Path
+) -> None:
     """A digest capped at 2 papers, sent over SMTP: its "see them all online" link lists the rest."""
     subscribers.add(engine, email="ana@example.org", topics=["nephrology"], max_papers=2, from_beginning=True)
     nums = add_papers(engine, [["nephrology"]] * 5 + [["dermatology"]])
-    html = send_the_one_digest(engine, base_url, tmp_path).get_body(("html",)).get_content()  # type: ignore[union-attr]
+    html = text_part(send_the_one_digest(engine, base_url, tmp_path), "html")
     shown = [int(n) for n in re.findall(r"https://doi\.org/10\.9999/constructed\.(\d+)", html)]
     assert len(set(shown)) == 2
     m = re.search(r'<a[^>]*href="([^"]*/papers\?[^"]+)"[^>]*>See them all online', html)

@@ -29,7 +29,7 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
 
 
-def _wait_ok(url: str, proc: subprocess.Popen, timeout: float = 90) -> requests.Response:  # type: ignore[type-arg]
+def _wait_ok(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> requests.Response:
     deadline = time.monotonic() + timeout
     while True:
         try:

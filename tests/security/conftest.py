@@ -1,7 +1,7 @@
 """Security tests: each file is named for what it defends (docs/security.md lists them).
 
-The helpers the integration tests use (a real SMTP sink, the store seeding) are shared from
-tests/integration; `web_app` serves the real app with uvicorn on a free port.
+The helpers the integration tests use (a real SMTP sink) are shared from tests/integration, the
+store seeding from tests/factories.py; `web_app` serves the real app with uvicorn on a free port.
 """
 
 from __future__ import annotations

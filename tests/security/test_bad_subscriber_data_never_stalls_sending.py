@@ -13,10 +13,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 import yaml
-from digest_seed import add_papers
-from smtp_sink import SmtpSink
+from factories import add_papers
+from smtp_sink import SmtpSink, text_part
 from webapp import NOW, send_digests, settings_for
 
 from lupus_alerts import store, subscribers
@@ -47,7 +48,7 @@ def _rows(engine: sa.Engine) -> dict[int, sa.Row]:
 
 
 def test_a_subscriber_whose_mail_cannot_be_built_fails_permanently_and_the_others_get_theirs(
-    engine, tmp_path: Path
+    engine: sa.Engine, tmp_path: Path
 ) -> None:
     settings = settings_for(tmp_path)
     first = subscribers.add(engine, email="first@example.org", from_beginning=True)
@@ -86,13 +87,13 @@ def test_a_subscriber_whose_mail_cannot_be_built_fails_permanently_and_the_other
     with SmtpSink() as sink:
         send_digests(engine, settings, sink, day=date(2026, 11, 28), now=datetime(2026, 11, 28, 9))
         [eve] = [m for m in sink.handler.messages if m.rcpt_tos == ["crlf@example.org"]]
-    html = eve.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    html = text_part(eve.message, "html")
     assert "constructed.1" in html and "constructed.2" in html
     assert eve.message["To"] == "Eve <crlf@example.org>"
 
 
 def test_the_dry_run_reports_a_subscriber_it_cannot_build_and_goes_on(
-    sqlite_url: str, tmp_path: Path, capsys
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store.upgrade(sqlite_url)
     engine = store.make_engine(sqlite_url)
@@ -123,7 +124,7 @@ def test_the_dry_run_reports_a_subscriber_it_cannot_build_and_goes_on(
 
 
 def test_an_internationalised_address_goes_out_with_smtputf8_where_the_server_offers_it(
-    engine, tmp_path: Path
+    engine: sa.Engine, tmp_path: Path
 ) -> None:
     jose = subscribers.add(engine, email="josé@example.org", name="Jose Ruiz", from_beginning=True)
     assert jose.email == "josé@example.org"  # a non-ASCII local part has no ASCII form
@@ -139,7 +140,7 @@ def test_an_internationalised_address_goes_out_with_smtputf8_where_the_server_of
 
 
 def test_an_internationalised_address_fails_clearly_and_permanently_without_smtputf8(
-    engine, tmp_path: Path
+    engine: sa.Engine, tmp_path: Path
 ) -> None:
     jose = subscribers.add(engine, email="josé@example.org", name="Jose Ruiz", from_beginning=True)
     subscribers.add(engine, email="ana@example.org", from_beginning=True)
@@ -155,7 +156,9 @@ def test_an_internationalised_address_fails_clearly_and_permanently_without_smtp
     )
 
 
-def test_an_internationalised_domain_is_kept_in_ascii_and_sent_by_any_server(engine, tmp_path: Path) -> None:
+def test_an_internationalised_domain_is_kept_in_ascii_and_sent_by_any_server(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
     a = subscribers.add(engine, email="user@xn--exmple-cua.org", from_beginning=True)
     b = subscribers.add(engine, email="other@EXÄMPLE.org", from_beginning=True)
     assert (a.email, b.email) == ("user@xn--exmple-cua.org", "other@xn--exmple-cua.org")

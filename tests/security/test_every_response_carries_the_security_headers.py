@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 import sqlalchemy as sa
-from digest_seed import add_papers
+from factories import add_papers
 from webapp import app_for, serve, settings_for
 
 from lupus_alerts import subscribers, tokens
@@ -33,7 +33,7 @@ def _check(r: requests.Response, expected: dict[str, str], what: str) -> None:
         assert r.headers.get(header) == value, (what, r.status_code, header, r.headers.get(header))
 
 
-def test_every_response_carries_the_security_headers(engine, tmp_path: Path) -> None:
+def test_every_response_carries_the_security_headers(engine: sa.Engine, tmp_path: Path) -> None:
     ana = subscribers.add(engine, email="ana@example.org", topics=["nephrology"])
     [no] = add_papers(engine, [["nephrology"]])
     today = datetime.now(UTC).date()

@@ -14,12 +14,15 @@ from __future__ import annotations
 import time
 import tracemalloc
 import zlib
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from factories import make_settings
 
-from lupus_alerts.config import FeedConfig, settings_from_dict
+from lupus_alerts.config import FeedConfig
 from lupus_alerts.eutils import EutilsClient, EutilsResponseError
 from lupus_alerts.feeds import check_feed
 from lupus_alerts.ratelimit import RateLimiter
@@ -51,7 +54,11 @@ def bomb(request: pytest.FixtureRequest) -> tuple[str, bytes]:
     return request.param, data
 
 
-def _measure(fn):  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def _measure(fn: Callable[[], T]) -> tuple[T, float, int]:
+    """What `fn` returns, how long it took (s) and its peak of traced memory (bytes)."""
     tracemalloc.start()
     t0 = time.perf_counter()
     try:
@@ -73,9 +80,7 @@ def test_a_compressed_feed_bomb_is_refused_at_the_cap(bomb: tuple[str, bytes], t
             ),
         )
         feed = FeedConfig(id="bomb", name="Bomb", publisher="x", url=server.url + "/bomb.xml")
-        settings = settings_from_dict(
-            {"data_dir": str(tmp_path), "feeds": [feed.model_dump()], "feed_settings": {"max_bytes": CAP}}
-        )
+        settings = make_settings(data_dir=str(tmp_path), feeds=[feed], feed_settings={"max_bytes": CAP})
         outcome, elapsed, peak = _measure(lambda: check_feed(settings, feed))
     assert outcome.status == "error" and "cap" in outcome.error
     assert elapsed < 5.0

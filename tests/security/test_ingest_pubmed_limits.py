@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from factories import make_settings
 
 from lupus_alerts import pipeline, store
-from lupus_alerts.config import Settings, settings_from_dict
+from lupus_alerts.config import Settings
 from lupus_alerts.eutils import EutilsClient
 from lupus_alerts.models import Paper
 from lupus_alerts.pubmed import ParseProblem, ingest_window, parse_pubmed, read_watermark
@@ -88,12 +89,10 @@ def test_garbage_between_records_is_reported_and_every_record_read() -> None:
 
 
 def _settings(replay: EutilsReplay, tmp_path: Path) -> Settings:
-    return settings_from_dict(
-        {
-            "data_dir": str(tmp_path),
-            "store_url": f"sqlite:///{tmp_path / 'store.db'}",
-            "pubmed": {"base_url": replay.base_url, "batch_size": 20, "overlap_days": 0},
-        }
+    return make_settings(
+        data_dir=str(tmp_path),
+        store_url=f"sqlite:///{tmp_path / 'store.db'}",
+        pubmed={"base_url": replay.base_url, "batch_size": 20, "overlap_days": 0},
     )
 
 

@@ -24,9 +24,10 @@ from xml.sax.saxutils import escape
 
 import pytest
 import sqlalchemy as sa
+from factories import make_settings
 
 from lupus_alerts import pipeline, store
-from lupus_alerts.config import Settings, settings_from_dict
+from lupus_alerts.config import Settings
 from lupus_alerts.demo import free_port
 from lupus_alerts.eutils import EutilsClient, EutilsError
 from lupus_alerts.testing.eutils_replay import EFETCH_PATH, ESEARCH_PATH, EutilsReplay, corpus_from_files
@@ -132,18 +133,16 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     monkeypatch.setenv("NCBI_EMAIL", EMAIL)
     monkeypatch.setenv("LUPUS_ALERTS_RATELIMIT_DIR", str(tmp_path / "ratelimit"))
     monkeypatch.delenv("LUPUS_ALERTS_STORE_URL", raising=False)
-    yield settings_from_dict(
-        {
-            "data_dir": str(tmp_path),
-            "store_url": f"sqlite:///{tmp_path / 'store.db'}",
-            "pubmed": {
-                # A short query: the client used to send those as GETs, with the key in the URL.
-                "query": "lupus nephritis[tiab]",
-                "base_url": "http://127.0.0.1:9/entrez/eutils/",
-                "timeout_s": 0.4,
-                "max_retries": 1,
-            },
-        }
+    yield make_settings(
+        data_dir=str(tmp_path),
+        store_url=f"sqlite:///{tmp_path / 'store.db'}",
+        pubmed={
+            # A short query: the client used to send those as GETs, with the key in the URL.
+            "query": "lupus nephritis[tiab]",
+            "base_url": "http://127.0.0.1:9/entrez/eutils/",
+            "timeout_s": 0.4,
+            "max_retries": 1,
+        },
     )
 
 

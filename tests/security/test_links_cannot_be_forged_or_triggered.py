@@ -6,8 +6,8 @@ HTTP with a page that names no one; GET and HEAD (link scanners, prefetchers) ne
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from lupus_alerts import store, subscribers, tokens
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
 
-def _today():  # type: ignore[no-untyped-def]
+def _today() -> date:
     return datetime.now(UTC).date()
 
 
@@ -46,15 +46,19 @@ FORGERIES: dict[str, Callable[[str, subscribers.Subscriber], str]] = {
 }
 
 
+# the store, the served app's base URL, and two subscribers: Ana and Bob
+World = tuple[sa.Engine, str, subscribers.Subscriber, subscribers.Subscriber]
+
+
 @pytest.fixture
-def world(engine, tmp_path: Path):  # type: ignore[no-untyped-def]
+def world(engine: sa.Engine, tmp_path: Path) -> Iterator[World]:
     ana = subscribers.add(engine, email="ana.ruiz@example.org", name="Ana Ruiz", topics=["nephrology"])
     bob = subscribers.add(engine, email="bob@example.org", name="Bob")
     with serve(app_for(engine, settings_for(tmp_path))) as base:
         yield engine, base, ana, bob
 
 
-def test_forged_unsubscribe_links_are_refused_and_name_no_one(world) -> None:  # type: ignore[no-untyped-def]
+def test_forged_unsubscribe_links_are_refused_and_name_no_one(world: World) -> None:
     engine, base, ana, bob = world
     good = tokens.make_token(ana.link_key, "unsubscribe", issued=_today())
     for what, forge in FORGERIES.items():
@@ -72,7 +76,7 @@ def test_forged_unsubscribe_links_are_refused_and_name_no_one(world) -> None:  #
     assert subscribers.get(engine, bob.id).status == "active"
 
 
-def test_forged_preferences_links_change_nothing(world) -> None:  # type: ignore[no-untyped-def]
+def test_forged_preferences_links_change_nothing(world: World) -> None:
     engine, base, ana, bob = world
     good = tokens.make_token(ana.link_key, "preferences", issued=_today())
     forgeries = {
@@ -93,7 +97,7 @@ def test_forged_preferences_links_change_nothing(world) -> None:  # type: ignore
     assert subscribers.get(engine, bob.id).topics is None
 
 
-def test_forged_links_cannot_make_the_app_send_mail(world) -> None:  # type: ignore[no-untyped-def]
+def test_forged_links_cannot_make_the_app_send_mail(world: World) -> None:
     engine, base, ana, bob = world
     good = tokens.make_token(ana.link_key, "unsubscribe", issued=_today())
     for what, forge in FORGERIES.items():
@@ -106,7 +110,7 @@ def test_forged_links_cannot_make_the_app_send_mail(world) -> None:  # type: ign
     assert sent_at == [None, None]
 
 
-def test_get_and_head_never_unsubscribe_however_often(world) -> None:  # type: ignore[no-untyped-def]
+def test_get_and_head_never_unsubscribe_however_often(world: World) -> None:
     """What a link scanner or a mail client's prefetcher does with the one-click URL."""
     engine, base, ana, _bob = world
     url = f"{base}/unsubscribe?token={tokens.make_token(ana.link_key, 'unsubscribe', issued=_today())}"

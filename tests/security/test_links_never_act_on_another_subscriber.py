@@ -14,17 +14,18 @@ from pathlib import Path
 
 import requests
 import sqlalchemy as sa
-from digest_seed import add_papers
-from smtp_sink import SmtpSink
+from factories import add_papers
+from smtp_sink import SmtpSink, text_part
 from webapp import DAY, NOW, app_for, links_in, rebase, send_digests, serve, settings_for
 
 from lupus_alerts import delivery, mailer, store, subscribers, tokens
 from lupus_alerts.cli import main as cli
+from lupus_alerts.config import Settings
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
 
-def _received_links(engine, settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _received_links(engine: sa.Engine, settings: Settings) -> dict[str, str]:
     with SmtpSink() as sink:
         stats = send_digests(engine, settings, sink)
         assert stats.sent == 1
@@ -32,7 +33,9 @@ def _received_links(engine, settings) -> dict[str, str]:  # type: ignore[no-unty
     return links_in(got.message)
 
 
-def test_a_deleted_subscribers_old_links_never_act_on_the_next_subscriber(engine, tmp_path: Path) -> None:
+def test_a_deleted_subscribers_old_links_never_act_on_the_next_subscriber(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
     settings = settings_for(tmp_path)
     alice = subscribers.add(engine, email="alice@example.org", topics=["nephrology"], from_beginning=True)
     add_papers(engine, [["nephrology"]])
@@ -54,7 +57,9 @@ def test_a_deleted_subscribers_old_links_never_act_on_the_next_subscriber(engine
     assert (b.status, b.topics) == ("active", frozenset({"dermatology"}))
 
 
-def test_the_next_subscriber_never_gets_a_deleted_subscribers_message_id(engine, tmp_path: Path) -> None:
+def test_the_next_subscriber_never_gets_a_deleted_subscribers_message_id(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
     outbox_dir = tmp_path / "outbox"
     settings = settings_for(tmp_path, mail={"mode": "outbox", "outbox_dir": str(outbox_dir)})
     alice = subscribers.add(engine, email="alice@example.org", from_beginning=True)
@@ -80,7 +85,9 @@ def test_the_next_subscriber_never_gets_a_deleted_subscribers_message_id(engine,
     assert mailer.OutboxTransport(outbox_dir).path_for(row.message_id).exists()
 
 
-def test_revoked_links_stop_working_and_the_next_digest_carries_new_ones(engine, tmp_path: Path) -> None:
+def test_revoked_links_stop_working_and_the_next_digest_carries_new_ones(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
     settings = settings_for(tmp_path)
     ana = subscribers.add(engine, email="ana@example.org", from_beginning=True)
     add_papers(engine, [["nephrology"]])
@@ -102,7 +109,9 @@ def test_revoked_links_stop_working_and_the_next_digest_carries_new_ones(engine,
     assert subscribers.get(engine, ana.id).status == "unsubscribed"
 
 
-def test_changing_the_address_revokes_the_links_sent_to_the_old_one(engine, tmp_path: Path) -> None:
+def test_changing_the_address_revokes_the_links_sent_to_the_old_one(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
     settings = settings_for(tmp_path)
     ana = subscribers.add(engine, email="ana@old-institute.example.org", from_beginning=True)
     add_papers(engine, [["nephrology"]])
@@ -117,7 +126,7 @@ def _token(sub: subscribers.Subscriber, purpose: str, issued: date) -> str:
     return tokens.make_token(sub.link_key, purpose, issued=issued)
 
 
-def test_unsubscribe_links_never_expire(engine, tmp_path: Path) -> None:
+def test_unsubscribe_links_never_expire(engine: sa.Engine, tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     ana = subscribers.add(engine, email="ana@example.org")
     five_years_ago = datetime.now(UTC).date() - timedelta(days=5 * 366)
@@ -128,7 +137,9 @@ def test_unsubscribe_links_never_expire(engine, tmp_path: Path) -> None:
     assert subscribers.get(engine, ana.id).status == "unsubscribed"
 
 
-def test_an_expired_preferences_link_changes_nothing_and_mails_a_fresh_one(engine, tmp_path: Path) -> None:
+def test_an_expired_preferences_link_changes_nothing_and_mails_a_fresh_one(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
     settings = settings_for(tmp_path, mail={"mode": "smtp"})
     days = settings.digest.preferences_link_days
     ana = subscribers.add(engine, email="ana@example.org", name="Ana", topics=["nephrology"])
@@ -157,7 +168,7 @@ def test_an_expired_preferences_link_changes_nothing_and_mails_a_fresh_one(engin
             assert again.status_code == 200  # the same page, but no second mail (throttled)
             [mail] = sink.handler.messages
             assert mail.rcpt_tos == ["ana@example.org"]
-            body = mail.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+            body = text_part(mail.message, "plain")
             link = next(line for line in body.splitlines() if "/preferences?token=" in line)
             assert link.startswith("https://alerts.example.org/lupus-alerts/preferences?token=")
             new_page = requests.get(rebase(link, base), timeout=5)

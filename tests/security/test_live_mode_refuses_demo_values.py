@@ -70,27 +70,33 @@ def _refused(cfg: Path, capsys: pytest.CaptureFixture[str], demo_root: Path) -> 
     return err
 
 
-def test_live_run_refuses_to_start_without_a_secret(live, capsys, monkeypatch, tmp_path) -> None:
+def test_live_run_refuses_to_start_without_a_secret(
+    live, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("LUPUS_ALERTS_SECRET")
     monkeypatch.delenv("AIRFLOW_CONN_LUPUS_ALERTS_SECRET", raising=False)
     assert "no link-signing secret" in _refused(live, capsys, tmp_path / "demo")
 
 
-def test_live_run_refuses_the_demos_own_secret(live, capsys, monkeypatch, tmp_path) -> None:
+def test_live_run_refuses_the_demos_own_secret(
+    live, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     demo_root = tmp_path / "demo"
     monkeypatch.setenv("LUPUS_ALERTS_SECRET", demo.demo_secret(demo_root))
     assert "is the demo's secret" in _refused(live, capsys, demo_root)
 
 
 @pytest.mark.parametrize("secret", PLACEHOLDER_SECRETS)
-def test_live_run_refuses_a_placeholder_secret(live, capsys, monkeypatch, tmp_path, secret) -> None:
+def test_live_run_refuses_a_placeholder_secret(
+    live, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, secret
+) -> None:
     monkeypatch.setenv("LUPUS_ALERTS_SECRET", secret)
     assert "is a placeholder, not a secret" in _refused(live, capsys, tmp_path / "demo")
 
 
 @pytest.mark.parametrize("operator", [None, "operators@demo.example.org", "ops@lupus-alerts.example.org"])
 def test_live_run_refuses_without_a_real_operator_address(
-    live, capsys, monkeypatch, tmp_path, operator
+    live, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, operator
 ) -> None:
     if operator is None:
         monkeypatch.delenv("LUPUS_ALERTS_OPERATOR_EMAIL")
@@ -99,7 +105,9 @@ def test_live_run_refuses_without_a_real_operator_address(
     assert "operator address" in _refused(live, capsys, tmp_path / "demo")
 
 
-def test_live_run_refuses_the_shipped_placeholder_configuration(live, capsys, tmp_path) -> None:
+def test_live_run_refuses_the_shipped_placeholder_configuration(
+    live, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     shipped = yaml.safe_load((demo.REPO / "lupus-alerts.yaml").read_text(encoding="utf-8"))
     live.write_text(yaml.safe_dump({**shipped, "data_dir": str(tmp_path / "data")}), encoding="utf-8")
     err = _refused(live, capsys, tmp_path / "demo")
@@ -107,7 +115,9 @@ def test_live_run_refuses_the_shipped_placeholder_configuration(live, capsys, tm
         assert field in err
 
 
-def test_the_demos_local_config_is_refused_live(live, capsys, tmp_path) -> None:
+def test_the_demos_local_config_is_refused_live(
+    live, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """The demo's config (links to http://localhost) cannot be run live by mistake."""
     servers = demo.DemoServers(
         "http://127.0.0.1:1/", {f[0]: "http://127.0.0.1:1/f" for f in demo.DEMO_FEEDS}, 0
@@ -118,7 +128,7 @@ def test_the_demos_local_config_is_refused_live(live, capsys, tmp_path) -> None:
     assert f"digest.public_base_url '{demo.DEMO_PUBLIC_BASE_URL}' is not https" in err
 
 
-def test_the_live_environment_holds_no_demo_value(live, tmp_path) -> None:
+def test_the_live_environment_holds_no_demo_value(live, tmp_path: Path) -> None:
     demo_root = tmp_path / "demo"
     demo_secret = demo.demo_secret(demo_root)
     env = demo.live_env(tmp_path / "airflow_home", live, demo_root=demo_root)
@@ -139,7 +149,7 @@ def test_the_live_environment_holds_no_demo_value(live, tmp_path) -> None:
     assert demo_env["AIRFLOW_VAR_LUPUS_ALERTS_OPERATOR_EMAIL"] == "operators@demo.example.org"
 
 
-def test_the_demo_secret_is_made_on_this_machine_and_is_in_no_file_of_the_repository(tmp_path) -> None:
+def test_the_demo_secret_is_made_on_this_machine_and_is_in_no_file_of_the_repository(tmp_path: Path) -> None:
     a, b = demo.demo_secret(tmp_path / "a"), demo.demo_secret(tmp_path / "b")
     assert a != b and len(a) >= 40
     assert demo.demo_secret(tmp_path / "a") == a  # stable for a demo folder (its outbox links work)
@@ -157,7 +167,7 @@ def test_the_demo_secret_is_made_on_this_machine_and_is_in_no_file_of_the_reposi
 
 
 def test_config_check_strict_fails_on_placeholders_and_passes_a_real_deployment(
-    live, monkeypatch, capsys
+    live, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli(["config", "check", "--strict", str(live)]) == 0
     monkeypatch.setenv("LUPUS_ALERTS_SECRET", PLACEHOLDER_SECRETS[1])
@@ -178,11 +188,11 @@ def test_the_compose_deployment_checks_before_it_starts_and_requires_its_secrets
 
 
 def test_every_path_that_signs_links_refuses_a_placeholder_secret(
-    tmp_path: Path, monkeypatch, capsys
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Not only `make run`: the CLI send, the scheduler's tasks (send_due) and the web app."""
     import requests
-    from digest_seed import add_papers
+    from factories import add_papers
     from webapp import app_for, serve, settings_for
 
     from lupus_alerts import delivery, store, subscribers

@@ -15,14 +15,16 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from digest_seed import add_papers
-from smtp_sink import SinkHandler, SmtpSink
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from factories import add_papers
+from smtp_sink import SinkHandler, SmtpSink, text_part
 from webapp import DAY, NOW, settings_for
 
 from lupus_alerts import delivery, digest, mailer, store, subscribers
@@ -50,7 +52,7 @@ def run(engine: sa.Engine, settings: Settings, sink: SmtpSink, day: date = DAY, 
 
 
 @pytest.fixture
-def pg_engine(pg_url: str):  # type: ignore[no-untyped-def]
+def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
     store.upgrade(pg_url)
     engine = store.make_engine(pg_url)
     yield engine
@@ -169,7 +171,7 @@ class _HoldReply(SinkHandler):
         self.received = threading.Event()
         self.release = threading.Event()
 
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         reply = await super().handle_DATA(server, session, envelope)
         self.received.set()
         while not self.release.is_set():
@@ -213,7 +215,7 @@ class _DropDatabaseAfterAccepting(SinkHandler):
         super().__init__()
         self.url = url
 
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         reply = await super().handle_DATA(server, session, envelope)
         if len(self.messages) == 1:
             admin = sa.create_engine(self.url, isolation_level="AUTOCOMMIT")
@@ -247,7 +249,9 @@ def test_a_postgresql_outage_right_after_the_server_accepted_never_causes_a_seco
     assert sorted(r.state for r in ledger(pg_engine)) == ["sent", "sent", "unconfirmed"]
 
 
-def test_an_smtp_connection_lost_after_the_body_never_causes_a_second_email(engine, tmp_path: Path) -> None:
+def test_an_smtp_connection_lost_after_the_body_never_causes_a_second_email(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
     settings = settings_for(tmp_path)
     subscribers.add(engine, email="ana@example.org", from_beginning=True)
     add_papers(engine, [["nephrology"]])
@@ -263,7 +267,7 @@ def test_an_smtp_connection_lost_after_the_body_never_causes_a_second_email(engi
 # --- the cursor and the bounce count ------------------------------------------------------------
 
 
-def test_a_digest_confirmed_late_never_moves_the_cursor_back(engine, tmp_path: Path) -> None:
+def test_a_digest_confirmed_late_never_moves_the_cursor_back(engine: sa.Engine, tmp_path: Path) -> None:
     """Day 1's digest is left unconfirmed (the connection died after the body); day 2's is sent;
     the operator then requeues day 1's and it is sent. The cursor stays at day 2's end, so day
     3's digest does not repeat day 2's papers."""
@@ -282,11 +286,11 @@ def test_a_digest_confirmed_late_never_moves_the_cursor_back(engine, tmp_path: P
         assert subscribers.get(engine, s.id).cursor == day2[-1]  # not back to day 1's end
         add_papers(engine, [["pregnancy"]])
         run(engine, settings, sink, day=date(2026, 11, 29), now=datetime(2026, 11, 29, 9))
-        day3 = sink.handler.messages[-1].message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        day3 = text_part(sink.handler.messages[-1].message, "html")
     assert "constructed.3" in day3 and "constructed.2" not in day3 and "constructed.1" not in day3
 
 
-def test_a_delivered_digest_clears_the_bounce_count(engine, tmp_path: Path) -> None:
+def test_a_delivered_digest_clears_the_bounce_count(engine: sa.Engine, tmp_path: Path) -> None:
     settings = settings_for(tmp_path, mail={"mode": "smtp", "max_permanent_failures": 2})
     s = subscribers.add(engine, email="flaky@example.org", from_beginning=True)
     add_papers(engine, [["nephrology"]])

@@ -16,6 +16,7 @@ from urllib.parse import urljoin
 
 import pytest
 import requests
+import sqlalchemy as sa
 from webapp import app_for, serve, settings_for
 
 from lupus_alerts import subscribers, tokens
@@ -34,7 +35,7 @@ class _Lines(logging.Handler):
 
 
 @pytest.fixture
-def ana(engine):  # type: ignore[no-untyped-def]
+def ana(engine: sa.Engine) -> subscribers.Subscriber:
     return subscribers.add(engine, email="ana@example.org", topics=["nephrology"])
 
 
@@ -42,7 +43,7 @@ def _token(sub: subscribers.Subscriber, purpose: str) -> str:
     return tokens.make_token(sub.link_key, purpose, issued=datetime.now(UTC).date())
 
 
-def test_tokens_never_reach_the_access_log(engine, ana, tmp_path: Path) -> None:
+def test_tokens_never_reach_the_access_log(engine: sa.Engine, ana, tmp_path: Path) -> None:
     unsub, prefs = _token(ana, "unsubscribe"), _token(ana, "preferences")
     access = logging.getLogger("uvicorn.access")
     lines = _Lines()
@@ -76,7 +77,9 @@ def _preference_tokens_in(html: str) -> list[str]:
     return found
 
 
-def test_the_unsubscribe_pages_never_hand_out_a_preferences_token(engine, ana, tmp_path: Path) -> None:
+def test_the_unsubscribe_pages_never_hand_out_a_preferences_token(
+    engine: sa.Engine, ana, tmp_path: Path
+) -> None:
     url_path = f"/unsubscribe?token={_token(ana, 'unsubscribe')}"
     with serve(app_for(engine, settings_for(tmp_path))) as base:
         confirm = requests.get(base + url_path, timeout=5)
@@ -94,7 +97,7 @@ def test_the_unsubscribe_pages_never_hand_out_a_preferences_token(engine, ana, t
 @pytest.mark.parametrize("method", ["GET", "POST", "HEAD"])
 @pytest.mark.parametrize("page", ["unsubscribe", "preferences", "papers"])
 def test_a_trailing_slash_redirect_is_relative_and_ignores_the_host_header(
-    engine, ana, tmp_path: Path, method: str, page: str
+    engine: sa.Engine, ana, tmp_path: Path, method: str, page: str
 ) -> None:
     purpose = "unsubscribe" if page == "unsubscribe" else "preferences"
     query = "from=0&to=1" if page == "papers" else f"token={_token(ana, purpose)}"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
-from digest_seed import add_papers
+from factories import add_papers
 from smtp_sink import free_port
 from webapp import app_for, serve, settings_for
 
@@ -43,7 +43,9 @@ def _hold_lock(engine: sa.Engine, subscriber_id: int) -> sa.Connection:
     return conn
 
 
-def test_a_held_lock_stalls_only_the_write_that_needs_it_and_it_gets_a_503(engine, tmp_path: Path) -> None:
+def test_a_held_lock_stalls_only_the_write_that_needs_it_and_it_gets_a_503(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
     ana = subscribers.add(engine, email="ana@example.org", topics=["nephrology"])
     [no] = add_papers(engine, [["nephrology"]])
     token = tokens.make_token(ana.link_key, "unsubscribe", issued=datetime.now(UTC).date())
@@ -96,7 +98,7 @@ _SLOW_PAPERS = {
 }
 
 
-def test_a_slow_statement_is_cut_off_by_the_statement_timeout(engine, tmp_path: Path) -> None:
+def test_a_slow_statement_is_cut_off_by_the_statement_timeout(engine: sa.Engine, tmp_path: Path) -> None:
     ana = subscribers.add(engine, email="ana@example.org")
     add_papers(engine, [["nephrology"]])
     with engine.begin() as c:
@@ -154,7 +156,7 @@ def test_with_the_store_down_every_page_is_a_503_with_the_security_headers(
         assert live.status_code == 200 and live.json() == {"status": "ok"}
 
 
-def test_healthz_says_ok_only_when_the_store_answers(engine, tmp_path: Path) -> None:
+def test_healthz_says_ok_only_when_the_store_answers(engine: sa.Engine, tmp_path: Path) -> None:
     with serve(app_for(engine, settings_for(tmp_path))) as base:
         r = requests.get(f"{base}/healthz", timeout=5)
     assert r.status_code == 200 and r.json() == {"status": "ok", "database": "ok"}

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from smtp_sink import SmtpSink, free_port
+from factories import make_settings
+from smtp_sink import SmtpSink, free_port, text_part
 
 from lupus_alerts import delivery, mailer, web
-from lupus_alerts.config import Settings, settings_from_dict
+from lupus_alerts.config import Settings
 
 DAY = date(2026, 11, 27)
 NOW = datetime(2026, 11, 27, 9, 0)
@@ -26,8 +27,7 @@ NOW = datetime(2026, 11, 27, 9, 0)
 def settings_for(
     tmp_path: Path, base_url: str = "https://alerts.example.org/lupus-alerts", **extra: Any
 ) -> Settings:
-    raw: dict[str, Any] = {"digest": {"public_base_url": base_url}, **extra}
-    return settings_from_dict(raw, base_dir=tmp_path)
+    return make_settings(tmp_path, digest={"public_base_url": base_url}, **extra)
 
 
 @contextmanager
@@ -67,10 +67,10 @@ def send_digests(
 
 def links_in(msg: EmailMessage) -> dict[str, str]:
     """The one-click unsubscribe URL (List-Unsubscribe) and the preferences URL of a received digest."""
-    one_click = re.match(r"<([^>]+)>", msg["List-Unsubscribe"]).group(1)  # type: ignore[union-attr]
-    html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    prefs = re.search(r'href="([^"]*/preferences\?token=[^"]+)"', html).group(1)  # type: ignore[union-attr]
-    return {"unsubscribe": one_click, "preferences": prefs.replace("&amp;", "&")}
+    one_click = re.match(r"<([^>]+)>", msg["List-Unsubscribe"])
+    prefs = re.search(r'href="([^"]*/preferences\?token=[^"]+)"', text_part(msg, "html"))
+    assert one_click is not None and prefs is not None, "the digest lacks one of its links"
+    return {"unsubscribe": one_click.group(1), "preferences": prefs.group(1).replace("&amp;", "&")}
 
 
 def rebase(url: str, base: str) -> str:

@@ -6,9 +6,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # Airflow is imported once the fixture has set its environment
+    from airflow.dag_processing.dagbag import DagBag
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
@@ -59,7 +64,7 @@ def test_dag_file_imports_in_a_fresh_process_within_budget(path: Path, tmp_path:
 
 
 @pytest.fixture(scope="module")
-def dagbag(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def dagbag(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagBag]:
     env = _airflow_env(tmp_path_factory.mktemp("dagbag"))
     old = dict(os.environ)
     os.environ.update({k: v for k, v in env.items() if k.startswith(("AIRFLOW", "LUPUS"))})
@@ -75,25 +80,25 @@ def dagbag(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
         os.environ.update(old)
 
 
-def test_dagbag_has_no_import_errors_and_both_dags(dagbag) -> None:  # type: ignore[no-untyped-def]
+def test_dagbag_has_no_import_errors_and_both_dags(dagbag: DagBag) -> None:
     assert dagbag.import_errors == {}
     assert {"lupus_ingest", "lupus_digest"} <= set(dagbag.dags)
 
 
-def test_every_dag_has_tags_owner_doc_and_retries(dagbag) -> None:  # type: ignore[no-untyped-def]
+def test_every_dag_has_tags_owner_doc_and_retries(dagbag: DagBag) -> None:
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.doc_md and "When it fails" in dag.doc_md, f"{dag_id} has no runbook in doc_md"
         for t in dag.tasks:
             assert t.owner and t.owner != "airflow", f"{dag_id}.{t.task_id} has no owner"
-            assert t.retries >= 2, f"{dag_id}.{t.task_id} retries {t.retries}"
+            assert t.retries is not None and t.retries >= 2, f"{dag_id}.{t.task_id} retries {t.retries}"
             assert t.retry_exponential_backoff, f"{dag_id}.{t.task_id} has no back-off"
             assert t.execution_timeout is not None, f"{dag_id}.{t.task_id} has no execution_timeout"
             assert t.doc_md, f"{dag_id}.{t.task_id} has no docstring"
             assert t.on_failure_callback, f"{dag_id}.{t.task_id} notifies nobody on failure"
 
 
-def test_ingest_has_a_real_data_interval_and_runs_one_at_a_time(dagbag) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_has_a_real_data_interval_and_runs_one_at_a_time(dagbag: DagBag) -> None:
     from airflow.sdk import CronDataIntervalTimetable
 
     dag = dagbag.dags["lupus_ingest"]
@@ -106,7 +111,7 @@ def test_ingest_has_a_real_data_interval_and_runs_one_at_a_time(dagbag) -> None:
     assert [a.uri for a in outlets] == ["lupus_alerts://papers"]
 
 
-def test_digest_runs_on_the_papers_asset_with_a_time_fallback(dagbag) -> None:  # type: ignore[no-untyped-def]
+def test_digest_runs_on_the_papers_asset_with_a_time_fallback(dagbag: DagBag) -> None:
     from airflow.sdk import AssetOrTimeSchedule
 
     dag = dagbag.dags["lupus_digest"]
@@ -129,7 +134,7 @@ def test_schedule_comes_from_the_config_file(tmp_path: Path) -> None:
     assert "30 6 * * *" in out.stdout and "15 10 * * *" in out.stdout
 
 
-def test_every_task_pushes_one_xcom_not_one_per_key(dagbag) -> None:  # type: ignore[no-untyped-def]
+def test_every_task_pushes_one_xcom_not_one_per_key(dagbag: DagBag) -> None:
     # A task annotated `-> dict[...]` gets multiple_outputs inferred, so each key of its summary
     # became an XCom of its own (19 for one poll_feed): docs/operations.md promises one.
     for dag_id, dag in dagbag.dags.items():

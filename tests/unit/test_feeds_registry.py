@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lupus_alerts.config import load_config
+from lupus_alerts.config import FeedConfig, load_config
 
 REPO = Path(__file__).parent.parent.parent
 REQUIRED = {
@@ -28,19 +28,19 @@ REQUIRED = {
 
 
 @pytest.fixture(scope="module")
-def registry():  # type: ignore[no-untyped-def]
+def registry() -> list[FeedConfig]:
     return load_config(REPO / "lupus-alerts.yaml").feeds
 
 
-def test_registry_lists_every_required_journal(registry) -> None:  # type: ignore[no-untyped-def]
+def test_registry_lists_every_required_journal(registry: list[FeedConfig]) -> None:
     assert REQUIRED - {f.name for f in registry} == set()
 
 
-def test_only_lupus_journals_skip_the_relevance_filter(registry) -> None:  # type: ignore[no-untyped-def]
+def test_only_lupus_journals_skip_the_relevance_filter(registry: list[FeedConfig]) -> None:
     assert {f.name for f in registry if f.all_lupus} == {"Lupus", "Lupus Science & Medicine"}
 
 
-def test_every_feed_url_is_https_and_unverified_ones_are_documented(registry) -> None:  # type: ignore[no-untyped-def]
+def test_every_feed_url_is_https_and_unverified_ones_are_documented(registry: list[FeedConfig]) -> None:
     doc = (REPO / "docs" / "feeds.md").read_text(encoding="utf-8")
     for f in registry:
         assert f.url.startswith("https://"), f.id

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from pathlib import Path
+from typing import Any
 
 import pytest
+from factories import make_settings
 
 from lupus_alerts import mailer
-from lupus_alerts.config import settings_from_dict
 from lupus_alerts.subscribers import Subscriber
 
 
@@ -28,8 +29,8 @@ class FakeDigest:
     unsubscribe_url: str = "https://alerts.example.org/unsubscribe?token=1.x"
 
 
-def _digest(**kw: object) -> FakeDigest:
-    d = {
+def _digest(**kw: Any) -> FakeDigest:
+    d: dict[str, Any] = {
         "subscriber": Subscriber(
             id=7, email="zoe@example.org", name="Zoë O'Brien, MD", link_key="k7-constructed-link-key"
         ),
@@ -39,15 +40,15 @@ def _digest(**kw: object) -> FakeDigest:
         "text": "Lupus digest\n\nLupus nephritis — café\n",
     }
     d.update(kw)
-    return FakeDigest(**d)  # type: ignore[arg-type]
+    return FakeDigest(**d)
 
 
-SETTINGS = settings_from_dict({})
+SETTINGS = make_settings()
 NOW = datetime(2026, 11, 27, 9, 0)
 
 
 def _roundtrip(msg: email.message.EmailMessage) -> email.message.EmailMessage:
-    return email.message_from_bytes(msg.as_bytes(), policy=policy.default)  # type: ignore[return-value]
+    return email.message_from_bytes(msg.as_bytes(), policy=policy.default)
 
 
 def test_message_is_multipart_alternative_text_then_html_in_utf8() -> None:

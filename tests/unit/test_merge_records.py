@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from datetime import date, datetime
+from typing import Unpack
 
 import pytest
+from factories import PaperFields
 
 from lupus_alerts.dedupe import merge_records, title_key
 from lupus_alerts.models import AbstractSection, Author, Classification, MeshHeading, Notice, Paper
@@ -72,8 +74,8 @@ def test_journals_compatible_rejects_different_journals(a: list[str], b: list[st
     assert not journals_compatible(a, b)
 
 
-def _feed(**kw: object) -> Paper:
-    base: dict[str, object] = {
+def _feed(**kw: Unpack[PaperFields]) -> Paper:
+    base: PaperFields = {
         "source": "feed:lupus-sci-med",
         "source_key": "https://lupus.bmj.com/content/8/1/e000001",
         "title": TITLE,
@@ -84,12 +86,11 @@ def _feed(**kw: object) -> Paper:
         "url": "https://lupus.bmj.com/content/8/1/e000001",
         "fetched_at": datetime(2021, 3, 3, 6, 0),
     }
-    base.update(kw)
-    return Paper(**base)  # type: ignore[arg-type]
+    return Paper(**(base | kw))
 
 
-def _pubmed(**kw: object) -> Paper:
-    base: dict[str, object] = {
+def _pubmed(**kw: Unpack[PaperFields]) -> Paper:
+    base: PaperFields = {
         "source": "pubmed",
         "source_key": "33700001",
         "pmid": "33700001",
@@ -111,8 +112,7 @@ def _pubmed(**kw: object) -> Paper:
         "language": "eng",
         "fetched_at": datetime(2021, 4, 5, 6, 0),
     }
-    base.update(kw)
-    return Paper(**base)  # type: ignore[arg-type]
+    return Paper(**(base | kw))
 
 
 def test_merge_records_takes_pubmed_curation_longest_abstract_and_earliest_dates() -> None:

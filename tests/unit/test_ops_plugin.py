@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import sqlalchemy as sa
@@ -15,8 +16,9 @@ PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "lupus_alerts_ops.py"
 
 
 @pytest.fixture(scope="module")
-def plugin():  # type: ignore[no-untyped-def]
+def plugin() -> ModuleType:
     spec = importlib.util.spec_from_file_location("lupus_alerts_ops_under_test", PLUGIN)
+    assert spec is not None and spec.loader is not None  # PLUGIN is a .py file that exists
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -55,13 +57,15 @@ def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
-def test_pages_refuse_anonymous_requests(plugin) -> None:  # type: ignore[no-untyped-def]
+def test_pages_refuse_anonymous_requests(plugin: ModuleType) -> None:
     client = TestClient(plugin.app)
     assert client.get("/").status_code == 401
     assert client.get("/api/health").status_code == 401
 
 
-def test_logged_in_user_sees_each_feed_its_failures_and_failed_runs(plugin, configured) -> None:  # type: ignore[no-untyped-def]
+def test_logged_in_user_sees_each_feed_its_failures_and_failed_runs(
+    plugin: ModuleType, configured: str
+) -> None:
     plugin.app.dependency_overrides[plugin.REQUIRE_LOGIN] = lambda: None
     try:
         client = TestClient(plugin.app)
@@ -85,7 +89,7 @@ def test_logged_in_user_sees_each_feed_its_failures_and_failed_runs(plugin, conf
     ]
 
 
-def test_plugin_mounts_the_app_and_links_it_in_the_ui(plugin) -> None:  # type: ignore[no-untyped-def]
+def test_plugin_mounts_the_app_and_links_it_in_the_ui(plugin: ModuleType) -> None:
     p = plugin.LupusAlertsOpsPlugin
     (mount,) = p.fastapi_apps
     assert mount["app"] is plugin.app and mount["url_prefix"] == "/lupus-ops"

@@ -5,8 +5,10 @@ tests/integration/test_ops_views_store.py; under a real Airflow in test_ops_view
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import quote
 
 import pytest
@@ -21,15 +23,16 @@ DESTINATIONS = {"nav", "dag", "dag_run", "task", "task_instance", "base"}
 
 
 @pytest.fixture(scope="module")
-def plugin():  # type: ignore[no-untyped-def]
+def plugin() -> ModuleType:
     spec = importlib.util.spec_from_file_location("lupus_alerts_ops_views_under_test", PLUGIN)
+    assert spec is not None and spec.loader is not None  # PLUGIN is a .py file that exists
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
 @pytest.fixture
-def client(plugin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def client(plugin: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     cfg = tmp_path / "lupus-alerts.yaml"
     cfg.write_text(
         "feeds:\n  - {id: lupus, name: 'Lupus <i>', publisher: SAGE, url: 'https://example.org/l.rss'}\n"
@@ -53,7 +56,7 @@ def client(plugin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ig
         engine.dispose()
 
 
-def test_run_tab_and_dashboard_are_registered_for_the_ui(plugin) -> None:  # type: ignore[no-untyped-def]
+def test_run_tab_and_dashboard_are_registered_for_the_ui(plugin: ModuleType) -> None:
     views = {v["url_route"]: v for v in plugin.LupusAlertsOpsPlugin.external_views}
     assert all(v["destination"] in DESTINATIONS for v in views.values())
     tab = views["lupus-run"]
@@ -72,11 +75,11 @@ def test_run_tab_and_dashboard_are_registered_for_the_ui(plugin) -> None:  # typ
         "/api/dashboard",
     ],
 )
-def test_every_new_page_refuses_anonymous_requests(plugin, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_every_new_page_refuses_anonymous_requests(plugin: ModuleType, path: str) -> None:
     assert TestClient(plugin.app).get(path).status_code == 401
 
 
-def test_ingest_run_tab_shows_the_runs_counts(client) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_run_tab_shows_the_runs_counts(client: TestClient) -> None:
     # The run id as the UI sends it: encodeURIComponent of "manual__1".
     page = client.get("/run?dag_id=lupus_ingest&run_id=" + quote("manual__1", safe=""))
     assert page.status_code == 200 and "Lupus &lt;i&gt;" in page.text
@@ -90,20 +93,20 @@ def test_ingest_run_tab_shows_the_runs_counts(client) -> None:  # type: ignore[n
     )
 
 
-def test_digest_run_tab_reads_the_ledger_of_the_runs_day(client) -> None:  # type: ignore[no-untyped-def]
+def test_digest_run_tab_reads_the_ledger_of_the_runs_day(client: TestClient) -> None:
     data = client.get("/api/run", params={"dag_id": "lupus_digest", "run_id": "asset_triggered__x"}).json()
     assert data["kind"] == "digest" and data["day"] == "2026-11-27" and data["counts"]["sent"] == 0
     assert client.get("/run", params={"dag_id": "lupus_digest", "run_id": "x"}).status_code == 200
     assert client.get("/api/run", params={"dag_id": "lupus_digest", "run_id": "gone"}).status_code == 404
 
 
-def test_other_dags_runs_get_a_plain_message(client) -> None:  # type: ignore[no-untyped-def]
+def test_other_dags_runs_get_a_plain_message(client: TestClient) -> None:
     page = client.get("/run", params={"dag_id": "<b>other</b>", "run_id": "r"})
     assert page.status_code == 200 and "&lt;b&gt;other&lt;/b&gt; is not a lupus-alerts DAG" in page.text
     assert client.get("/api/run", params={"dag_id": "other", "run_id": "r"}).status_code == 404
 
 
-def test_dashboard_answers_with_four_inline_charts(client) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_answers_with_four_inline_charts(client: TestClient) -> None:
     page = client.get("/dashboard")
     assert page.status_code == 200 and page.text.count("<svg ") == 4
     assert client.get("/api/dashboard").json()["feeds"][0]["feed_id"] == "lupus"

@@ -7,29 +7,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from factories import make_settings
 
 from lupus_alerts import pipeline, store
-from lupus_alerts.config import settings_from_dict
 
-SETTINGS = settings_from_dict(
-    {
-        "pubmed": {"initial_lookback_days": 3},
-        "feeds": [
-            {"id": "lupus", "name": "Lupus", "publisher": "SAGE", "url": "https://example.org/l.rss"},
-            {"id": "lsm", "name": "Lupus Sci Med", "publisher": "BMJ", "url": "https://example.org/m.rss"},
-        ],
-        "digest": {"timezone": "Pacific/Auckland"},
-    }
+SETTINGS = make_settings(
+    pubmed={"initial_lookback_days": 3},
+    feeds=[
+        {"id": "lupus", "name": "Lupus", "publisher": "SAGE", "url": "https://example.org/l.rss"},
+        {"id": "lsm", "name": "Lupus Sci Med", "publisher": "BMJ", "url": "https://example.org/m.rss"},
+    ],
+    digest={"timezone": "Pacific/Auckland"},
 )
 T0 = datetime(2026, 11, 26, 5, 0)
 T1 = datetime(2026, 11, 27, 5, 0)
 
 
-def test_scheduled_run_uses_its_data_interval_whatever_the_watermark(engine) -> None:  # type: ignore[no-untyped-def]
+def test_scheduled_run_uses_its_data_interval_whatever_the_watermark(engine: sa.Engine) -> None:
     pipeline.write_watermark(engine, pipeline.RUN_WATERMARK, datetime(2026, 11, 1))
     w = pipeline.resolve_window(
         T0.replace(tzinfo=UTC), T1.replace(tzinfo=UTC), T1 + timedelta(minutes=3), engine, SETTINGS
@@ -37,7 +36,7 @@ def test_scheduled_run_uses_its_data_interval_whatever_the_watermark(engine) -> 
     assert (w.start, w.end, w.origin) == (T0, T1, "data_interval")
 
 
-def test_manual_run_without_interval_starts_at_the_watermark_or_the_lookback(engine) -> None:  # type: ignore[no-untyped-def]
+def test_manual_run_without_interval_starts_at_the_watermark_or_the_lookback(engine: sa.Engine) -> None:
     run_after = datetime(2026, 11, 27, 14, 30, tzinfo=UTC)
     fresh = pipeline.resolve_window(None, None, run_after, engine, SETTINGS)
     assert (fresh.start, fresh.end) == (datetime(2026, 11, 24, 14, 30), datetime(2026, 11, 27, 14, 30))
@@ -51,7 +50,7 @@ def test_manual_run_without_interval_starts_at_the_watermark_or_the_lookback(eng
     assert z.origin == "watermark"
 
 
-def test_a_source_that_keeps_failing_holds_back_only_its_own_window(engine) -> None:  # type: ignore[no-untyped-def]
+def test_a_source_that_keeps_failing_holds_back_only_its_own_window(engine: sa.Engine) -> None:
     run_after = datetime(2026, 11, 27, 14, 30, tzinfo=UTC)
     # pubmed succeeded up to T0; a dead feed never did; the last run ended at T1
     pipeline.write_watermark(engine, pipeline.source_watermark("pubmed"), T0)
@@ -67,12 +66,12 @@ def test_a_source_that_keeps_failing_holds_back_only_its_own_window(engine) -> N
     assert pipeline.source_window(engine, SETTINGS, sched, "pubmed") == sched
 
 
-def test_a_run_with_no_time_at_all_is_an_error(engine) -> None:  # type: ignore[no-untyped-def]
+def test_a_run_with_no_time_at_all_is_an_error(engine: sa.Engine) -> None:
     with pytest.raises(pipeline.PipelineError):
         pipeline.resolve_window(None, None, None, engine, SETTINGS)
 
 
-def test_watermark_never_moves_backwards(engine) -> None:  # type: ignore[no-untyped-def]
+def test_watermark_never_moves_backwards(engine: sa.Engine) -> None:
     pipeline.write_watermark(engine, "w", T1)
     pipeline.write_watermark(engine, "w", T0)
     assert pipeline.read_watermark(engine, "w") == T1
@@ -80,7 +79,7 @@ def test_watermark_never_moves_backwards(engine) -> None:  # type: ignore[no-unt
     assert pipeline.read_watermark(engine, "w") == T1 + timedelta(days=1)
 
 
-def test_record_run_upserts_one_row_per_run_and_source(engine) -> None:  # type: ignore[no-untyped-def]
+def test_record_run_upserts_one_row_per_run_and_source(engine: sa.Engine) -> None:
     w = pipeline.RunWindow(T0, T1, "data_interval")
     pipeline.record_run(engine, "r1", "feed:lupus", {"items": 3}, window=w, error="HTTP 503")
     pipeline.record_run(engine, "r1", "feed:lupus", {"items": 9, "when": T1}, window=w)
@@ -111,7 +110,7 @@ def _paper(conn: sa.Connection, n: int, announce_no: int | None, labels: list[st
         conn.execute(sa.insert(store.paper_topics).values(paper_id=pid, label=label, score=0.9))
 
 
-def test_asset_extra_counts_sources_failures_and_topics_of_this_runs_new_papers(engine) -> None:  # type: ignore[no-untyped-def]
+def test_asset_extra_counts_sources_failures_and_topics_of_this_runs_new_papers(engine: sa.Engine) -> None:
     with engine.begin() as c:
         _paper(c, 1, 1, ["nephrology"])  # announced by an earlier run
         _paper(c, 2, 2, ["nephrology", "therapeutics"])
@@ -172,7 +171,7 @@ def test_the_asset_event_extra_is_flat_so_the_ui_shows_every_count() -> None:
     }
 
 
-def test_feed_health_lists_every_configured_feed_with_its_state(engine) -> None:  # type: ignore[no-untyped-def]
+def test_feed_health_lists_every_configured_feed_with_its_state(engine: sa.Engine) -> None:
     now = datetime(2026, 11, 27, 6, 0)
     with engine.begin() as c:
         c.execute(
@@ -201,7 +200,7 @@ def test_feed_health_lists_every_configured_feed_with_its_state(engine) -> None:
     assert "HTTP 404" in table[2]
 
 
-def test_failed_runs_in_a_row_stop_at_the_last_run_where_the_feed_succeeded(engine) -> None:  # type: ignore[no-untyped-def]
+def test_failed_runs_in_a_row_stop_at_the_last_run_where_the_feed_succeeded(engine: sa.Engine) -> None:
     pipeline.record_run(engine, "r1", "feed:x", {}, error="HTTP 500")
     pipeline.record_run(engine, "r1", "feed:x", {"items": 3})  # the retry succeeded
     assert pipeline.failed_runs_in_a_row(engine, "feed:x") == 0
@@ -209,7 +208,7 @@ def test_failed_runs_in_a_row_stop_at_the_last_run_where_the_feed_succeeded(engi
     assert pipeline.failed_runs_in_a_row(engine, "feed:x") == 1
 
 
-def test_a_not_modified_feed_shows_no_item_count_beside_its_304(engine) -> None:  # type: ignore[no-untyped-def]
+def test_a_not_modified_feed_shows_no_item_count_beside_its_304(engine: sa.Engine) -> None:
     with engine.begin() as c:
         c.execute(
             sa.insert(store.feed_state).values(
@@ -225,7 +224,7 @@ def test_a_not_modified_feed_shows_no_item_count_beside_its_304(engine) -> None:
     assert row["last_polled_at"] == "2026-11-27 06:00:00 UTC"
 
 
-def test_a_rerun_adds_to_the_runs_record_and_keeps_the_first_attempts_counts(engine) -> None:  # type: ignore[no-untyped-def]
+def test_a_rerun_adds_to_the_runs_record_and_keeps_the_first_attempts_counts(engine: sa.Engine) -> None:
     first = {"new_papers": 42, "announce_from": 0, "announce_to": 42}
     assert pipeline.record_run(engine, "scheduled__1", pipeline.ANNOUNCE_SOURCE, first) == 1
     rerun = {"new_papers": 0, "announce_from": 42, "announce_to": 42}
@@ -256,17 +255,18 @@ def test_report_adds_up_the_chunks_and_ignores_skipped_ones() -> None:
     assert out == {"day": "2026-11-27", "chunks": 2, "sent": 5, "failed_permanent": 1, "already_sent": 4}
 
 
-class _LazyResults(Sequence):  # type: ignore[type-arg]
+class _LazyResults(Sequence[Any]):
     """Behaves as Airflow's LazyXComSequence: each item is a request, and an item past the end
     is a 404 that the task SDK logs as "XCom not found" (defect 10 of issue 14)."""
 
     def __init__(self, items: list[Any]) -> None:
-        self.items, self.requested_past_end = items, []
+        self.items = items
+        self.requested_past_end: list[int] = []
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+    def __getitem__(self, key: int | slice) -> Any:
         if isinstance(key, slice):
             return self.items[key]
         if key >= len(self.items):
@@ -282,7 +282,7 @@ def test_report_reads_the_mapped_results_without_asking_for_one_past_the_end() -
     assert results.requested_past_end == []
 
 
-def test_schedule_settings_fall_back_to_defaults_when_the_config_is_broken(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_schedule_settings_fall_back_to_defaults_when_the_config_is_broken(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("schedule:\n  ingest_crn: '0 6 * * *'\n")
     assert pipeline.schedule_settings(bad).ingest_cron == "0 5 * * *"
@@ -303,8 +303,8 @@ def test_search_pubmed_counts_the_window_widened_by_the_overlap() -> None:
         for i, (pmid, xml) in enumerate(records)
     ]
     with EutilsReplay(corpus) as replay:
-        settings = settings_from_dict(
-            {"pubmed": {"base_url": replay.base_url, "overlap_days": 2, "batch_size": 3, "max_retries": 0}}
+        settings = make_settings(
+            pubmed={"base_url": replay.base_url, "overlap_days": 2, "batch_size": 3, "max_retries": 0}
         )
         window = pipeline.RunWindow(T0, T1, "data_interval").to_dict()
         out = pipeline.search_pubmed(settings, window=window)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from lupus_alerts import subscribers as subs
 
 
 @pytest.fixture
-def sqlite_engine(sqlite_url):  # type: ignore[no-untyped-def]
+def sqlite_engine(sqlite_url: str) -> Iterator[sa.Engine]:
     """For checks that fail before any SQL runs: one database is enough."""
     store.upgrade(sqlite_url)
     eng = store.make_engine(sqlite_url)
@@ -23,7 +24,7 @@ def sqlite_engine(sqlite_url):  # type: ignore[no-untyped-def]
     eng.dispose()
 
 
-def test_add_lowercases_email_and_stores_every_field(engine):
+def test_add_lowercases_email_and_stores_every_field(engine: sa.Engine):
     s = subs.add(
         engine,
         email="  Ada.Lovelace@Example.ORG ",
@@ -48,7 +49,7 @@ def test_add_lowercases_email_and_stores_every_field(engine):
     assert subs.get(engine, s.id) == s
 
 
-def test_all_topics_is_stored_as_the_flag_not_as_rows(engine):
+def test_all_topics_is_stored_as_the_flag_not_as_rows(engine: sa.Engine):
     s = subs.add(engine, email="all@example.org", topics="all")
     assert s.topics is None
     with engine.connect() as c:
@@ -71,26 +72,26 @@ def test_all_topics_is_stored_as_the_flag_not_as_rows(engine):
         ({"email": "x@example.org", "max_papers": 0}, "max_papers"),
     ],
 )
-def test_invalid_fields_are_rejected_naming_the_field(sqlite_engine, kwargs, field):
+def test_invalid_fields_are_rejected_naming_the_field(sqlite_engine: sa.Engine, kwargs, field):
     with pytest.raises(subs.InvalidSubscriber, match=rf"^{field}:"):
         subs.add(sqlite_engine, **kwargs)
     assert subs.list_subscribers(sqlite_engine) == []
 
 
-def test_duplicate_email_differing_only_in_case_is_refused(engine):
+def test_duplicate_email_differing_only_in_case_is_refused(engine: sa.Engine):
     subs.add(engine, email="dup@example.org")
     with pytest.raises(subs.SubscriberExists):
         subs.add(engine, email="DUP@example.org")
 
 
-def test_get_unknown_subscriber_raises_not_found(engine):
+def test_get_unknown_subscriber_raises_not_found(engine: sa.Engine):
     with pytest.raises(subs.SubscriberNotFound):
         subs.get(engine, "nobody@example.org")
     with pytest.raises(subs.SubscriberNotFound):
         subs.get(engine, 404)
 
 
-def test_update_changes_only_given_fields_and_daily_drops_weekday(engine):
+def test_update_changes_only_given_fields_and_daily_drops_weekday(engine: sa.Engine):
     s = subs.add(engine, email="u@example.org", name="U", topics="nephrology", frequency="weekly", weekday=0)
     s2 = subs.set_frequency(engine, s.id, "daily")
     assert (s2.frequency, s2.weekday, s2.name, s2.topics) == ("daily", None, "U", frozenset({"nephrology"}))
@@ -103,7 +104,7 @@ def test_update_changes_only_given_fields_and_daily_drops_weekday(engine):
     assert subs.get(engine, s.id).frequency == "daily"
 
 
-def test_reactivating_a_bounced_subscriber_resets_failures(engine):
+def test_reactivating_a_bounced_subscriber_resets_failures(engine: sa.Engine):
     s = subs.add(engine, email="b@example.org")
     with engine.begin() as c:
         c.execute(sa.update(store.subscribers).values(permanent_failures=3, status="bounced"))
@@ -112,7 +113,7 @@ def test_reactivating_a_bounced_subscriber_resets_failures(engine):
     assert (s2.status, s2.permanent_failures) == ("active", 0)
 
 
-def test_remove_unsubscribes_by_default_and_delete_erases(engine):
+def test_remove_unsubscribes_by_default_and_delete_erases(engine: sa.Engine):
     a = subs.add(engine, email="a@example.org", topics="nephrology")
     b = subs.add(engine, email="b@example.org", topics="nephrology")
     subs.remove(engine, a.email)
@@ -126,7 +127,7 @@ def test_remove_unsubscribes_by_default_and_delete_erases(engine):
     assert left == [a.id]
 
 
-def _announce(engine, n: int, *, update_no: int | None = None) -> None:
+def _announce(engine: sa.Engine, n: int, *, update_no: int | None = None) -> None:
     now = store.utcnow()
     with engine.begin() as c:
         pid = c.execute(
@@ -147,7 +148,7 @@ def _announce(engine, n: int, *, update_no: int | None = None) -> None:
             )
 
 
-def test_new_subscriber_starts_at_the_current_announcement_unless_from_beginning(engine):
+def test_new_subscriber_starts_at_the_current_announcement_unless_from_beginning(engine: sa.Engine):
     _announce(engine, 7, update_no=3)
     now_sub = subs.add(engine, email="new@example.org")
     old_sub = subs.add(engine, email="back@example.org", from_beginning=True)
@@ -155,7 +156,7 @@ def test_new_subscriber_starts_at_the_current_announcement_unless_from_beginning
     assert (old_sub.cursor, old_sub.update_cursor) == (0, 0)
 
 
-def test_advance_cursors_never_moves_backwards(engine):
+def test_advance_cursors_never_moves_backwards(engine: sa.Engine):
     s = subs.add(engine, email="c@example.org", from_beginning=True)
     with engine.begin() as c:
         delivery.advance_cursors(c, s.id, cursor=10, update_cursor=4, now=store.utcnow())
@@ -180,7 +181,7 @@ BAD_CSV = (
 )
 
 
-def test_import_reports_each_bad_row_with_its_line_and_imports_nothing(engine, tmp_path: Path):
+def test_import_reports_each_bad_row_with_its_line_and_imports_nothing(engine: sa.Engine, tmp_path: Path):
     f = tmp_path / "subs.csv"
     f.write_text(BAD_CSV, encoding="utf-8")
     report = subs.import_csv(engine, f)
@@ -196,7 +197,7 @@ def test_import_reports_each_bad_row_with_its_line_and_imports_nothing(engine, t
     assert subs.list_subscribers(engine) == []
 
 
-def test_import_with_skip_invalid_imports_the_good_rows(engine, tmp_path: Path):
+def test_import_with_skip_invalid_imports_the_good_rows(engine: sa.Engine, tmp_path: Path):
     f = tmp_path / "subs.csv"
     f.write_text(BAD_CSV, encoding="utf-8")
     report = subs.import_csv(engine, f, skip_invalid=True)
@@ -207,7 +208,7 @@ def test_import_with_skip_invalid_imports_the_good_rows(engine, tmp_path: Path):
     assert (got["ok2@example.org"].frequency, got["ok2@example.org"].weekday) == ("weekly", 0)
 
 
-def test_import_refuses_an_email_already_subscribed(engine):
+def test_import_refuses_an_email_already_subscribed(engine: sa.Engine):
     subs.add(engine, email="here@example.org")
     report = subs.import_csv(engine, io.StringIO("email\nnew@example.org\nHere@example.org\n"))
     assert [(p.line, p.email) for p in report.problems] == [(3, "here@example.org")]
@@ -223,13 +224,13 @@ def test_import_refuses_an_email_already_subscribed(engine):
         "email,email\na@x.org,b@x.org\n",
     ],
 )
-def test_import_rejects_a_bad_header_at_line_1(sqlite_engine, text):
+def test_import_rejects_a_bad_header_at_line_1(sqlite_engine: sa.Engine, text):
     report = subs.import_csv(sqlite_engine, io.StringIO(text))
     assert [p.line for p in report.problems] == [1]
     assert subs.list_subscribers(sqlite_engine) == []
 
 
-def test_import_accepts_a_utf8_bom_and_blank_lines(engine, tmp_path: Path):
+def test_import_accepts_a_utf8_bom_and_blank_lines(engine: sa.Engine, tmp_path: Path):
     f = tmp_path / "bom.csv"
     f.write_bytes("\ufeffemail,name\n\nzoë@example.org,Zoë\n".encode())
     report = subs.import_csv(engine, f)
@@ -237,7 +238,7 @@ def test_import_accepts_a_utf8_bom_and_blank_lines(engine, tmp_path: Path):
     assert subs.get(engine, "zoë@example.org").name == "Zoë"
 
 
-def test_export_then_import_round_trips(engine, sqlite_url, tmp_path: Path):
+def test_export_then_import_round_trips(engine: sa.Engine, sqlite_url: str, tmp_path: Path):
     subs.add(engine, email="a@example.org", name="A, with comma", topics=["infection", "nephrology"])
     subs.add(engine, email="b@example.org", frequency="weekly", weekday=6, max_papers=5, send_when_empty=True)
     subs.add(engine, email="c@example.org", status="bounced")

@@ -6,6 +6,7 @@ import base64
 from datetime import date
 
 import pytest
+from factories import make_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -250,9 +251,7 @@ def test_links_join_base_and_path_with_one_slash_and_sign_with_the_given_secret(
         == "https://x.example/a/unsubscribe?token=t.1"
     )
     assert tokens.link("https://x.example/a/XX", "p", "t") == "https://x.example/a/XX/p?token=t"
-    from lupus_alerts.config import settings_from_dict
-
-    settings = settings_from_dict({"digest": {"public_base_url": "https://alerts.example/"}})
+    settings = make_settings(digest={"public_base_url": "https://alerts.example/"})
     key = "BBBBBBBBBBBBBBBBBBBBBB"
     for make, purpose in ((tokens.unsubscribe_url, "unsubscribe"), (tokens.preferences_url, "preferences")):
         url = make(settings, key, issued=date(2026, 1, 1), secret=_KAT_SECRET)
