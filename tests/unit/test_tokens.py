@@ -20,7 +20,12 @@ DAY = date(2026, 11, 27)
 def test_round_trip_returns_the_link_key_and_issue_day() -> None:
     t = tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=SECRET)
     claims = tokens.check_token(t, "unsubscribe", secret=SECRET)
-    assert (claims.link_key, claims.issued, claims.legacy_id) == (KEY, DAY, None)
+    assert (claims.purpose, claims.link_key, claims.issued, claims.legacy_id) == (
+        "unsubscribe",
+        KEY,
+        DAY,
+        None,
+    )
     assert t.split(".")[:2] == [KEY, str((DAY - date(1970, 1, 1)).days)]
 
 
@@ -128,7 +133,13 @@ def test_mac_carries_128_bits() -> None:
 def test_first_format_tokens_are_recognised_as_legacy() -> None:
     t = tokens.make_legacy_token(42, "unsubscribe", secret=SECRET)
     claims = tokens.check_token(t, "unsubscribe", secret=SECRET)
-    assert (claims.legacy_id, claims.link_key, claims.issued, claims.is_legacy) == (42, None, None, True)
+    assert (claims.purpose, claims.legacy_id, claims.link_key, claims.issued, claims.is_legacy) == (
+        "unsubscribe",
+        42,
+        None,
+        None,
+        True,
+    )
     assert claims.expired(DAY, 3650)  # no date: never good for an expiring purpose
     with pytest.raises(tokens.InvalidToken):
         tokens.check_token("43." + t.split(".")[1], "unsubscribe", secret=SECRET)
@@ -158,6 +169,18 @@ def test_secret_comes_from_the_connection_when_no_environment(monkeypatch: pytes
     )
     t = tokens.make_token(KEY, "preferences", issued=DAY)
     assert tokens.check_token(t, "preferences", secret="conn-secret-0123456789").link_key == KEY
+
+
+def test_secret_comes_from_the_connections_extra_when_it_has_no_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Operators who keep secrets in a connection's extra ({"secret": ...}) rather than its password.
+    monkeypatch.delenv(tokens.SECRET_ENV, raising=False)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LUPUS_ALERTS_SECRET",
+        '{"conn_type": "generic", "extra": {"secret": "extra-secret-0123456789"}}',
+    )
+    assert tokens.get_secret() == b"extra-secret-0123456789"
 
 
 def test_no_secret_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,8 +226,12 @@ def test_link_builds_a_url_with_the_token() -> None:
     ],
 )
 def test_a_placeholder_secret_is_refused(placeholder: str) -> None:
-    with pytest.raises(tokens.MissingSecret, match="is a placeholder, not a secret"):
+    with pytest.raises(tokens.MissingSecret, match="is a placeholder, not a secret") as refused:
         tokens.make_token(KEY, "unsubscribe", issued=DAY, secret=placeholder)
+    # The message hands the operator the command that makes a real one.
+    assert str(refused.value).endswith(
+        ": generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+    )
     with pytest.raises(tokens.MissingSecret):
         tokens.check_token(_GOOD, "unsubscribe", secret=placeholder)
 
@@ -322,3 +349,23 @@ def test_programming_errors_say_what_was_wrong() -> None:
         ValueError, match=r"^unknown token purpose 'x' \(expected one of unsubscribe, preferences\)$"
     ):
         tokens.make_token(KEY, "x", issued=DAY, secret=SECRET)
+
+
+def test_the_length_limit_admits_exactly_max_token_chars() -> None:
+    # Well-formed up to the MAC, so the reason says which check refused it: the length check
+    # must let a 96-character token through to the signature and stop a 97-character one.
+    mac = base64.urlsafe_b64encode(bytes(31)).rstrip(b"=").decode()
+    at_limit = f"{'A' * 43}.123456789.{mac}"
+    over = f"{'A' * 43}.1234567890.{mac}"
+    assert (len(at_limit), len(over)) == (tokens.MAX_TOKEN_CHARS, tokens.MAX_TOKEN_CHARS + 1)
+    with pytest.raises(tokens.InvalidToken, match=r"^bad signature$"):
+        tokens.check_token(at_limit, "unsubscribe", secret=SECRET)
+    with pytest.raises(tokens.InvalidToken, match=r"^malformed token$"):
+        tokens.check_token(over, "unsubscribe", secret=SECRET)
+
+
+@pytest.mark.parametrize("not_text", [None, 42, _GOOD.encode("ascii")])
+def test_a_token_that_is_not_text_is_malformed(not_text: object) -> None:
+    # A query parser or a caller may hand over anything: it is refused, never a TypeError.
+    with pytest.raises(tokens.InvalidToken, match=r"^malformed token$"):
+        tokens.check_token(not_text, "unsubscribe", secret=SECRET)  # type: ignore[arg-type]
