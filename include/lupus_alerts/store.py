@@ -473,3 +473,32 @@ def high_water_marks(conn: Connection) -> tuple[int, int]:
     a_max = conn.execute(sa.select(sa.func.max(papers.c.announce_no))).scalar()
     u_max = conn.execute(sa.select(sa.func.max(paper_updates.c.update_no))).scalar()
     return max(a, int(a_max or 0)), max(u, int(u_max or 0))
+
+
+def read_watermark(engine: Engine, name: str) -> datetime | None:
+    """The stored watermark `name` (naive UTC), or None when nothing has set it yet."""
+    with engine.connect() as conn:
+        return conn.execute(sa.select(watermarks.c.value).where(watermarks.c.name == name)).scalar()
+
+
+def advance_watermark(engine: Engine, name: str, value: datetime) -> datetime:
+    """Move the watermark `name` forward to `value`; return the value now stored.
+
+    Never backwards: a rerun or a late retry of an old window must not make the next run
+    re-read, or skip, what a newer one already settled. Aware times are stored as naive UTC.
+    """
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    with transaction(engine) as conn:
+        current = conn.execute(sa.select(watermarks.c.value).where(watermarks.c.name == name)).scalar()
+        if current is None:
+            conn.execute(sa.insert(watermarks).values(name=name, value=value, updated_at=utcnow()))
+            return value
+        if value > current:
+            conn.execute(
+                sa.update(watermarks)
+                .where(watermarks.c.name == name)
+                .values(value=value, updated_at=utcnow())
+            )
+            return value
+        return current

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from factories import make_settings
 
-from lupus_alerts import store
+from lupus_alerts import pipeline, store
 from lupus_alerts.config import Settings
 from lupus_alerts.eutils import EutilsClient
-from lupus_alerts.pubmed import decide_window, ingest_window, read_watermark, record_window
+from lupus_alerts.pubmed import WATERMARK_NAME, ingest_window, search_window
 from lupus_alerts.ratelimit import RateLimiter
 from lupus_alerts.testing.eutils_replay import EutilsReplay, corpus_from_files, efetch_document
 
@@ -20,35 +20,38 @@ PUBMED = Path(__file__).parent.parent / "fixtures" / "pubmed"
 START = date(2024, 3, 1)
 
 
-def test_fresh_store_looks_back_from_the_runs_end(engine: sa.Engine) -> None:
+def test_a_fresh_stores_pubmed_search_is_the_lookback_widened_by_the_overlap(engine: sa.Engine) -> None:
+    # The path a manual run takes: the run's window, PubMed's own window, then the overlap.
+    settings = make_settings(pubmed={"initial_lookback_days": 3, "overlap_days": 7})
     end = datetime(2024, 3, 10, 5, 0)
-    assert decide_window(engine, run_end=end, overlap_days=7, initial_lookback_days=3) == (
-        datetime(2024, 3, 7, 5, 0),
+    run = pipeline.resolve_window(None, None, end, engine, settings)
+    source = pipeline.source_window(engine, settings, run, "pubmed")
+    assert search_window(source.start, source.end, settings.pubmed.overlap_days) == (
+        datetime(2024, 2, 29, 5, 0),
         end,
     )
 
 
-def test_window_starts_at_the_last_end_minus_overlap_and_reruns_agree(engine: sa.Engine) -> None:
-    record_window(engine, datetime(2024, 3, 9, 5, 0))
+def test_search_starts_at_the_pubmed_watermark_minus_overlap_and_reruns_agree(engine: sa.Engine) -> None:
+    settings = make_settings(pubmed={"initial_lookback_days": 3, "overlap_days": 7})
+    store.advance_watermark(engine, pipeline.RUN_WATERMARK, datetime(2024, 3, 9, 5, 0))
+    store.advance_watermark(engine, WATERMARK_NAME, datetime(2024, 3, 9, 5, 0))
     end = datetime(2024, 3, 10, 5, 0)
-    first = decide_window(engine, run_end=end, overlap_days=7, initial_lookback_days=3)
-    again = decide_window(engine, run_end=end, overlap_days=7, initial_lookback_days=3)
-    assert first == again == (datetime(2024, 3, 2, 5, 0), end)
+
+    def search() -> tuple[datetime, datetime]:
+        run = pipeline.resolve_window(None, None, end, engine, settings)
+        source = pipeline.source_window(engine, settings, run, "pubmed")
+        return search_window(source.start, source.end, settings.pubmed.overlap_days)
+
+    assert search() == search() == (datetime(2024, 3, 2, 5, 0), end)
 
 
-def test_aware_run_end_is_taken_as_utc(engine: sa.Engine) -> None:
-    end = datetime(2024, 3, 10, 6, 0, tzinfo=UTC)
-    _start, got = decide_window(engine, run_end=end, overlap_days=0, initial_lookback_days=1)
-    assert got == datetime(2024, 3, 10, 6, 0)
-
-
-def test_watermark_never_moves_backwards(engine: sa.Engine) -> None:
-    assert record_window(engine, datetime(2024, 3, 9)) == datetime(2024, 3, 9)
-    assert record_window(engine, datetime(2024, 3, 1)) == datetime(2024, 3, 9)
-    assert read_watermark(engine) == datetime(2024, 3, 9)
-    assert record_window(engine, datetime(2024, 3, 12)) == datetime(2024, 3, 12)
-    assert read_watermark(engine) == datetime(2024, 3, 12)
-    assert read_watermark(engine, "other") is None
+def test_aware_times_are_searched_as_utc() -> None:
+    start = datetime(2024, 3, 10, 6, 0, tzinfo=UTC)
+    end = datetime(2024, 3, 11, 19, 0, tzinfo=timezone(timedelta(hours=13)))
+    assert search_window(start, end, 0) == (datetime(2024, 3, 10, 6, 0), datetime(2024, 3, 11, 6, 0))
+    with pytest.raises(ValueError, match="overlap_days"):
+        search_window(start, end, -1)
 
 
 def _settings(replay: EutilsReplay, tmp_path: Path) -> Settings:
@@ -90,7 +93,7 @@ def test_ingest_window_stores_every_record_once_and_reruns_change_nothing(
     # 10.1002/14651858.CD002020: the store keeps them as one paper.
     assert papers == first["new"] == 177
     assert again["new"] == 0 and again["updated"] == 0 and again["unchanged"] > 0
-    assert read_watermark(engine) == end
+    assert store.read_watermark(engine, WATERMARK_NAME) == end
 
 
 def test_failed_ingest_leaves_the_watermark_alone(engine: sa.Engine, tmp_path: Path) -> None:
@@ -103,7 +106,7 @@ def test_failed_ingest_leaves_the_watermark_alone(engine: sa.Engine, tmp_path: P
         replay.server.inject("/entrez/eutils/efetch.fcgi", Fault(status=403, body=b"forbidden"))
         with _client(settings, tmp_path) as c, pytest.raises(EutilsHTTPError):
             ingest_window(settings, engine, start=datetime(2024, 3, 1), end=datetime(2024, 3, 2), client=c)
-    assert read_watermark(engine) is None
+    assert store.read_watermark(engine, WATERMARK_NAME) is None
 
 
 def test_unreadable_records_are_reported_not_fatal(engine: sa.Engine, tmp_path: Path) -> None:

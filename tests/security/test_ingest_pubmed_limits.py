@@ -21,7 +21,7 @@ from lupus_alerts import pipeline, store
 from lupus_alerts.config import Settings
 from lupus_alerts.eutils import EutilsClient
 from lupus_alerts.models import Paper
-from lupus_alerts.pubmed import ParseProblem, ingest_window, parse_pubmed, read_watermark
+from lupus_alerts.pubmed import WATERMARK_NAME, ParseProblem, ingest_window, parse_pubmed
 from lupus_alerts.ratelimit import RateLimiter
 from lupus_alerts.testing.eutils_replay import CorpusRecord, EutilsReplay, article_records, efetch_document
 
@@ -124,7 +124,7 @@ def test_the_watermark_never_passes_a_record_that_was_not_stored(engine: sa.Engi
     assert _stored_pmids(engine) == {pmid for pmid, _x in RECORDS} - {bad}
     assert summary["unstored"] == 1 and summary["watermark"] is None
     assert [p["pmid"] for p in summary["problems"]] == [bad]
-    assert read_watermark(engine) is None
+    assert store.read_watermark(engine, WATERMARK_NAME) is None
 
     # Once PubMed serves the record readably, the same window stores it and the mark moves.
     with EutilsReplay(_corpus({})) as replay:
@@ -132,7 +132,7 @@ def test_the_watermark_never_passes_a_record_that_was_not_stored(engine: sa.Engi
         with _client(settings, tmp_path) as c:
             again = ingest_window(settings, engine, client=c, **run)
     assert bad in _stored_pmids(engine)
-    assert again["unstored"] == 0 and read_watermark(engine) == datetime(2024, 3, 2)
+    assert again["unstored"] == 0 and store.read_watermark(engine, WATERMARK_NAME) == datetime(2024, 3, 2)
 
 
 def test_a_record_withdrawn_between_search_and_fetch_holds_the_watermark(
@@ -146,7 +146,7 @@ def test_a_record_withdrawn_between_search_and_fetch_holds_the_watermark(
                 settings, engine, start=datetime(2024, 3, 1), end=datetime(2024, 3, 2), client=c
             )
     assert (summary["hits"], summary["parsed"], summary["unstored"]) == (40, 39, 1)
-    assert read_watermark(engine) is None
+    assert store.read_watermark(engine, WATERMARK_NAME) is None
 
 
 def test_the_run_records_pubmed_as_failed_so_the_runs_own_watermark_holds(tmp_path: Path) -> None:

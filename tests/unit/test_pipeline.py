@@ -29,7 +29,7 @@ T1 = datetime(2026, 11, 27, 5, 0)
 
 
 def test_scheduled_run_uses_its_data_interval_whatever_the_watermark(engine: sa.Engine) -> None:
-    pipeline.write_watermark(engine, pipeline.RUN_WATERMARK, datetime(2026, 11, 1))
+    store.advance_watermark(engine, pipeline.RUN_WATERMARK, datetime(2026, 11, 1))
     w = pipeline.resolve_window(
         T0.replace(tzinfo=UTC), T1.replace(tzinfo=UTC), T1 + timedelta(minutes=3), engine, SETTINGS
     )
@@ -42,7 +42,7 @@ def test_manual_run_without_interval_starts_at_the_watermark_or_the_lookback(eng
     assert (fresh.start, fresh.end) == (datetime(2026, 11, 24, 14, 30), datetime(2026, 11, 27, 14, 30))
     # the log says where the start came from: not "(watermark)" when there is none
     assert fresh.origin == "lookback" and "3 days before the run" in fresh.describe()
-    pipeline.write_watermark(engine, pipeline.RUN_WATERMARK, T1)
+    store.advance_watermark(engine, pipeline.RUN_WATERMARK, T1)
     w = pipeline.resolve_window(None, None, run_after.isoformat(), engine, SETTINGS)
     assert (w.start, w.end) == (T1, datetime(2026, 11, 27, 14, 30))
     # A zero-width interval (a CronTriggerTimetable run) counts as none.
@@ -53,8 +53,8 @@ def test_manual_run_without_interval_starts_at_the_watermark_or_the_lookback(eng
 def test_a_source_that_keeps_failing_holds_back_only_its_own_window(engine: sa.Engine) -> None:
     run_after = datetime(2026, 11, 27, 14, 30, tzinfo=UTC)
     # pubmed succeeded up to T0; a dead feed never did; the last run ended at T1
-    pipeline.write_watermark(engine, pipeline.source_watermark("pubmed"), T0)
-    pipeline.write_watermark(engine, pipeline.RUN_WATERMARK, T1)
+    store.advance_watermark(engine, pipeline.source_watermark("pubmed"), T0)
+    store.advance_watermark(engine, pipeline.RUN_WATERMARK, T1)
     run = pipeline.resolve_window(None, None, run_after, engine, SETTINGS)
     assert run.start == T1
     pubmed = pipeline.source_window(engine, SETTINGS, run, "pubmed")
@@ -69,14 +69,6 @@ def test_a_source_that_keeps_failing_holds_back_only_its_own_window(engine: sa.E
 def test_a_run_with_no_time_at_all_is_an_error(engine: sa.Engine) -> None:
     with pytest.raises(pipeline.PipelineError):
         pipeline.resolve_window(None, None, None, engine, SETTINGS)
-
-
-def test_watermark_never_moves_backwards(engine: sa.Engine) -> None:
-    pipeline.write_watermark(engine, "w", T1)
-    pipeline.write_watermark(engine, "w", T0)
-    assert pipeline.read_watermark(engine, "w") == T1
-    pipeline.write_watermark(engine, "w", T1 + timedelta(days=1))
-    assert pipeline.read_watermark(engine, "w") == T1 + timedelta(days=1)
 
 
 def test_record_run_upserts_one_row_per_run_and_source(engine: sa.Engine) -> None:

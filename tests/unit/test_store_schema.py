@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -181,3 +182,21 @@ def test_one_transaction_helper_commits_its_own_and_joins_the_callers(engine: sa
             outer.rollback()
     with engine.connect() as probe:
         assert count(probe) == before + 2
+
+
+def test_a_watermark_only_moves_forward_and_says_where_it_stands(engine: sa.Engine) -> None:
+    # The one watermark implementation: the run's, each source's and PubMed's all use it
+    # (it merged pipeline's write_watermark and pubmed's record_window, whose tests were these).
+    t9, t1, t12 = datetime(2024, 3, 9), datetime(2024, 3, 1), datetime(2024, 3, 12)
+    assert store.read_watermark(engine, "w") is None
+    assert store.advance_watermark(engine, "w", t9) == t9
+    assert store.advance_watermark(engine, "w", t1) == t9
+    assert store.read_watermark(engine, "w") == t9
+    assert store.advance_watermark(engine, "w", t9) == t9
+    # an aware time is stored as naive UTC: 13:00 at UTC+13 is midnight UTC
+    assert (
+        store.advance_watermark(engine, "w", t12.replace(hour=13, tzinfo=timezone(timedelta(hours=13))))
+        == t12
+    )
+    assert store.read_watermark(engine, "w") == t12
+    assert store.read_watermark(engine, "other") is None

@@ -9,7 +9,7 @@ Every function takes plain arguments (a config path or `Settings`, the run's win
 run_id), so it runs the same under `dag.test()`, a real scheduler, the demo and a unit test.
 This package imports nothing heavy at import time: the DAG files import it while being parsed.
 
-Modules: `common` (settings, store, the run window, errors), `runs` (run records, watermarks),
+Modules: `common` (settings, store, the run window, errors), `runs` (run records),
 `windows` (each run's and each source's window), `ingest`, `health` (source health), `digests`.
 """
 
@@ -55,12 +55,10 @@ from lupus_alerts.pipeline.ingest import (
     summary_table,
 )
 from lupus_alerts.pipeline.runs import (
-    read_watermark,
     recent_runs,
     record_run,
     run_records,
     utc_text,
-    write_watermark,
 )
 from lupus_alerts.pipeline.windows import (
     resolve_window,
@@ -96,7 +94,6 @@ __all__ = [
     "open_store",
     "plan_digests",
     "poll_feed",
-    "read_watermark",
     "recent_runs",
     "record_run",
     "report_digests",
@@ -110,5 +107,4 @@ __all__ = [
     "start_ingest",
     "summary_table",
     "utc_text",
-    "write_watermark",
 ]

@@ -21,7 +21,6 @@ from lupus_alerts.pipeline.common import (
 from lupus_alerts.pipeline.runs import (
     record_run,
     run_records,
-    write_watermark,
 )
 from lupus_alerts.pipeline.windows import source_window
 
@@ -184,7 +183,9 @@ def classify_and_announce(
     if w is not None:
         # The run is complete whatever failed: a failed source keeps its own watermark
         # (`source_window`), so it alone reads the missed days again in the next manual run.
-        write_watermark(engine, RUN_WATERMARK, w.end)
+        from lupus_alerts import store
+
+        store.advance_watermark(engine, RUN_WATERMARK, w.end)
     log.info("%s", announce_report(extra))
     return event_extra(extra)
 

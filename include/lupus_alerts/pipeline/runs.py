@@ -1,4 +1,4 @@
-"""The run record: one `ingest_runs` row per source, run and attempt, and the watermarks."""
+"""The run record: one `ingest_runs` row per source, run and attempt (watermarks: `store`)."""
 
 from __future__ import annotations
 
@@ -18,35 +18,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
-
-
-def read_watermark(engine: Engine, name: str) -> datetime | None:
-    """The stored high-water mark `name`, or None."""
-    import sqlalchemy as sa
-
-    from lupus_alerts import store
-
-    with engine.connect() as conn:
-        return conn.execute(
-            sa.select(store.watermarks.c.value).where(store.watermarks.c.name == name)
-        ).scalar()
-
-
-def write_watermark(engine: Engine, name: str, value: datetime) -> None:
-    """Move the watermark `name` forward to `value` (never backwards: reruns of old runs are safe)."""
-    import sqlalchemy as sa
-
-    from lupus_alerts import store
-
-    wm = store.watermarks
-    with store.transaction(engine) as conn:
-        current = conn.execute(sa.select(wm.c.value).where(wm.c.name == name)).scalar()
-        if current is None:
-            conn.execute(sa.insert(wm).values(name=name, value=value, updated_at=store.utcnow()))
-        elif value > current:
-            conn.execute(
-                sa.update(wm).where(wm.c.name == name).values(value=value, updated_at=store.utcnow())
-            )
 
 
 def record_run(

@@ -16,9 +16,6 @@ from lupus_alerts.pipeline.common import (
     load_settings,
     open_store,
 )
-from lupus_alerts.pipeline.runs import (
-    read_watermark,
-)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -52,7 +49,9 @@ def resolve_window(
     end = _naive_utc(run_after) or end
     if end is None:
         raise PipelineError("a run with neither a data interval nor run_after has no window")
-    mark = read_watermark(engine, RUN_WATERMARK)
+    from lupus_alerts import store
+
+    mark = store.read_watermark(engine, RUN_WATERMARK)
     if mark is not None and mark < end:
         return RunWindow(
             mark, end, "watermark", f"start: the end of the last completed run (watermark {RUN_WATERMARK})"
@@ -85,7 +84,9 @@ def source_window(engine: Engine, settings: Settings, window: RunWindow, source:
     """
     if window.origin == "data_interval":
         return window
-    mark = read_watermark(engine, source_watermark(source))
+    from lupus_alerts import store
+
+    mark = store.read_watermark(engine, source_watermark(source))
     if mark is not None and mark < window.end:
         name = source_watermark(source)
         why = f"start: the end of the last window {source} read in full (watermark {name!r})"

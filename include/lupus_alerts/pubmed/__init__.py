@@ -12,15 +12,15 @@ well-formed, nested deeper than 256 levels, a text node over 10 MB; XML_PARSE_HU
 the stream cannot go on past it, so the rest of the document is cut into records by their tags
 and each is parsed alone (when the source can be read again: bytes, a path, a seekable file).
 
-The ingest half (`decide_window`, `record_window`, `ingest_window`) chooses the creation-date
-window from the stored watermark, runs the E-utilities client (`lupus_alerts.eutils`) over it
-and upserts the papers.
+The ingest half (`ingest_window`) searches a window (chosen by `pipeline.windows`, widened by
+the overlap: `search_window`) with the E-utilities client (`lupus_alerts.eutils`), upserts the
+papers and advances the `pubmed` watermark (`store.advance_watermark`) once all are stored.
 
 The package, one module per concept (docs/architecture.md): `items` (what the parser yields
 besides a Paper, and its error), `fields` (one field's text, DOI and dates), `parts` (a record's
 authors, abstract, MeSH, notices and identifiers), `record` (one record element to a Paper),
 `stream` (the document, record by record, within libxml2's limits, and the salvage after a bad
-record), `window` (the creation-date window and its watermark) and `ingest` (one window
+record), `window` (the search's creation-date range and the watermark's name) and `ingest` (one window
 searched, fetched, parsed and upserted). See docs/pubmed.md.
 """
 
@@ -30,7 +30,7 @@ from lupus_alerts.pubmed.items import DeletedCitation, ParseProblem, PubmedItem,
 from lupus_alerts.pubmed.parts import NOTICE_REFTYPES, RETRACTED_TYPE
 from lupus_alerts.pubmed.record import PUBMED_URL, parse_article, parse_book_article, parse_record
 from lupus_alerts.pubmed.stream import parse_pubmed, parse_pubmed_bytes, record_spans
-from lupus_alerts.pubmed.window import WATERMARK_NAME, decide_window, read_watermark, record_window
+from lupus_alerts.pubmed.window import WATERMARK_NAME, search_window
 
 __all__ = [
     "MATHML_NS",
@@ -43,7 +43,6 @@ __all__ = [
     "ParseProblem",
     "PubmedItem",
     "PubmedParseError",
-    "decide_window",
     "ingest_window",
     "parse_article",
     "parse_book_article",
@@ -52,7 +51,6 @@ __all__ = [
     "parse_pubmed",
     "parse_pubmed_bytes",
     "parse_record",
-    "read_watermark",
     "record_spans",
-    "record_window",
+    "search_window",
 ]

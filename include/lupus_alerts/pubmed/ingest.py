@@ -8,13 +8,13 @@ against what EFetch returned, and the watermark moved only when every record was
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from lupus_alerts.models import Paper
 from lupus_alerts.pubmed.items import DeletedCitation
 from lupus_alerts.pubmed.stream import parse_pubmed
-from lupus_alerts.pubmed.window import _naive_utc, record_window
+from lupus_alerts.pubmed.window import WATERMARK_NAME, search_window
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -93,7 +93,9 @@ def _settle_watermark(engine: Engine, summary: dict[str, Any], end: datetime, re
     summary["unstored"] = max(0, summary["expected"] - summary["parsed"])
     summary["watermark"] = None
     if record and not summary["unstored"]:
-        summary["watermark"] = record_window(engine, end).isoformat()
+        from lupus_alerts.store import advance_watermark
+
+        summary["watermark"] = advance_watermark(engine, WATERMARK_NAME, end).isoformat()
 
 
 def ingest_window(
@@ -126,8 +128,7 @@ def ingest_window(
     from lupus_alerts.store import utcnow
 
     overlap = settings.pubmed.overlap_days if overlap_days is None else overlap_days
-    s = _naive_utc(start) - timedelta(days=overlap)
-    e = _naive_utc(end)
+    s, e = search_window(start, end, overlap)
     own = client is None
     c = client or EutilsClient.from_settings(settings.pubmed)
     summary = _new_summary(s, e)
