@@ -71,7 +71,7 @@ def lupus_ingest() -> None:
 
         ctx = get_current_context()
         dr = ctx["dag_run"]
-        return pipeline.start_ingest(
+        return pipeline.resolve_window(
             None,
             data_interval_start=ctx.get("data_interval_start"),
             data_interval_end=ctx.get("data_interval_end"),

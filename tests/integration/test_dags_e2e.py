@@ -241,7 +241,7 @@ def test_rerunning_both_dags_for_the_same_date_changes_nothing_and_sends_nothing
 def test_every_task_body_called_again_as_a_cleared_task_changes_nothing(world: World) -> None:
     before, sent_before = _snapshot(world.engine), len(world.digests())
     run_id = world.runs["first.0"]["run_id"]
-    window = pipeline.start_ingest(
+    window = pipeline.resolve_window(
         world.config,
         data_interval_start=LOGICAL - timedelta(days=1),
         data_interval_end=LOGICAL,

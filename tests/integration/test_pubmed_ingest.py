@@ -24,7 +24,7 @@ def test_a_fresh_stores_pubmed_search_is_the_lookback_widened_by_the_overlap(eng
     # The path a manual run takes: the run's window, PubMed's own window, then the overlap.
     settings = make_settings(pubmed={"initial_lookback_days": 3, "overlap_days": 7})
     end = datetime(2024, 3, 10, 5, 0)
-    run = pipeline.resolve_window(None, None, end, engine, settings)
+    run = pipeline.run_window(None, None, end, engine, settings)
     source = pipeline.source_window(engine, settings, run, "pubmed")
     assert search_window(source.start, source.end, settings.pubmed.overlap_days) == (
         datetime(2024, 2, 29, 5, 0),
@@ -39,7 +39,7 @@ def test_search_starts_at_the_pubmed_watermark_minus_overlap_and_reruns_agree(en
     end = datetime(2024, 3, 10, 5, 0)
 
     def search() -> tuple[datetime, datetime]:
-        run = pipeline.resolve_window(None, None, end, engine, settings)
+        run = pipeline.run_window(None, None, end, engine, settings)
         source = pipeline.source_window(engine, settings, run, "pubmed")
         return search_window(source.start, source.end, settings.pubmed.overlap_days)
 

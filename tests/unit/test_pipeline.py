@@ -30,7 +30,7 @@ T1 = datetime(2026, 11, 27, 5, 0)
 
 def test_scheduled_run_uses_its_data_interval_whatever_the_watermark(engine: sa.Engine) -> None:
     store.advance_watermark(engine, pipeline.RUN_WATERMARK, datetime(2026, 11, 1))
-    w = pipeline.resolve_window(
+    w = pipeline.run_window(
         T0.replace(tzinfo=UTC), T1.replace(tzinfo=UTC), T1 + timedelta(minutes=3), engine, SETTINGS
     )
     assert (w.start, w.end, w.origin) == (T0, T1, "data_interval")
@@ -38,15 +38,15 @@ def test_scheduled_run_uses_its_data_interval_whatever_the_watermark(engine: sa.
 
 def test_manual_run_without_interval_starts_at_the_watermark_or_the_lookback(engine: sa.Engine) -> None:
     run_after = datetime(2026, 11, 27, 14, 30, tzinfo=UTC)
-    fresh = pipeline.resolve_window(None, None, run_after, engine, SETTINGS)
+    fresh = pipeline.run_window(None, None, run_after, engine, SETTINGS)
     assert (fresh.start, fresh.end) == (datetime(2026, 11, 24, 14, 30), datetime(2026, 11, 27, 14, 30))
     # the log says where the start came from: not "(watermark)" when there is none
     assert fresh.origin == "lookback" and "3 days before the run" in fresh.describe()
     store.advance_watermark(engine, pipeline.RUN_WATERMARK, T1)
-    w = pipeline.resolve_window(None, None, run_after.isoformat(), engine, SETTINGS)
+    w = pipeline.run_window(None, None, run_after.isoformat(), engine, SETTINGS)
     assert (w.start, w.end) == (T1, datetime(2026, 11, 27, 14, 30))
     # A zero-width interval (a CronTriggerTimetable run) counts as none.
-    z = pipeline.resolve_window(T1, T1, run_after, engine, SETTINGS)
+    z = pipeline.run_window(T1, T1, run_after, engine, SETTINGS)
     assert z.origin == "watermark"
 
 
@@ -55,20 +55,20 @@ def test_a_source_that_keeps_failing_holds_back_only_its_own_window(engine: sa.E
     # pubmed succeeded up to T0; a dead feed never did; the last run ended at T1
     store.advance_watermark(engine, pipeline.source_watermark("pubmed"), T0)
     store.advance_watermark(engine, pipeline.RUN_WATERMARK, T1)
-    run = pipeline.resolve_window(None, None, run_after, engine, SETTINGS)
+    run = pipeline.run_window(None, None, run_after, engine, SETTINGS)
     assert run.start == T1
     pubmed = pipeline.source_window(engine, SETTINGS, run, "pubmed")
     assert pubmed.start == T0 and "last window pubmed read in full" in pubmed.describe()
     dead = pipeline.source_window(engine, SETTINGS, run, "feed:dead")
     assert dead.start == T1 and "no watermark for feed:dead yet" in dead.describe()
     # a scheduled run reads its data interval, whatever a source's watermark says
-    sched = pipeline.resolve_window(T0, T1, run_after, engine, SETTINGS)
+    sched = pipeline.run_window(T0, T1, run_after, engine, SETTINGS)
     assert pipeline.source_window(engine, SETTINGS, sched, "pubmed") == sched
 
 
 def test_a_run_with_no_time_at_all_is_an_error(engine: sa.Engine) -> None:
     with pytest.raises(pipeline.PipelineError):
-        pipeline.resolve_window(None, None, None, engine, SETTINGS)
+        pipeline.run_window(None, None, None, engine, SETTINGS)
 
 
 def test_record_run_upserts_one_row_per_run_and_source(engine: sa.Engine) -> None:

@@ -62,9 +62,9 @@ from lupus_alerts.pipeline.runs import (
 )
 from lupus_alerts.pipeline.windows import (
     resolve_window,
+    run_window,
     source_watermark,
     source_window,
-    start_ingest,
 )
 
 __all__ = [
@@ -99,12 +99,12 @@ __all__ = [
     "report_digests",
     "resolve_window",
     "run_records",
+    "run_window",
     "schedule_settings",
     "search_pubmed",
     "send_digest_chunk",
     "source_watermark",
     "source_window",
-    "start_ingest",
     "summary_table",
     "utc_text",
 ]

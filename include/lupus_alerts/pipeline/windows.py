@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # -- ingest -------------------------------------------------------------------------------------
 
 
-def resolve_window(
+def run_window(
     data_interval_start: datetime | str | None,
     data_interval_end: datetime | str | None,
     run_after: datetime | str | None,
@@ -99,7 +99,7 @@ def source_window(engine: Engine, settings: Settings, window: RunWindow, source:
     return window
 
 
-def start_ingest(
+def resolve_window(
     config: Settings | str | None,
     *,
     data_interval_start: datetime | str | None,
@@ -110,7 +110,7 @@ def start_ingest(
     """Task `resolve_window`: validate the config, migrate the store, decide the run's window."""
     settings = load_settings(config)
     engine = open_store(settings)
-    window = resolve_window(data_interval_start, data_interval_end, run_after, engine, settings)
+    window = run_window(data_interval_start, data_interval_end, run_after, engine, settings)
     summary = {"run_id": run_id, **window.to_dict(), "feeds": len(settings.feeds)}
     log.info("ingest window for %s: %s", run_id, window.describe())
     return summary
