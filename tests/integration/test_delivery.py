@@ -421,6 +421,36 @@ def test_550_is_permanent_counted_and_bounces_after_the_limit(
     assert gone.id not in plan3.due
 
 
+def test_a_bounce_for_a_subscriber_who_left_meanwhile_is_counted_but_keeps_them_unsubscribed(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
+    # The 550 comes back for a message that was in flight when the one-click unsubscribe landed:
+    # the bounce is counted and stamped, but "bounced" must not overwrite the subscriber's choice.
+    gone = sub(engine, email="gone@example.org")
+    sink.handler.rcpt_codes["gone@example.org"] = [550]
+    with engine.begin() as c:  # one bounce already: this one reaches the limit (2)
+        c.execute(
+            sa.update(store.subscribers).where(store.subscribers.c.id == gone.id).values(permanent_failures=1)
+        )
+    add_papers(engine, [["nephrology"]])
+
+    class LeavesWhileInFlight(mailer.SmtpTransport):
+        def send(self, msg: EmailMessage) -> mailer.SendResult:
+            subscribers.set_status(engine, gone.id, "unsubscribed")
+            return super().send(msg)
+
+    with LeavesWhileInFlight("127.0.0.1", sink.port, timeout=5) as t:
+        stats = run(engine, settings, t)
+    assert stats.failed_permanent == 1
+    g = subscribers.get(engine, gone.id)
+    assert (g.status, g.permanent_failures) == ("unsubscribed", 2)
+    with engine.connect() as c:  # stamped by the bounce (the run's time), after the unsubscribe
+        stamped = c.execute(
+            sa.select(store.subscribers.c.updated_at).where(store.subscribers.c.id == gone.id)
+        )
+    assert stamped.scalar() == NOW
+
+
 def test_the_ledger_stamps_sent_at_on_a_sent_digest_only(
     engine: sa.Engine, settings: Settings, sink: SmtpSink
 ) -> None:
