@@ -35,7 +35,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import compress, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +45,15 @@ from lupus_alerts import relevance
 from lupus_alerts.label_model import MIN_SENTENCES, MODEL_FILE, LabelModel, LabelModelError, load_label_model
 from lupus_alerts.models import Classification, Paper, TopicLabel
 from lupus_alerts.phrases import (
+    EXCLUSION_SENTENCE,
     MAX_ABSTRACT_CHARS,
     MAX_TITLE_CHARS,
+    NEGATION_WORDS,
     Doc,
     Hit,
     PhraseSet,
+    TokenMemo,
     clip,
-    in_exclusion_sentence,
     is_negated,
     matched_text,
     phrase_words,
@@ -126,14 +128,16 @@ _HEADING_CATEGORY = {
     "conclusions": "CONCLUSIONS",
     "interpretation": "CONCLUSIONS",
 }
-_INLINE_HEADING = re.compile(
-    r"(?:^|(?<=[.!?])\s+)("
-    + "|".join(sorted(map(re.escape, _HEADING_CATEGORY), key=len, reverse=True))
-    + r")\s*:\s*",
-    re.I,
-)
+_HEADING_WORDS = "|".join(sorted(map(re.escape, _HEADING_CATEGORY), key=len, reverse=True))
+# A heading written inline opens the abstract or follows a sentence's stop ("... known. Methods:
+# ..."). The stop is matched rather than looked behind for, so that the engine skips in C from
+# stop to stop instead of trying the pattern at every character.
+_HEADING_AT_START = re.compile(rf"({_HEADING_WORDS})\s*:\s*", re.I)
+_INLINE_HEADING = re.compile(rf"[.!?](\s+)({_HEADING_WORDS})\s*:\s*", re.I)
 # "a 16-year-old girl", "13-year-old", "a 9 year old boy": a child in a case report.
-_AGE = re.compile(r"\b(\d{1,2})[- ](?:year|yr)s?[- ](?:old\b|boy\b|girl\b)", re.I)
+# The first digit is matched before the word boundary is checked behind it ("\b\d" in the
+# other order), so that the engine skips in C from digit to digit.
+_AGE = re.compile(r"(\d(?<!\w\d)\d?)[- ](?:year|yr)s?[- ](?:old\b|boy\b|girl\b)", re.I)
 # WHO INN stems of drug classes used in lupus: monoclonal antibodies (-mab), fusion proteins
 # (-cept), kinase inhibitors (-tinib), mTOR/calcineurin inhibitors (-limus), thalidomide
 # analogues and cereblon modulators (-domide). A word with one of these endings names a drug,
@@ -371,6 +375,26 @@ class _Acc:
         self.where[where] = self.where.get(where, 0.0) + c
 
 
+class _Accs(dict[str, _Acc]):
+    """Each label's accumulator, made when something is first found for the label: a paper
+    touches few of the fifteen labels, and the others' scores are all alike."""
+
+    def __missing__(self, lid: str) -> _Acc:
+        a = self[lid] = _Acc()
+        return a
+
+
+@dataclass(frozen=True, slots=True)
+class _PaperContext:
+    """What every label's features of one paper share."""
+
+    top: float  # the highest raw score of any label
+    first: int  # the first title word of any label's cue (-1: none)
+    n_sent: int  # abstract sentences (at least 1)
+    n_title: int  # title words (at least 1)
+    features: dict[str, float]  # what kind of paper it is (`_paper_features`)
+
+
 @dataclass(slots=True)
 class LabelScore:
     """A label's score for one paper, whether or not it passed the threshold."""
@@ -402,15 +426,31 @@ def abstract_sections(paper: Paper) -> list[tuple[str, str]]:
             out.append((cat if cat in SECTION_FACTORS else "", text))
         return out
     text = clip(paper.abstract or "", MAX_ABSTRACT_CHARS)
-    matches = list(_INLINE_HEADING.finditer(text))
-    if not matches:
+    headings = _inline_headings(text)
+    if not headings:
         return [("", text)] if text else []
     out = []
-    if matches[0].start() > 0:
-        out.append(("", text[: matches[0].start()]))
-    for k, m in enumerate(matches):
-        end = matches[k + 1].start() if k + 1 < len(matches) else len(text)
-        out.append((_HEADING_CATEGORY[m.group(1).lower()], text[m.end() : end]))
+    if headings[0][0] > 0:
+        out.append(("", text[: headings[0][0]]))
+    for k, (_start, heading, body) in enumerate(headings):
+        end = headings[k + 1][0] if k + 1 < len(headings) else len(text)
+        out.append((_HEADING_CATEGORY[heading.lower()], text[body:end]))
+    return out
+
+
+def _inline_headings(text: str) -> list[tuple[int, str, int]]:
+    """Each heading written inline in `text`: where it starts (the spaces after the stop before
+    it), the heading, and where the section's text starts."""
+    if ":" not in text:
+        return []  # every heading is followed by a colon
+    out = []
+    pos = 0
+    if m := _HEADING_AT_START.match(text):
+        out.append((0, m.group(1), m.end()))
+        pos = m.end()
+    # A heading's match ends in ':' or a space, never in a stop, so the next stop lies at or
+    # after `pos` and no heading is missed by starting the search there.
+    out += [(m.start(1), m.group(2), m.end()) for m in _INLINE_HEADING.finditer(text, pos)]
     return out
 
 
@@ -446,6 +486,7 @@ LOCATIONS = (
     "other",
     "meta",
 )
+_LOCATION_FEATURES = tuple((f"at_{loc}", loc) for loc in LOCATIONS)  # label_model.LOCATION_FEATURES
 _SECTION_LOCATION = {
     "OBJECTIVE": "objective",
     "CONCLUSIONS": "conclusion",
@@ -502,20 +543,38 @@ def sentence_locations(doc: Doc) -> list[str]:
     return out
 
 
-_CASE_REPORT = re.compile(
-    r"\bcase (?:report|series|presentation)\b|\bwe (?:report|describe|present) (?:a|an|the|two|three)\b"
-    r"|\b\d{1,3}[- ](?:year|month)s?[- ]old\b",
+# "case report", "we describe a": found from the space after the first word, which the engine
+# finds in C, with the first word checked behind it; "a 45-year-old", "6-month-old" from the
+# first digit (see `_AGE`).
+_CASE_REPORT_WORDS = re.compile(
+    r" (?:(?<=\bcase )(?:report|series|presentation)\b"
+    r"|(?<=\bwe )(?:report|describe|present) (?:a|an|the|two|three)\b)",
     re.I,
 )
+_CASE_REPORT_AGE = re.compile(r"\d(?<!\w\d)\d{0,2}[- ](?:year|month)s?[- ]old\b", re.I)
 _REVIEW = re.compile(r"\b(?:review|meta-analys[ie]s|meta analys[ie]s|overview|perspective)\b", re.I)
 
 
-def _paper_features(paper: Paper, abstract_doc: Doc) -> dict[str, float]:
-    """What kind of paper it is, as far as its words say: a case report, a review."""
+def _paper_text(paper: Paper) -> str:
+    """The title and abstract as read (see `MAX_TITLE_CHARS`), for the patterns over both."""
+    return f"{clip(paper.title or '', MAX_TITLE_CHARS)} {clip(paper.abstract or '', MAX_ABSTRACT_CHARS)}"
+
+
+def _is_case_report(text: str, lowered: str) -> bool:
+    """`text` reads as a case report: "case report", "we describe a", "a 45-year-old".
+    `lowered` is `text.lower()`: without "year" or "month" in it, no age can match (no other
+    character matches these letters ignoring case), and the age pattern is not run."""
+    if _CASE_REPORT_WORDS.search(text):
+        return True
+    return ("year" in lowered or "month" in lowered) and _CASE_REPORT_AGE.search(text) is not None
+
+
+def _paper_features(paper: Paper, abstract_doc: Doc, text: str, lowered: str) -> dict[str, float]:
+    """What kind of paper it is, as far as its words say: a case report, a review. `text` is
+    `_paper_text(paper)`, `lowered` the same in lower case."""
     title = clip(paper.title or "", MAX_TITLE_CHARS)
-    text = f"{title} {clip(paper.abstract or '', MAX_ABSTRACT_CHARS)}"
     return {
-        "case_report": float(bool(_CASE_REPORT.search(text))),
+        "case_report": float(_is_case_report(text, lowered)),
         "review": float(bool(_REVIEW.search(title))),
         "sentences": float(len(abstract_doc.sent_start)),
     }
@@ -534,6 +593,28 @@ def _inclusion_criterion(doc: Doc, hit: Hit) -> bool:
         return False
     s0 = doc.sent_start[hit.sentence]
     return any(w in _INCLUSION_WORDS for w in doc.lower[max(s0, hit.start - INCLUSION_WINDOW) : hit.start])
+
+
+def _per_label(
+    payloads: tuple[tuple[str, float, str, str], ...],
+) -> Iterable[tuple[str, float, str, str]]:
+    """A mention's payloads, one per label: "diagnostic" matches both "diagnostic" and
+    "diagnos*", and the heavier cue (the first of equals) speaks for the label; not_cues count
+    for none."""
+    if len(payloads) == 1:
+        return () if payloads[0][0] == NO_LABEL else payloads
+    per_label: dict[str, tuple[float, str, str]] = {}
+    for lid, w, phrase, kind in payloads:
+        if lid == NO_LABEL:
+            continue
+        if lid not in per_label or w > per_label[lid][0]:
+            per_label[lid] = (w, phrase, kind)
+    return [(lid, w, phrase, kind) for lid, (w, phrase, kind) in per_label.items()]
+
+
+def _is_drug_name(word: str) -> bool:
+    """A lower-case word that names a drug by its INN stem (see `DRUG_STEMS`)."""
+    return len(word) >= DRUG_STEM_MIN_LEN and word.endswith(DRUG_STEMS) and word not in NOT_DRUGS
 
 
 def _quote_list(items: list[str]) -> str:
@@ -621,6 +702,7 @@ class Classifier:
                 self._mesh.setdefault(descriptor.lower(), []).append((lid, w))
                 if ui:
                     self._mesh.setdefault(ui, []).append((lid, w))
+        self._drug_names: TokenMemo[bool] = TokenMemo(_is_drug_name)
         self._pubtypes: dict[str, list[tuple[str, float]]] = {}
         for lid, lab in self.taxonomy.labels.items():
             for pt, w in lab.publication_types.items():
@@ -633,7 +715,7 @@ class Classifier:
         return self._scores(paper, *_docs(paper))
 
     def _scores(self, paper: Paper, title_doc: Doc, abstract_doc: Doc) -> dict[str, LabelScore]:
-        acc = {lid: _Acc() for lid in self.taxonomy.ids}
+        acc = _Accs()
         head, colon, _sub = clip(paper.title or "", MAX_TITLE_CHARS).partition(": ")
         subtitle_start = len(tokens(head)) if colon else len(title_doc.tokens)
         self._score_text(
@@ -666,37 +748,62 @@ class Classifier:
                         acc[lid].raw += c
                         acc[lid].add("meta", c)
                         acc[lid].parts.append((5, c, f"published in {paper.journal}"))
-        self._score_age(acc, paper)
-        paper_features = _paper_features(paper, abstract_doc)
-        top = max(a.raw for a in acc.values())
-        n_sent = max(len(abstract_doc.sent_start), 1)
-        n_title = max(len(title_doc.tokens), 1)
+        text = _paper_text(paper)
+        lowered = text.lower()
+        self._score_age(acc, text, lowered)
+        paper_features = _paper_features(paper, abstract_doc, text, lowered)
+        ids = self.taxonomy.ids
+        # a label nothing was found for has an empty accumulator (see `_Accs`)
+        raws = [a.raw for a in acc.values()] + ([0.0] if len(acc) < len(ids) else [])
+        top = max(raws)
         firsts = sorted(a.title_at for a in acc.values() if a.title_at >= 0)
-        first = firsts[0] if firsts else -1
+        paper = _PaperContext(
+            top=top,
+            first=firsts[0] if firsts else -1,
+            n_sent=max(len(abstract_doc.sent_start), 1),
+            n_title=max(len(title_doc.tokens), 1),
+            features=paper_features,
+        )
+        # Every label nothing was found for scores the same but for its threshold: computed
+        # once per paper instead of once per label (most of the fifteen labels, most papers).
+        blank = self._label_score("", _Acc(), paper) if len(acc) < len(ids) else None
         out = {}
-        for lid, a in acc.items():
-            a.parts.sort(key=lambda p: (p[0], -p[1]))
-            score = round(1.0 - math.exp(-a.raw), 3)
-            features = {f"at_{loc}": a.where.get(loc, 0.0) for loc in LOCATIONS}
-            features.update(
-                raw=a.raw,
-                title_weight=a.title_weight,
-                abstract_weight=a.abstract_weight,
-                coverage=len(a.sentences) / n_sent,
-                cues=float(a.cues),
-                relative=a.raw / top if top > 0 else 0.0,
-                top=float(a.raw == top and top > 0),
-                # the title's subject comes first: "Malar rash in SLE: ... therapeutic associations"
-                title_first=float(a.title_at >= 0 and a.title_at == first),
-                title_position=1.0 - a.title_at / n_title if a.title_at >= 0 else 0.0,
-                rule=float(score >= self.thresholds[lid]),
-                **paper_features,
-            )
-            evidence = [e for _r, _c, e in a.parts]
-            # weak words are not shown as the reason when something decisive was found
-            decisive = [e for e in evidence if e not in a.weak]
-            out[lid] = LabelScore(lid, score, a.raw, decisive or evidence, features, a.found)
+        for lid in ids:
+            a = acc.get(lid)
+            if a is not None:
+                out[lid] = self._label_score(lid, a, paper)
+            else:
+                assert blank is not None
+                features = dict(blank.features)
+                features["rule"] = float(blank.score >= self.thresholds[lid])
+                out[lid] = LabelScore(lid, blank.score, blank.raw, [], features, {})
         return out
+
+    def _label_score(self, lid: str, a: _Acc, paper: _PaperContext) -> LabelScore:
+        """One label's score, evidence and the features the learned layer reads."""
+        a.parts.sort(key=lambda p: (p[0], -p[1]))
+        score = round(1.0 - math.exp(-a.raw), 3)
+        where = a.where
+        top = paper.top
+        features = {key: where.get(loc, 0.0) for key, loc in _LOCATION_FEATURES}
+        features.update(
+            raw=a.raw,
+            title_weight=a.title_weight,
+            abstract_weight=a.abstract_weight,
+            coverage=len(a.sentences) / paper.n_sent,
+            cues=float(a.cues),
+            relative=a.raw / top if top > 0 else 0.0,
+            top=float(a.raw == top and top > 0),
+            # the title's subject comes first: "Malar rash in SLE: ... therapeutic associations"
+            title_first=float(a.title_at >= 0 and a.title_at == paper.first),
+            title_position=1.0 - a.title_at / paper.n_title if a.title_at >= 0 else 0.0,
+            rule=float(score >= self.thresholds[lid]) if lid else 0.0,
+            **paper.features,
+        )
+        evidence = [e for _r, _c, e in a.parts]
+        # weak words are not shown as the reason when something decisive was found
+        decisive = [e for e in evidence if e not in a.weak]
+        return LabelScore(lid, score, a.raw, decisive or evidence, features, a.found)
 
     def _score_text(
         self,
@@ -723,25 +830,23 @@ class Classifier:
         locations = sentence_locations(doc) if context else None
         labels = doc.sent_labels
         hits = self._cues.find(doc)
-        if DRUG_STEM_LABEL in acc:
+        if DRUG_STEM_LABEL in self.taxonomy.labels:
             hits = hits + self._drug_stem_hits(doc, hits)
+        # the sentences where a mention may be negated, excluded or an inclusion criterion
+        # (in_exclusion_sentence, is_negated, _inclusion_criterion), asked once, not per mention
+        negation = doc.sentences_with(NEGATION_WORDS)
+        exclusion = doc.sentences_with(EXCLUSION_SENTENCE) if context else frozenset()
+        inclusion = doc.sentences_with(_INCLUSION_WORDS) if context else frozenset()
         for hit in hits:
-            if context and (
-                in_exclusion_sentence(doc, hit) or is_negated(doc, hit) or _inclusion_criterion(doc, hit)
+            s = hit.sentence
+            if (
+                s in exclusion
+                or (s in negation and is_negated(doc, hit))
+                or (s in inclusion and _inclusion_criterion(doc, hit))
             ):
                 continue
-            if not context and is_negated(doc, hit):
-                continue
-            sf = factors[hit.sentence] if factors else 1.0
-            # one contribution per label per mention: "diagnostic" matches both "diagnostic"
-            # and "diagnos*"; the heavier cue speaks for it
-            per_label: dict[str, tuple[float, str, str]] = {}
-            for lid, w, phrase, kind in hit.payloads:
-                if lid == NO_LABEL:
-                    continue
-                if lid not in per_label or w > per_label[lid][0]:
-                    per_label[lid] = (w, phrase, kind)
-            for lid, (w, phrase, kind) in per_label.items():
+            sf = factors[s] if factors else 1.0
+            for lid, w, phrase, kind in _per_label(hit.payloads):
                 shown = matched_text(doc, hit) if "*" in phrase else phrase
                 per = found.setdefault(lid, {})
                 cur = per.get(shown)
@@ -763,7 +868,7 @@ class Classifier:
                     a.add(loc, w * factor)
                     a.title_weight = max(a.title_weight, w)
                 else:
-                    a.add(locations[hit.sentence], w)
+                    a.add(loc, w)
                     a.abstract_weight = max(a.abstract_weight, w)
                     a.sentences.add(hit.sentence)
                 if cur is None:
@@ -773,18 +878,17 @@ class Classifier:
                     cur[1] += 1
         return found
 
-    @staticmethod
-    def _drug_stem_hits(doc: Doc, known: list[Hit]) -> list[Hit]:
+    def _drug_stem_hits(self, doc: Doc, known: list[Hit]) -> list[Hit]:
         """Drug names recognised by their INN stem that no cue already matched."""
+        # most abstracts name no drug by its stem: asked of the distinct words first
+        if not any(map(self._drug_names.__getitem__, doc.vocabulary)):
+            return []
+        named = list(map(self._drug_names.__getitem__, doc.lower))
         covered = {i for h in known for i in range(h.start, h.end)}
         out: list[Hit] = []
-        for i, w in enumerate(doc.lower):
-            if (
-                len(w) >= DRUG_STEM_MIN_LEN
-                and w.endswith(DRUG_STEMS)
-                and i not in covered
-                and w not in NOT_DRUGS
-            ):
+        for i in compress(range(len(named)), named):
+            if i not in covered:
+                w = doc.lower[i]
                 out.append(Hit(w, ((DRUG_STEM_LABEL, DRUG_STEM_WEIGHT, w, DRUG),), i, i + 1, doc.sent[i]))
         return out
 
@@ -823,10 +927,11 @@ class Classifier:
                             (1, c, f"MeSH {m.descriptor}/{q.name}" + (" (major topic)" if qmajor else ""))
                         )
 
-    def _score_age(self, acc: dict[str, _Acc], paper: Paper) -> None:
-        if "pediatrics" not in acc:
+    def _score_age(self, acc: dict[str, _Acc], text: str, lowered: str) -> None:
+        """A child's age in `text` ("a 9-year-old boy") counts for pediatrics. `lowered` is
+        `text.lower()`: without "year" or "yr" in it the age pattern cannot match."""
+        if "pediatrics" not in self.taxonomy.labels or ("year" not in lowered and "yr" not in lowered):
             return
-        text = f"{clip(paper.title or '', MAX_TITLE_CHARS)} {clip(paper.abstract or '', MAX_ABSTRACT_CHARS)}"
         for m in _AGE.finditer(text):
             age = int(m.group(1))
             if age < PAEDIATRIC_AGE_LIMIT:

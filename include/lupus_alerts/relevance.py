@@ -742,7 +742,7 @@ def assess_docs(
     kw_hits_all = [(kw, d, _PHRASES.find(d)) for kw, d in kw_docs]
     expansion = sle_expansion(f"{title} {abstract}")
     redefined = _redefines_sle(title_hits) or _redefines_sle(abstract_hits) or expansion is not None
-    organ_words = frozenset(title_doc.lower) | frozenset(abstract_doc.lower)
+    organ_words = title_doc.vocabulary | abstract_doc.vocabulary
     t = _scan(title_doc, title_hits, context=False, redefined=redefined, organ_words=organ_words)
     traps = list(t.traps)
     raw = _title_weight(t, raw, evidence)
