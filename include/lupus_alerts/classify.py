@@ -138,6 +138,10 @@ _INLINE_HEADING = re.compile(rf"[.!?](\s+)({_HEADING_WORDS})\s*:\s*", re.I)
 # The first digit is matched before the word boundary is checked behind it ("\b\d" in the
 # other order), so that the engine skips in C from digit to digit.
 _AGE = re.compile(r"(\d(?<!\w\d)\d?)[- ](?:year|yr)s?[- ](?:old\b|boy\b|girl\b)", re.I)
+# On ASCII text ASCII digits and word characters are all there are, and testing a character
+# range is cheaper than asking the Unicode database: each pattern over the title and abstract
+# has an ASCII twin that finds the same matches there.
+_AGE_ASCII = re.compile(_AGE.pattern, re.I | re.A)
 # WHO INN stems of drug classes used in lupus: monoclonal antibodies (-mab), fusion proteins
 # (-cept), kinase inhibitors (-tinib), mTOR/calcineurin inhibitors (-limus), thalidomide
 # analogues and cereblon modulators (-domide). A word with one of these endings names a drug,
@@ -552,6 +556,8 @@ _CASE_REPORT_WORDS = re.compile(
     re.I,
 )
 _CASE_REPORT_AGE = re.compile(r"\d(?<!\w\d)\d{0,2}[- ](?:year|month)s?[- ]old\b", re.I)
+_CASE_REPORT_WORDS_ASCII = re.compile(_CASE_REPORT_WORDS.pattern, re.I | re.A)
+_CASE_REPORT_AGE_ASCII = re.compile(_CASE_REPORT_AGE.pattern, re.I | re.A)
 _REVIEW = re.compile(r"\b(?:review|meta-analys[ie]s|meta analys[ie]s|overview|perspective)\b", re.I)
 
 
@@ -564,9 +570,12 @@ def _is_case_report(text: str, lowered: str) -> bool:
     """`text` reads as a case report: "case report", "we describe a", "a 45-year-old".
     `lowered` is `text.lower()`: without "year" or "month" in it, no age can match (no other
     character matches these letters ignoring case), and the age pattern is not run."""
-    if _CASE_REPORT_WORDS.search(text):
+    ascii = text.isascii()
+    if (_CASE_REPORT_WORDS_ASCII if ascii else _CASE_REPORT_WORDS).search(text):
         return True
-    return ("year" in lowered or "month" in lowered) and _CASE_REPORT_AGE.search(text) is not None
+    if "year" not in lowered and "month" not in lowered:
+        return False
+    return (_CASE_REPORT_AGE_ASCII if ascii else _CASE_REPORT_AGE).search(text) is not None
 
 
 def _paper_features(paper: Paper, abstract_doc: Doc, text: str, lowered: str) -> dict[str, float]:
@@ -932,7 +941,7 @@ class Classifier:
         `text.lower()`: without "year" or "yr" in it the age pattern cannot match."""
         if "pediatrics" not in self.taxonomy.labels or ("year" not in lowered and "yr" not in lowered):
             return
-        for m in _AGE.finditer(text):
+        for m in (_AGE_ASCII if text.isascii() else _AGE).finditer(text):
             age = int(m.group(1))
             if age < PAEDIATRIC_AGE_LIMIT:
                 acc["pediatrics"].raw += AGE_WEIGHT

@@ -114,7 +114,8 @@ def split_clauses(text: str) -> list[str]:
     out: list[list[str]] = []
     tail = ""  # the end of the current sentence, enough to see an abbreviation
     for part in _sentence_pieces(text):
-        if out and _NO_BREAK_AFTER.search(tail):
+        # an abbreviation ends the tail: no match starts before its last 8 characters
+        if out and _NO_BREAK_AFTER.search(tail, max(0, len(tail) - 8)):
             out[-1].append(part)
             tail = f"{tail} {part}"[-_TAIL:]
         else:
@@ -199,6 +200,21 @@ class Hit(Generic[P]):
     end: int
     sentence: int
 
+    def __init__(self, phrase: str, payloads: tuple[P, ...], start: int, end: int, sentence: int) -> None:
+        # A frozen dataclass's own __init__ sets each field through object.__setattr__, which
+        # cost more than the rest of the matcher per hit; the slots' descriptors set them
+        # directly. The instance stays frozen to its users.
+        _SET_PHRASE(self, phrase)
+        _SET_PAYLOADS(self, payloads)
+        _SET_START(self, start)
+        _SET_END(self, end)
+        _SET_SENTENCE(self, sentence)
+
+
+_SET_PHRASE, _SET_PAYLOADS, _SET_START, _SET_END, _SET_SENTENCE = (
+    Hit.__dict__[name].__set__ for name in ("phrase", "payloads", "start", "end", "sentence")
+)
+
 
 @dataclass(slots=True)
 class _Entry(Generic[P]):
@@ -227,13 +243,13 @@ def phrase_words(phrase: str) -> tuple[tuple[str, ...], tuple[bool, ...], bool]:
 # token's candidates), the phrase to report and the payloads of all of them, in rank order.
 _Found = tuple[tuple[tuple[int, _Entry[Any]], ...], str, tuple[Any, ...]]
 # The candidates of one token of a given length: all of them when the phrase is one word long
-# ("always"); otherwise looked up by the tuple of their following words, case-insensitively
+# ("always"); otherwise looked up by their following word (or words), case-insensitively
 # (ci) or as written (cs), and the rest (a following word matched by prefix) checked one by one.
 _Group = tuple[
     int,
     "_Found | None",
-    dict[tuple[str, ...], _Found],
-    dict[tuple[str, ...], _Found],
+    dict[str | tuple[str, ...], _Found],
+    dict[str | tuple[str, ...], _Found],
     tuple[tuple[int, _Entry[Any]], ...],
 ]
 
@@ -241,6 +257,12 @@ _Group = tuple[
 def _found(pairs: Iterable[tuple[int, _Entry[P]]]) -> _Found:
     ordered = tuple(sorted(pairs, key=itemgetter(0)))
     return ordered, ordered[0][1].phrase, tuple(p for _k, e in ordered for p in e.payloads)
+
+
+def _following(words: tuple[str, ...]) -> str | tuple[str, ...]:
+    """The key of a phrase's words after the first: the word itself when there is one (no
+    tuple to build per lookup), else their tuple."""
+    return words[1] if len(words) == 2 else words[1:]
 
 
 def _tail_matches(e: _Entry[P], src: list[str], i: int) -> bool:
@@ -329,13 +351,13 @@ class PhraseSet(Generic[P]):
             if nw == 1:
                 plan.append((nw, _found(pairs), {}, {}, ()))
                 continue
-            keyed: tuple[dict[tuple[str, ...], list[tuple[int, _Entry[P]]]], ...] = ({}, {})
+            keyed: tuple[dict[str | tuple[str, ...], list[tuple[int, _Entry[P]]]], ...] = ({}, {})
             others = []
             for rank, e in pairs:
                 if any(e.prefix[1:]):
                     others.append((rank, e))
                 else:
-                    keyed[e.case_sensitive].setdefault(e.words[1:], []).append((rank, e))
+                    keyed[e.case_sensitive].setdefault(_following(e.words), []).append((rank, e))
             ci, cs = ({k: _found(v) for k, v in d.items()} for d in keyed)
             plan.append((nw, None, ci, cs, tuple(others)))
         return tuple(plan)
@@ -360,10 +382,10 @@ class PhraseSet(Generic[P]):
                     continue
                 found = always
                 if found is None:
-                    found = ci.get(tuple(lower[i + 1 : end])) if ci else None
+                    found = ci.get(lower[i + 1] if nw == 2 else tuple(lower[i + 1 : end])) if ci else None
                     if cs or others:
                         pairs = list(found[0]) if found else []
-                        if cs and (more := cs.get(tuple(tokens[i + 1 : end]))):
+                        if cs and (more := cs.get(tokens[i + 1] if nw == 2 else tuple(tokens[i + 1 : end]))):
                             pairs += more[0]
                         pairs += [
                             (k, e)
