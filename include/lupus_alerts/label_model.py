@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +69,12 @@ class LabelModelError(ValueError):
     """The model file is malformed or does not fit the taxonomy (names the file and field)."""
 
 
+_FEATURES_LOGGED = tuple((f, f in _LOGGED) for f in FEATURES)
+
+
 def feature_vector(features: Mapping[str, float]) -> list[float]:
     """The model's input for one label of one paper, from `LabelScore.features`."""
-    return [math.log1p(features[f]) if f in _LOGGED else float(features[f]) for f in FEATURES]
+    return [math.log1p(features[f]) if logged else float(features[f]) for f, logged in _FEATURES_LOGGED]
 
 
 def has_decisive_cue(features: Mapping[str, float]) -> bool:
@@ -101,14 +104,21 @@ class LabelModel:
     threshold: float
     max_labels: int
     meta: Mapping[str, Any]
+    # label -> (intercept + bias, shared + adjustment per feature), summed on first use
+    _combined: dict[str, tuple[float, tuple[float, ...]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def probability(self, label: str, features: Mapping[str, float]) -> float:
         """How likely `label` is a main subject of the paper whose `features` these are."""
         x = feature_vector(features)
-        adj = self.adjust[label]
-        z = self.intercept + self.bias[label]
-        for xi, s, a in zip(x, self.shared, adj, strict=True):
-            z += (s + a) * xi
+        combined = self._combined.get(label)
+        if combined is None:
+            weights = tuple(s + a for s, a in zip(self.shared, self.adjust[label], strict=True))
+            combined = self._combined[label] = (self.intercept + self.bias[label], weights)
+        z, weights = combined
+        for xi, w in zip(x, weights, strict=True):
+            z += w * xi
         return _sigmoid(z)
 
     def choose(self, features: Mapping[str, Mapping[str, float]]) -> list[tuple[str, float]]:

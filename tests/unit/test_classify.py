@@ -425,6 +425,58 @@ def test_phrase_matching_is_whole_word_case_and_prefix_aware() -> None:
     assert found == [("SLE", "SLE"), ("nephrit*", "Nephritis"), ("ISN/RPS class", "ISN RPS class")]
 
 
+def test_phrase_matching_keeps_the_longest_phrase_and_every_phrase_of_its_span() -> None:
+    ps: PhraseSet[str] = PhraseSet(
+        [
+            ("lupus", "short"),
+            ("lupus nephritis", "exact"),
+            ("lupus nephrit*", "prefix"),  # the same span as "lupus nephritis": both payloads
+            ("lupus nephritis class", "longest"),
+            ("ISN RPS", "caps"),  # case-sensitive over two words
+        ]
+    )
+    doc = Doc.from_text(
+        "Lupus nephritis. Lupus nephritides; lupus nephritis class IV in isn rps and ISN RPS. Lupus."
+    )
+    found = [(h.phrase, h.payloads, h.start, h.end) for h in ps.find(doc)]
+    assert found == [
+        ("lupus nephritis", ("exact", "prefix"), 0, 2),
+        ("lupus nephrit*", ("prefix",), 2, 4),
+        ("lupus nephritis class", ("longest",), 4, 7),
+        ("ISN RPS", ("caps",), 12, 14),  # not "isn rps"
+        ("lupus", ("short",), 14, 15),
+    ]
+
+
+def test_a_phrase_never_spans_two_sentences_and_payloads_added_later_are_found() -> None:
+    ps: PhraseSet[str] = PhraseSet([("renal flare", "a")])
+    doc = Doc.from_text("It was renal. Flare followed. A renal flare.")
+    assert [(h.start, h.payloads) for h in ps.find(doc)] == [(6, ("a",))]
+    ps.add("renal flare", "b")  # after a search: the remembered candidates must not be stale
+    ps.add("flare", "c")
+    assert [(h.start, h.payloads) for h in ps.find(doc)] == [(3, ("c",)), (6, ("a", "b"))]
+
+
+def test_tokens_of_non_ascii_text_are_unicode_words() -> None:
+    doc = Doc.from_text("Sjögren’s and SLE ≥ 2 µg/ml; Naïve T_cells. next. Next")
+    assert doc.tokens[:7] == ["Sjögren", "s", "and", "SLE", "2", "µg", "ml"]
+    assert doc.tokens[7:] == ["Naïve", "T", "cells", "next", "Next"]
+    assert doc.sent == [0] * 7 + [1] * 4 + [2]  # a clause starts with a capital
+
+
+def test_inline_headings_open_the_abstract_or_follow_a_stop() -> None:
+    p = paper("t", "Intro. Background: known. Methods : we did.Results: no. Results:found! Conclusions:  so")
+    assert abstract_sections(p) == [
+        ("", "Intro."),
+        ("BACKGROUND", "known."),
+        ("METHODS", "we did.Results: no."),  # no space after the stop: no heading
+        ("RESULTS", "found!"),
+        ("CONCLUSIONS", "so"),
+    ]
+    aims = abstract_sections(paper("t", "Aims: to see. Purpose of it."))
+    assert aims == [("OBJECTIVE", "to see. Purpose of it.")]
+
+
 def test_sentences_do_not_break_after_abbreviations() -> None:
     assert split_clauses("St. Louis encephalitis was found. Patients vs. controls differed. Next one.") == [
         "St. Louis encephalitis was found.",
@@ -491,3 +543,22 @@ def test_a_label_backed_only_by_weak_words_is_not_given(clf: Classifier) -> None
     )
     assert "therapeutics" in labels(c)
     assert "epidemiology" not in labels(c)
+
+
+@pytest.mark.parametrize(
+    ("abstract", "case_report", "age"),
+    [
+        ("We describe a 9-year-old boy with SLE nephritis.", 1.0, ["a patient aged 9 years"]),
+        ("A 123-year-old registry of lupus.", 1.0, []),  # an age of three digits is no child
+        ("In x16-year-old and 17 yrs old girls with lupus.", 0.0, ["a patient aged 17 years"]),
+        ("A Case Series of lupus in adults.", 1.0, []),
+        ("Lupus in 2 YEAR-OLD mice; we report the data.", 1.0, ["a patient aged 2 years"]),
+        ("No age given, 20-year-old cohort.", 1.0, []),
+    ],
+)
+def test_case_reports_and_childrens_ages_are_read_from_the_words(
+    abstract: str, case_report: float, age: list[str]
+) -> None:
+    s = Classifier().scores(paper("Lupus", abstract))["pediatrics"]
+    assert s.features["case_report"] == case_report
+    assert [e for e in s.evidence if "aged" in e] == age
