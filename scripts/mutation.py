@@ -209,8 +209,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--module", action="append", choices=sorted(TARGETS), help="default: all of them")
     ap.add_argument("--max-children", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--fresh", action="store_true", help="forget earlier results (delete .mutation/)")
+    ap.add_argument(
+        "--function",
+        action="append",
+        help="only these of the modules' target functions (a re-run of the ones new tests were written for)",
+    )
     args = ap.parse_args(argv)
     targets = [TARGETS[m] for m in (args.module or sorted(TARGETS))]
+    if args.function:
+        unknown = set(args.function) - {f for t in targets for f in t.functions}
+        if unknown:
+            ap.error(f"not a target function of the chosen modules: {', '.join(sorted(unknown))}")
+        targets = [
+            Target(t.module, tuple(f for f in t.functions if f in args.function), t.tests)
+            for t in targets
+            if any(f in args.function for f in t.functions)
+        ]
     if args.fresh and STAGE.exists():
         shutil.rmtree(STAGE)
     _stage(list(TARGETS.values()))
