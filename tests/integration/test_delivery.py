@@ -329,6 +329,62 @@ def test_crash_recovery_settles_each_row_on_its_own_and_says_what_it_did(
     assert subscribers.get(engine, ana.id).cursor == after[ana.id].announce_to
 
 
+def test_crash_recovery_counts_every_row_it_settles(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink, tmp_path: Path
+) -> None:
+    # Two rows left `sending` by a dead sender, settled by one run: the run's report counts both
+    # (operators read these counts in the run tab), whichever way each was settled.
+    for email in ("ana@example.org", "bo@example.org"):
+        sub(engine, email=email)
+    add_papers(engine, [["nephrology"]])
+    delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    for row in ledger(engine):
+        assert delivery.ledger._claim(engine, row, NOW)  # then the process dies
+
+    class ProvesBothWentOut(mailer.OutboxTransport):
+        def was_sent(self, message_id: str) -> bool:
+            return True  # as an outbox that holds both messages would
+
+    stats = run(engine, settings, ProvesBothWentOut(tmp_path / "outbox"))
+    assert (stats.recovered, stats.sent, stats.unconfirmed) == (2, 2, 0)
+
+    # The same crash, but SMTP cannot tell: both are unconfirmed, both reported.
+    for row in ledger(engine):
+        with engine.begin() as c:
+            c.execute(
+                sa.update(store.deliveries).where(store.deliveries.c.id == row.id).values(state="sending")
+            )
+    with smtp(sink) as t:
+        stats = run(engine, settings, t)
+    assert (stats.recovered, stats.sent, stats.unconfirmed) == (0, 0, 2)
+    assert [e["state"] for e in stats.errors] == ["unconfirmed", "unconfirmed"]
+    assert sink.handler.messages == []
+
+
+def test_a_crashed_row_that_another_sender_settles_meanwhile_is_not_sent_again(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    # The outbox says the crashed row's message is not there, but before this sender puts the
+    # row back in the queue, another sender sends it: the requeue must not take it back.
+    sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    [row] = ledger(engine)
+    assert delivery.ledger._claim(engine, row, NOW)
+
+    class AnotherSenderWinsTheRace(mailer.OutboxTransport):
+        def was_sent(self, message_id: str) -> bool:
+            answer = super().was_sent(message_id)
+            with engine.begin() as c:  # the other sender's finish lands now
+                c.execute(sa.update(store.deliveries).values(state="sent", sent_at=NOW))
+            return answer
+
+    with AnotherSenderWinsTheRace(tmp_path / "outbox") as outbox:
+        stats = run(engine, settings, outbox)
+    assert (stats.sent, outbox.written) == (0, 0)
+    assert [r.state for r in ledger(engine)] == ["sent"]
+
+
 def test_an_unconfirmed_row_tells_the_operator_what_happened(
     engine: sa.Engine, settings: Settings, sink: SmtpSink
 ) -> None:
