@@ -385,6 +385,58 @@ def test_a_crashed_row_that_another_sender_settles_meanwhile_is_not_sent_again(
     assert [r.state for r in ledger(engine)] == ["sent"]
 
 
+def test_a_sent_digest_moves_both_cursors_to_the_end_of_its_range(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
+    # Updates (retractions, errata) are numbered on their own counter: a digest that covered
+    # updates 1-3 must move the update cursor too, or the next digest repeats them.
+    s = sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    with engine.begin() as c:
+        store.next_numbers(c, "update", 3)  # three updates announced since Ana subscribed
+    with smtp(sink) as t:
+        stats = run(engine, settings, t)
+    assert stats.sent == 1
+    [row] = ledger(engine)
+    assert (row.update_from, row.update_to) == (0, 3)
+    ana = subscribers.get(engine, s.id)
+    assert (ana.cursor, ana.update_cursor) == (row.announce_to, 3)
+
+
+def test_the_ledger_never_finishes_a_row_that_is_not_in_the_expected_state(
+    engine: sa.Engine, settings: Settings
+) -> None:
+    # Two senders may hold the same row: only the one whose step matches the row's state moves
+    # it, and the other learns it did not (so it counts nothing and touches no cursor).
+    s = sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    [row] = ledger(engine)
+    assert not delivery.ledger._finish(engine, row, "sent", NOW, expect=("sending",), advance=True)
+    assert [r.state for r in ledger(engine)] == ["queued"]
+    assert subscribers.get(engine, s.id).cursor == 0
+    later = datetime(2026, 11, 27, 10, 30)
+    assert delivery.ledger._claim(engine, row, later)
+    [claimed] = ledger(engine)
+    # the claim stamps the row: a row stuck in `sending` shows when it was taken
+    assert (claimed.state, claimed.attempts, claimed.updated_at) == ("sending", 1, later)
+
+
+def test_a_digest_that_fails_for_now_leaves_the_subscriber_record_untouched(
+    engine: sa.Engine, settings: Settings, sink: SmtpSink
+) -> None:
+    s = sub(engine, email="busy@example.org")
+    with engine.connect() as c:
+        before = c.execute(sa.select(store.subscribers).where(store.subscribers.c.id == s.id)).one()
+    sink.handler.rcpt_codes["busy@example.org"] = [450]
+    add_papers(engine, [["nephrology"]])
+    with smtp(sink) as t:
+        assert run(engine, settings, t, now=datetime(2026, 11, 27, 11)).failed_transient == 1
+    with engine.connect() as c:
+        after = c.execute(sa.select(store.subscribers).where(store.subscribers.c.id == s.id)).one()
+    assert after == before  # no cursor, no failure count, not even updated_at
+
+
 def test_an_unconfirmed_row_tells_the_operator_what_happened(
     engine: sa.Engine, settings: Settings, sink: SmtpSink
 ) -> None:
