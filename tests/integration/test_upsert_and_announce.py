@@ -614,3 +614,50 @@ def test_an_update_numbered_by_a_concurrent_step_keeps_its_number(
     classify_and_announce(mine, clf, now=T0 + timedelta(days=2))
     assert fired
     assert [u.update_no for u in rows(mine, store.paper_updates)] == [77]
+
+
+def test_papers_first_seen_in_the_same_instant_are_numbered_in_id_order(engine: sa.Engine) -> None:
+    # One upsert stores a whole batch with one first_seen_at: the id breaks the tie, so numbers
+    # follow the order the papers were stored in, whatever order the table's rows lie in.
+    # (Rows are written highest id first, so a scan in storage order meets them reversed.)
+    ids = list(range(40, 0, -1))
+    with engine.begin() as c:
+        for pid in ids:
+            c.execute(
+                sa.insert(store.papers).values(
+                    id=pid,
+                    doi=f"10.1000/tie.{pid}",
+                    title=f"Lupus nephritis paper {pid}",
+                    record={},
+                    is_lupus=True,
+                    needs_classification=False,
+                    first_seen_at=T0,
+                    updated_at=T0,
+                )
+            )
+    classify_and_announce(engine, KeywordClassifier(), now=T0 + timedelta(hours=1))
+    numbers = {p.id: p.announce_no for p in rows(engine, store.papers)}
+    assert numbers == {pid: pid for pid in ids}
+
+
+def test_notices_detected_in_the_same_instant_are_numbered_in_id_order(engine: sa.Engine) -> None:
+    # The same tie for updates: one upsert can bring several notices for announced papers.
+    upsert_papers(engine, [feed_item()], now=T0)
+    classify_and_announce(engine, KeywordClassifier(), now=T0 + timedelta(minutes=1))
+    [paper] = rows(engine, store.papers)
+    ids = list(range(30, 0, -1))
+    with engine.begin() as c:  # highest id first, so storage order is the reverse of id order
+        for uid in ids:
+            c.execute(
+                sa.insert(store.paper_updates).values(
+                    id=uid,
+                    paper_id=paper.id,
+                    kind="erratum_in",
+                    notice_key=f"10.1000/erratum.{uid}",
+                    notice={},
+                    detected_at=T0 + timedelta(days=1),
+                )
+            )
+    classify_and_announce(engine, KeywordClassifier(), now=T0 + timedelta(days=2))
+    numbers = {u.id: u.update_no for u in rows(engine, store.paper_updates)}
+    assert numbers == {uid: uid for uid in ids}
