@@ -64,6 +64,17 @@ def sub(engine: sa.Engine, **kw: Any) -> subscribers.Subscriber:
     return subscribers.add(engine, from_beginning=True, **kw)
 
 
+def claimed_row(engine: sa.Engine, settings: Settings) -> sa.Row:
+    """Ana's planned digest, claimed (queued -> sending committed): the row a sender that dies
+    before it reaches the mail server leaves behind."""
+    sub(engine, email="ana@example.org")
+    add_papers(engine, [["nephrology"]])
+    delivery.plan_period(engine, settings, day=DAY, now=NOW)
+    [row] = ledger(engine)
+    assert delivery.ledger._claim(engine, row, NOW)
+    return row
+
+
 # --- the message a subscriber receives ------------------------------------------------------
 
 
@@ -224,11 +235,7 @@ def test_crash_after_smtp_accepted_is_never_resent(
 def test_crash_after_claim_before_smtp_stays_unconfirmed_until_operator_requeues(
     engine: sa.Engine, settings: Settings, sink: SmtpSink
 ) -> None:
-    sub(engine, email="ana@example.org")
-    add_papers(engine, [["nephrology"]])
-    delivery.plan_period(engine, settings, day=DAY, now=NOW)
-    [row] = ledger(engine)
-    assert delivery.ledger._claim(engine, row, NOW)  # queued -> sending committed; then the process dies
+    claimed_row(engine, settings)  # then the process dies
     with smtp(sink) as t:
         stats = run(engine, settings, t)
     assert stats.unconfirmed == 1 and sink.handler.messages == []
@@ -281,11 +288,7 @@ def test_outbox_crash_after_writing_is_recognised_as_sent(
 def test_outbox_crash_before_writing_is_sent_on_rerun(
     engine: sa.Engine, settings: Settings, tmp_path: Path
 ) -> None:
-    sub(engine, email="ana@example.org")
-    add_papers(engine, [["nephrology"]])
-    delivery.plan_period(engine, settings, day=DAY, now=NOW)
-    [row] = ledger(engine)
-    delivery.ledger._claim(engine, row, NOW)
+    claimed_row(engine, settings)
     with mailer.OutboxTransport(tmp_path / "outbox") as outbox:
         stats = run(engine, settings, outbox)
     assert (stats.sent, stats.unconfirmed, outbox.written) == (1, 0, 1)
@@ -366,11 +369,7 @@ def test_a_crashed_row_that_another_sender_settles_meanwhile_is_not_sent_again(
 ) -> None:
     # The outbox says the crashed row's message is not there, but before this sender puts the
     # row back in the queue, another sender sends it: the requeue must not take it back.
-    sub(engine, email="ana@example.org")
-    add_papers(engine, [["nephrology"]])
-    delivery.plan_period(engine, settings, day=DAY, now=NOW)
-    [row] = ledger(engine)
-    assert delivery.ledger._claim(engine, row, NOW)
+    claimed_row(engine, settings)
 
     class AnotherSenderWinsTheRace(mailer.OutboxTransport):
         def was_sent(self, message_id: str) -> bool:
